@@ -1,0 +1,188 @@
+// Package wire runs one WebSocket connection the way master, slave and
+// appnode all need it: one reader (the caller), one writer goroutine that
+// drains a bounded queue of frames, symmetric ping heartbeats and read
+// deadlines tied to them. It knows nothing of message contents.
+package wire
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// ErrClosed is returned by sends on a closed connection.
+var ErrClosed = errors.New("connection closed")
+
+// writeTimeout bounds one frame write: a peer that cannot take a frame in
+// this long is too slow to keep.
+const writeTimeout = 10 * time.Second
+
+// Conn is a WebSocket with a writer goroutine. Read must be called from a
+// single goroutine; every other method is safe for concurrent use.
+type Conn struct {
+	ws        *websocket.Conn
+	heartbeat time.Duration
+	send      chan []byte
+	closing   chan struct{} // closed by Close: the writer flushes and stops
+	done      chan struct{} // closed when the writer has exited
+	once      sync.Once
+
+	// Set once before closing is closed; the writer reads them after.
+	closeMsg    []byte
+	closeCode   int
+	closeReason string
+}
+
+// New starts the writer. heartbeat is the ping interval; the read deadline
+// is two of them, so a peer that misses two heartbeats is dropped. queue
+// bounds the frames waiting to be written.
+func New(ws *websocket.Conn, heartbeat time.Duration, queue int) *Conn {
+	c := &Conn{
+		ws:        ws,
+		heartbeat: heartbeat,
+		send:      make(chan []byte, queue),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	c.extend()
+	alive := func(string) error { c.extend(); return nil }
+	ws.SetPongHandler(alive)
+	ws.SetPingHandler(func(data string) error {
+		c.extend()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeTimeout))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+			return err
+		}
+		return nil
+	})
+	go c.writer()
+	return c
+}
+
+func (c *Conn) extend() {
+	_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.heartbeat))
+}
+
+// SetReadLimit caps the size of a frame the peer may send; a larger one
+// makes Read fail and the connection close with code 1009.
+func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
+
+// Read returns the next binary frame. Text frames are an error: the
+// protocol is binary only.
+func (c *Conn) Read() ([]byte, error) {
+	typ, b, err := c.ws.ReadMessage()
+	if err != nil {
+		return nil, err
+	}
+	c.extend()
+	if typ != websocket.BinaryMessage {
+		return nil, errors.New("text frame on a binary protocol")
+	}
+	return b, nil
+}
+
+// Send queues a frame without blocking. It reports false when the queue is
+// full or the connection is closed: the caller treats the peer as too slow.
+func (c *Conn) Send(frame []byte) bool {
+	select {
+	case <-c.closing:
+		return false
+	default:
+	}
+	select {
+	case c.send <- frame:
+		return true
+	default:
+		return false
+	}
+}
+
+// SendWait queues a frame, waiting for room; clients use it for
+// backpressure.
+func (c *Conn) SendWait(ctx context.Context, frame []byte) error {
+	select {
+	case <-c.closing:
+		return ErrClosed
+	default:
+	}
+	select {
+	case c.send <- frame:
+		return nil
+	case <-c.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CloseWith sends last (if non-nil) after the frames already queued, then a
+// close frame with code and reason, then closes the socket. It does not
+// wait; use Wait for that.
+func (c *Conn) CloseWith(last []byte, code int, reason string) {
+	c.once.Do(func() {
+		c.closeMsg, c.closeCode, c.closeReason = last, code, reason
+		close(c.closing)
+	})
+}
+
+// Close closes normally.
+func (c *Conn) Close() { c.CloseWith(nil, websocket.CloseNormalClosure, "") }
+
+// Done is closed once the writer has stopped and the socket is closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Closing is closed as soon as Close or CloseWith was called.
+func (c *Conn) Closing() <-chan struct{} { return c.closing }
+
+// Wait blocks until the writer has exited.
+func (c *Conn) Wait() { <-c.done }
+
+func (c *Conn) writer() {
+	defer close(c.done)
+	defer c.ws.Close()
+	tick := time.NewTicker(c.heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case f := <-c.send:
+			if c.write(f) != nil {
+				c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-tick.C:
+			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)) != nil {
+				c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-c.closing:
+			c.flush()
+			return
+		}
+	}
+}
+
+func (c *Conn) write(f []byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.ws.WriteMessage(websocket.BinaryMessage, f)
+}
+
+// flush writes what is queued, the last message and the close frame, each
+// best effort: the peer may already be gone.
+func (c *Conn) flush() {
+	if c.closeCode == websocket.CloseAbnormalClosure {
+		return // the socket failed; nothing more can be written
+	}
+	for len(c.send) > 0 {
+		if c.write(<-c.send) != nil {
+			return
+		}
+	}
+	if c.closeMsg != nil && c.write(c.closeMsg) != nil {
+		return
+	}
+	msg := websocket.FormatCloseMessage(c.closeCode, c.closeReason)
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+}
