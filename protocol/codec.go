@@ -118,7 +118,7 @@ func Decode(frame []byte) (Message, error) {
 			x := &msg.Tasks[i]
 			x.ID = d.uvarint()
 			x.Attempt = d.uint32()
-			x.Kind = d.string()
+			x.Kind = d.kind()
 			x.Timeout = d.millis()
 			x.Payload = d.bytes()
 		}
@@ -144,7 +144,7 @@ func Decode(frame []byte) (Message, error) {
 		msg.Tasks = make([]NewTask, d.count(6))
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
-			x.Kind = d.string()
+			x.Kind = d.kind()
 			x.Priority = d.int32()
 			x.Timeout = d.millis()
 			x.MaxAttempts = d.uint32()
@@ -162,7 +162,7 @@ func Decode(frame []byte) (Message, error) {
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
 			x.ID = d.uvarint()
-			x.Kind = d.string()
+			x.Kind = d.kind()
 			x.State = State(d.byte())
 			x.Attempts = d.uint32()
 			x.Err = d.string()
@@ -206,8 +206,19 @@ func appendIDs(dst []byte, ids []uint64) []byte {
 // decoder reads a body; the first error sticks and later reads return
 // zero values, so decoding code stays linear.
 type decoder struct {
-	b   []byte
-	err error
+	b        []byte
+	err      error
+	lastKind string
+}
+
+// kind reads a kind, reusing the previous string when it repeats: a batch
+// usually holds one kind, and this saves an allocation per task.
+func (d *decoder) kind() string {
+	b := d.bytes()
+	if string(b) != d.lastKind {
+		d.lastKind = string(b)
+	}
+	return d.lastKind
 }
 
 func (d *decoder) fail(format string, a ...any) {

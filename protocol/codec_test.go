@@ -1,0 +1,159 @@
+package protocol
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func samples() []Message {
+	return []Message{
+		&Hello{Version: Version, Role: RoleSlave, Name: "s1", Host: "h", OS: "linux", Arch: "amd64",
+			Cores: 8, MemoryBytes: 1 << 34, Kinds: []string{"echo", "sha256"}, Concurrency: 8, Prefetch: 8},
+		&Welcome{Version: Version, Session: "abc", Dispatch: DispatchPoll, HeartbeatMillis: 5000, MaxFrameBytes: 1 << 24, MaxPayloadBytes: 1 << 20},
+		&Error{Code: CodeBadFrame, Message: "nope"},
+		&Dispatch{Tasks: []Task{
+			{ID: 1 << 50, Attempt: 1, Kind: "echo", Timeout: 1500 * time.Millisecond, Payload: []byte("hi")},
+			{ID: 1<<50 + 1, Attempt: 3, Kind: "sleep", Payload: []byte{}},
+		}},
+		&Results{Results: []Result{
+			{ID: 7, Attempt: 1, Output: []byte{0, 1, 2}, Duration: 42 * time.Microsecond},
+			{ID: 8, Attempt: 2, Err: "boom", Output: []byte{}},
+		}},
+		&Request{N: 64},
+		&IDs{T: TypeReturn, IDs: []uint64{9, 3, 1 << 60, 0}},
+		&IDs{T: TypeCancel, IDs: []uint64{}},
+		&IDs{T: TypeNotifyAck, IDs: []uint64{5}},
+		&IDs{T: TypeNotifyDone, IDs: []uint64{5, 6}},
+		&Submit{Seq: 99, Tasks: []NewTask{
+			{Kind: "echo", Payload: []byte("x"), Priority: -5, Timeout: time.Second, MaxAttempts: 4, Key: "k"},
+			{Kind: "fail", Payload: []byte{}},
+		}},
+		&SubmitAck{Seq: 99, FirstID: 1000, Count: 2},
+		&SubmitReject{Seq: 99, Index: -1, Code: CodeInvalidTask, Message: "bad"},
+		&Notify{Tasks: []Finished{
+			{ID: 1000, Kind: "echo", State: StateDone, Attempts: 1, Result: []byte("x")},
+			{ID: 1001, Kind: "fail", State: StateFailed, Attempts: 3, Err: "boom", Result: []byte{}},
+		}},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, m := range samples() {
+		frame := Encode(nil, m)
+		if Type(frame[0]) != m.Type() {
+			t.Fatalf("%T: type byte %d, want %d", m, frame[0], m.Type())
+		}
+		got, err := Decode(frame)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", m.Type(), err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("%s: round trip\n got %#v\nwant %#v", m.Type(), got, m)
+		}
+	}
+}
+
+// Every strict prefix of a binary frame must fail cleanly, never panic or
+// decode into something else.
+func TestDecodeTruncated(t *testing.T) {
+	for _, m := range samples() {
+		frame := Encode(nil, m)
+		for n := 0; n < len(frame); n++ {
+			if _, err := Decode(frame[:n]); err == nil {
+				t.Errorf("%s: prefix of %d/%d bytes decoded without error", m.Type(), n, len(frame))
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Errorf("%s: error %v does not wrap ErrMalformed", m.Type(), err)
+			}
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	cases := map[string][]byte{
+		"unknown type":    {200, 1, 2},
+		"trailing bytes":  append(Encode(nil, &Request{N: 1}), 0),
+		"huge count":      {byte(TypeDispatch), 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"huge length":     {byte(TypeResults), 1, 1, 1, 1, 0xff, 0xff, 0xff, 0x7f},
+		"attempt > 2^32":  {byte(TypeDispatch), 1, 1, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0, 0},
+		"bad json hello":  append([]byte{byte(TypeHello)}, "{"...),
+		"request overrun": {byte(TypeRequest), 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+	}
+	for name, frame := range cases {
+		if _, err := Decode(frame); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// Payloads travel raw: a 1000-byte payload adds a handful of framing bytes,
+// not base64's third.
+func TestNoPayloadInflation(t *testing.T) {
+	p := bytes.Repeat([]byte{0xAB}, 1000)
+	frame := Encode(nil, &Dispatch{Tasks: []Task{{ID: 1, Attempt: 1, Kind: "echo", Payload: p}}})
+	if len(frame) > len(p)+20 {
+		t.Fatalf("frame of %d bytes for a %d-byte payload", len(frame), len(p))
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, m := range samples() {
+		f.Add(Encode(nil, m))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		m, err := Decode(frame)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode and decode to the same message.
+		again, err := Decode(Encode(nil, m))
+		if err != nil {
+			t.Fatalf("re-decode of %s: %v", m.Type(), err)
+		}
+		if !reflect.DeepEqual(normalize(m), normalize(again)) {
+			t.Fatalf("%s not stable:\n%#v\n%#v", m.Type(), m, again)
+		}
+	})
+}
+
+// normalize maps empty and nil slices together; JSON and binary bodies may
+// legitimately differ there.
+func normalize(m Message) Message {
+	if h, ok := m.(*Hello); ok && len(h.Kinds) == 0 {
+		c := *h
+		c.Kinds = nil
+		return &c
+	}
+	return m
+}
+
+func batch(n int) *Dispatch {
+	d := &Dispatch{}
+	for i := range n {
+		d.Tasks = append(d.Tasks, Task{ID: uint64(1<<50 + i), Attempt: 1, Kind: "echo", Timeout: time.Minute, Payload: []byte("payload!")})
+	}
+	return d
+}
+
+func BenchmarkEncodeDispatch100(b *testing.B) {
+	d := batch(100)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = Encode(buf[:0], d)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/task")
+}
+
+func BenchmarkDecodeDispatch100(b *testing.B) {
+	frame := Encode(nil, batch(100))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/task")
+}
