@@ -7,6 +7,8 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -15,6 +17,10 @@ import (
 
 // ErrClosed is returned by sends on a closed connection.
 var ErrClosed = errors.New("connection closed")
+
+// ErrTooLarge is returned by Read for a frame over the read limit. The
+// caller decides what to tell the peer before closing.
+var ErrTooLarge = errors.New("frame too large")
 
 // writeTimeout bounds one frame write: a peer that cannot take a frame in
 // this long is too slow to keep.
@@ -29,6 +35,7 @@ type Conn struct {
 	closing   chan struct{} // closed by Close: the writer flushes and stops
 	done      chan struct{} // closed when the writer has exited
 	once      sync.Once
+	limit     int64
 
 	// Set once before closing is closed; the writer reads them after.
 	closeMsg    []byte
@@ -66,21 +73,31 @@ func (c *Conn) extend() {
 	_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.heartbeat))
 }
 
-// SetReadLimit caps the size of a frame the peer may send; a larger one
-// makes Read fail and the connection close with code 1009.
-func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
+// SetReadLimit caps the size of a frame the peer may send; Read fails with
+// ErrTooLarge on a larger one. Call it before the first Read.
+func (c *Conn) SetReadLimit(n int64) { c.limit = n }
 
 // Read returns the next binary frame. Text frames are an error: the
 // protocol is binary only.
 func (c *Conn) Read() ([]byte, error) {
-	typ, b, err := c.ws.ReadMessage()
+	typ, r, err := c.ws.NextReader()
 	if err != nil {
 		return nil, err
 	}
-	c.extend()
 	if typ != websocket.BinaryMessage {
 		return nil, errors.New("text frame on a binary protocol")
 	}
+	if c.limit > 0 {
+		r = io.LimitReader(r, c.limit+1)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if c.limit > 0 && int64(len(b)) > c.limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, c.limit)
+	}
+	c.extend()
 	return b, nil
 }
 

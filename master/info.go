@@ -1,0 +1,111 @@
+package master
+
+import (
+	"sort"
+	"time"
+
+	"github.com/anthill-project/anthill/master/store"
+)
+
+// Stats is a snapshot of the master's state and counters since start.
+type Stats struct {
+	Strategy string
+	Dispatch string
+	Uptime   time.Duration
+
+	Pending int // queued, including those waiting for a retry
+	Running int
+	Unacked int // final, waiting for their application's acknowledgement
+
+	Submitted, Dispatched, Done, Failed, Canceled uint64
+	Retried, Requeued, LateResults                uint64
+
+	Kinds  []KindStats
+	Slaves []SlaveStats
+	Apps   []AppStats
+	Store  store.Stats
+}
+
+// KindStats shows per kind what waits and who can run it. Pending > 0 with
+// Slaves == 0 means those tasks wait for a volunteer that runs the kind.
+type KindStats struct {
+	Kind    string
+	Pending int
+	Slaves  int
+}
+
+// SlaveStats describes one connected slave session.
+type SlaveStats struct {
+	Name, Session, Host, OS, Arch string
+	Cores, Concurrency, Window    int
+	Kinds                         []string
+	Running                       int
+	Dispatched, Done, Failed      uint64
+	Busy                          time.Duration // summed handler time
+	Connected                     time.Time
+}
+
+// AppStats describes one application id.
+type AppStats struct {
+	Name                        string
+	Connected                   bool
+	Pushed, Done, Failed, Acked uint64
+	PendingNotifications        int
+}
+
+// Stats returns a snapshot. It walks slaves and apps, not tasks.
+func (m *Master) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := Stats{
+		Strategy: m.queue.Name(), Dispatch: m.opts.Dispatch, Uptime: m.opts.Now().Sub(m.started),
+		Submitted: m.counts.submitted, Dispatched: m.counts.dispatched, Done: m.counts.done,
+		Failed: m.counts.failed, Canceled: m.counts.canceled, Retried: m.counts.retried,
+		Requeued: m.counts.requeued, LateResults: m.counts.late,
+		Store: m.st.Stats(),
+	}
+	kinds := map[string]*KindStats{}
+	kind := func(k string) *KindStats {
+		if kinds[k] == nil {
+			kinds[k] = &KindStats{Kind: k}
+		}
+		return kinds[k]
+	}
+	for k, n := range m.kinds {
+		kind(k).Slaves = n
+	}
+	for _, t := range m.retries {
+		kind(t.rec.Kind).Pending++
+	}
+	for sl := range m.slaves {
+		s.Running += len(sl.running)
+		s.Slaves = append(s.Slaves, SlaveStats{
+			Name: sl.view.Name, Session: sl.session, Host: sl.hello.Host, OS: sl.hello.OS, Arch: sl.hello.Arch,
+			Cores: sl.hello.Cores, Concurrency: sl.hello.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
+			Running: len(sl.running), Dispatched: sl.dispatched, Done: sl.done, Failed: sl.failed,
+			Busy: sl.busy, Connected: sl.connected,
+		})
+	}
+	for _, a := range m.apps {
+		n := len(a.pending) + len(a.sent)
+		s.Unacked += n
+		s.Apps = append(s.Apps, AppStats{
+			Name: a.name, Connected: a.conn != nil, Pushed: a.stats.pushed, Done: a.stats.done,
+			Failed: a.stats.failed, Acked: a.stats.acked, PendingNotifications: n,
+		})
+	}
+	for k := range m.seenKinds {
+		kind(k)
+	}
+	for k, ks := range kinds {
+		ks.Pending += m.queue.Len(k)
+		s.Pending += ks.Pending
+		if ks.Pending > 0 || ks.Slaves > 0 {
+			s.Kinds = append(s.Kinds, *ks)
+		}
+	}
+	sort.Slice(s.Kinds, func(i, j int) bool { return s.Kinds[i].Kind < s.Kinds[j].Kind })
+	sort.Slice(s.Slaves, func(i, j int) bool { return s.Slaves[i].Name < s.Slaves[j].Name })
+	sort.Slice(s.Apps, func(i, j int) bool { return s.Apps[i].Name < s.Apps[j].Name })
+	return s
+}

@@ -1,0 +1,252 @@
+// Package master is the MasterNode: it accepts slaves and applications over
+// WebSockets, keeps every task durably in its store, schedules pending tasks
+// to slaves through a pluggable Strategy, enforces leases and retries, and
+// notifies each application exactly once when its task is final. It does not
+// parse flags or handle signals (cmd/anthill does) and never imports slave.
+//
+// # Locking
+//
+// One mutex, Master.mu, guards all scheduling state: tasks, queue, slaves,
+// apps. It is never held across network writes (frames go to each peer's
+// bounded queue) nor across a store transaction: changes are handed to the
+// commit pump under the lock, which keeps their order, and the store's
+// completion callbacks take the lock again to deliver acks and notifications.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/anthill-project/anthill/internal/wire"
+	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/protocol"
+)
+
+// StoreFile is the name of the bbolt file inside Options.Data.
+const StoreFile = "anthill.db"
+
+// Master is a running MasterNode. Create it with New, serve with Run, stop
+// with Close or by cancelling Run's context.
+type Master struct {
+	opts     Options
+	ln       net.Listener
+	srv      *http.Server
+	mux      *http.ServeMux
+	st       *store.Store
+	upgrader websocket.Upgrader
+	started  time.Time
+
+	ctx    context.Context // root lifetime: ends when Run stops
+	cancel context.CancelCauseFunc
+	conns  sync.WaitGroup // connection handlers
+	loops  sync.WaitGroup // commit pump and timers
+
+	runOnce   sync.Once
+	closeOnce sync.Once
+	closed    chan struct{} // Close called
+	stopped   chan struct{} // Run finished its shutdown
+	runErr    error
+
+	mu     sync.Mutex
+	tasks  map[uint64]*task // unfinished, and final but not yet acknowledged
+	queue  Strategy
+	nextID uint64
+	slaves map[*slave]struct{}
+	hungry map[*slave]struct{} // slaves with free window
+	kinds  map[string]int      // connected slaves per kind
+	// seenKinds holds every kind ever submitted, so Stats can show kinds
+	// that wait for a slave without walking the tasks.
+	seenKinds map[string]struct{}
+	apps      map[string]*app
+	live      map[*wire.Conn]struct{}
+	raw       map[*websocket.Conn]struct{} // still in the handshake
+	retries   retryHeap
+	expiry    []expiring // acknowledged tasks in finish order, for retention
+	commitQ   []commitReq
+	commitCh  chan struct{}
+	counts    counters
+	draining  bool
+}
+
+// New validates opts, opens the store, reloads unfinished work and binds the
+// listener, so Addr works before Run.
+func New(opts Options) (*Master, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	queue, err := NewStrategy(opts.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(opts.Data, StoreFile), store.Options{NoSync: opts.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	m := &Master{
+		opts:      opts,
+		st:        st,
+		queue:     queue,
+		tasks:     map[uint64]*task{},
+		slaves:    map[*slave]struct{}{},
+		hungry:    map[*slave]struct{}{},
+		kinds:     map[string]int{},
+		seenKinds: map[string]struct{}{},
+		apps:      map[string]*app{},
+		live:      map[*wire.Conn]struct{}{},
+		raw:       map[*websocket.Conn]struct{}{},
+		commitCh:  make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+		stopped:   make(chan struct{}),
+		started:   opts.Now(),
+	}
+	if err := m.reload(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	m.ln = ln
+	m.upgrader = websocket.Upgrader{
+		ReadBufferSize:  64 << 10,
+		WriteBufferSize: 64 << 10,
+		// Slaves and apps are programs, not browsers: a browser page from a
+		// foreign origin must not be able to open them.
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+	}
+	m.mux = http.NewServeMux()
+	m.mux.HandleFunc("/ws/slave", m.serveSlave)
+	m.mux.HandleFunc("/ws/app", m.serveApp)
+	m.mux.HandleFunc("/healthz", m.serveHealth)
+	m.srv = &http.Server{Handler: m.mux, ReadHeaderTimeout: 10 * time.Second}
+	m.ctx, m.cancel = context.WithCancelCause(context.Background())
+	return m, nil
+}
+
+// Addr is the bound listen address.
+func (m *Master) Addr() net.Addr { return m.ln.Addr() }
+
+// URL is the WebSocket base URL slaves and apps dial.
+func (m *Master) URL() string { return "ws://" + m.ln.Addr().String() }
+
+// Handle attaches another HTTP handler (the JSON-RPC API, the dashboard,
+// metrics) to the master's server. Call it before Run.
+func (m *Master) Handle(pattern string, h http.Handler) { m.mux.Handle(pattern, h) }
+
+// Run serves until ctx ends, Close is called or the store fails, then shuts
+// down in order: stop accepting, tell every peer we are going, wait for the
+// connection handlers (at most shutdownWait), stop the timers, close the
+// store. It returns nil on a requested stop.
+func (m *Master) Run(ctx context.Context) error {
+	m.runOnce.Do(func() { m.run(ctx) })
+	<-m.stopped
+	return m.runErr
+}
+
+const shutdownWait = 5 * time.Second
+
+func (m *Master) run(ctx context.Context) {
+	defer close(m.stopped)
+	m.loops.Add(2)
+	go m.commitPump()
+	go m.timers()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- m.srv.Serve(m.ln) }()
+
+	m.opts.Logger.Info("master serving", "addr", m.Addr().String(), "data", m.opts.Data,
+		"strategy", m.queue.Name(), "dispatch", m.opts.Dispatch)
+	select {
+	case <-ctx.Done():
+	case <-m.closed:
+	case <-m.ctx.Done():
+	case err := <-serveErr:
+		m.cancel(fmt.Errorf("serve: %w", err))
+	}
+	if err := context.Cause(m.ctx); err != nil {
+		m.runErr = err
+	}
+
+	// Stop accepting; hijacked WebSockets are ours to close.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+	defer cancel()
+	_ = m.srv.Shutdown(sctx)
+	m.mu.Lock()
+	m.draining = true
+	bye := protocol.Encode(nil, &protocol.Error{Code: protocol.CodeShuttingDown, Message: "master is shutting down"})
+	for c := range m.live {
+		c.CloseWith(bye, websocket.CloseGoingAway, "master shutting down")
+	}
+	for ws := range m.raw {
+		ws.Close()
+	}
+	m.mu.Unlock()
+	waitTimeout(&m.conns, shutdownWait)
+
+	m.cancel(nil)
+	m.loops.Wait()
+	// The timers may have queued a batch after the pump's last flush.
+	m.flushCommits()
+	if err := m.st.Close(); err != nil && m.runErr == nil {
+		m.runErr = err
+	}
+	m.opts.Logger.Info("master stopped")
+}
+
+// Close stops a running master and waits for Run to finish its shutdown.
+// It is idempotent; on a master never Run it just releases the store.
+func (m *Master) Close() error {
+	m.closeOnce.Do(func() { close(m.closed) })
+	m.runOnce.Do(func() {
+		m.ln.Close()
+		m.cancel(nil)
+		m.runErr = m.st.Close()
+		close(m.stopped)
+	})
+	<-m.stopped
+	return m.runErr
+}
+
+// fail stops the master after an error it cannot serve through, such as a
+// failed commit: acknowledging anything after that would be a lie.
+func (m *Master) fail(err error) {
+	m.opts.Logger.Error("master failing", "err", err)
+	m.cancel(err)
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (m *Master) serveHealth(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-m.ctx.Done():
+		http.Error(w, "stopping", http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+// errShutdown is the cause when a connection ends because we stop.
+var errShutdown = errors.New("master shutting down")

@@ -1,0 +1,115 @@
+package store
+
+import "slices"
+
+// Batch collects changes for one commit; they become durable together.
+// The zero value is ready to use.
+//
+// Every method encodes its arguments into the batch at once, so the caller
+// may change a Record as soon as PutTask returns: the master builds batches
+// under its own lock and mutates the records later from other goroutines.
+// Changes apply in the order they were added, so an AckTask after a PutTask
+// of the same id sees the new record.
+//
+// A Batch is not safe for concurrent use. After passing it to Commit, do not
+// touch it until its done callback has run; then Reset may recycle it.
+type Batch struct {
+	ops    []op
+	buf    []byte // keys and values of ops, back to back
+	nextID uint64
+}
+
+type opKind uint8
+
+const (
+	opPutTask opKind = iota + 1
+	opAckTask
+	opDeleteTask
+	opPutPush
+	opDeletePush
+)
+
+// op locates its key at buf[key:val] and its value at buf[val:end]. Offsets,
+// not slices, because buf moves as it grows.
+type op struct {
+	kind          opKind
+	key, val, end int
+}
+
+func (b *Batch) add(kind opKind, key int) {
+	n := len(b.buf)
+	b.ops = append(b.ops, op{kind: kind, key: key, val: n, end: n})
+}
+
+// PutTask inserts r or overwrites the stored record with the same ID.
+func (b *Batch) PutTask(r *Record) {
+	b.buf = slices.Grow(b.buf, 8+encodedLen(r))
+	key := len(b.buf)
+	b.buf = taskKey(b.buf, r.ID)
+	val := len(b.buf)
+	b.buf = appendRecord(b.buf, r)
+	b.ops = append(b.ops, op{kind: opPutTask, key: key, val: val, end: len(b.buf)})
+}
+
+// AckTask marks the stored task as acknowledged by its application. It is
+// applied to whatever record is stored when the batch commits; an id that is
+// not stored then is ignored, because an acknowledgement may race with the
+// task's deletion.
+func (b *Batch) AckTask(id uint64) {
+	key := len(b.buf)
+	b.buf = taskKey(b.buf, id)
+	b.add(opAckTask, key)
+}
+
+// DeleteTask removes a task; a missing id is not an error.
+func (b *Batch) DeleteTask(id uint64) {
+	key := len(b.buf)
+	b.buf = taskKey(b.buf, id)
+	b.add(opDeleteTask, key)
+}
+
+// PutPush records which ids an application's submit batch was given.
+func (b *Batch) PutPush(p Push) {
+	key := len(b.buf)
+	b.buf = pushKey(b.buf, p.App, p.Seq)
+	val := len(b.buf)
+	b.buf = appendPushValue(b.buf, &p)
+	b.ops = append(b.ops, op{kind: opPutPush, key: key, val: val, end: len(b.buf)})
+}
+
+// DeletePush forgets a push; a missing one is not an error.
+func (b *Batch) DeletePush(app string, seq uint64) {
+	key := len(b.buf)
+	b.buf = pushKey(b.buf, app, seq)
+	b.add(opDeletePush, key)
+}
+
+// SetNextID raises the stored next task id to id. It never lowers it, so
+// batches committed out of the order their ids were handed out cannot
+// move it back.
+func (b *Batch) SetNextID(id uint64) {
+	b.nextID = max(b.nextID, id)
+}
+
+// Len is the number of changes in the batch; SetNextID counts as one
+// however often it was called.
+func (b *Batch) Len() int {
+	if b == nil {
+		return 0
+	}
+	n := len(b.ops)
+	if b.nextID != 0 {
+		n++
+	}
+	return n
+}
+
+// Reset empties the batch and keeps its memory for reuse.
+func (b *Batch) Reset() {
+	b.ops = b.ops[:0]
+	b.buf = b.buf[:0]
+	b.nextID = 0
+}
+
+func (b *Batch) key(o *op) []byte { return b.buf[o.key:o.val:o.val] }
+func (b *Batch) val(o *op) []byte { return b.buf[o.val:o.end:o.end] }

@@ -1,0 +1,16 @@
+// Package store keeps the master's durable state in one bbolt file: task
+// records, push-dedupe records and metadata (format version, next task id).
+// It is the only package that imports bbolt, so the file format has one
+// owner.
+//
+// Writes go through group commit: a single committer goroutine folds every
+// Batch queued while the previous transaction was being fsynced into the
+// next transaction, so one fsync covers many changes from many callers
+// without a timer adding latency. The store holds no locks of the master's
+// and does no network I/O; callers learn that a batch is durable from its
+// done callback.
+//
+// Caveats: the file is locked for one process at a time; a file written by a
+// newer Anthill is refused (ErrNewerFormat), and a damaged one is refused
+// without being modified rather than reset.
+package store

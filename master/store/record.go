@@ -1,0 +1,307 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/anthill-project/anthill/protocol"
+)
+
+// Record is one task as the store keeps it.
+type Record struct {
+	ID          uint64
+	App         string
+	Kind        string
+	Key         string
+	Priority    int32
+	Timeout     time.Duration
+	MaxAttempts uint32
+	Attempts    uint32
+	State       protocol.State
+	CreatedAt   time.Time
+	StartedAt   time.Time // zero if never started
+	FinishedAt  time.Time // zero unless final
+	Slave       string    // name of the slave that ran the last attempt
+	Payload     []byte
+	Result      []byte
+	Err         string
+	Acked       bool // the application acknowledged the final notification
+}
+
+// Push remembers that an application's submit batch Seq was given the ids
+// FirstID..FirstID+Count-1, so a resent batch gets the same answer instead
+// of new tasks.
+type Push struct {
+	App     string
+	Seq     uint64
+	FirstID uint64
+	Count   uint32
+	At      time.Time
+}
+
+// Record encoding, format 1. The header is fixed so AckTask can flip the
+// flag on a copy of the stored bytes without decoding the record:
+//
+//	[0] format  [1] flags  [2] state
+//	varint priority, varint timeout, uvarint maxAttempts, uvarint attempts,
+//	varint createdAt, startedAt, finishedAt (unix ns, 0 = zero time),
+//	uvarint len of app, kind, key, slave, err,
+//	uvarint len+1 of payload, result (0 = nil),
+//	then the bytes of app, kind, key, slave, err, payload, result.
+//
+// The id is the bucket key, not part of the value. The strings come before
+// the byte slices and are contiguous so decoding needs one string conversion
+// and one copy.
+const (
+	recordFormat = 1
+
+	offFormat = 0
+	offFlags  = 1
+	offState  = 2
+	headerLen = 3
+
+	flagAcked = 1 << 0
+)
+
+// maxHeaderLen bounds the encoded fields before the variable-length bytes.
+const maxHeaderLen = headerLen + 14*binary.MaxVarintLen64
+
+func appendRecord(dst []byte, r *Record) []byte {
+	var flags byte
+	if r.Acked {
+		flags |= flagAcked
+	}
+	dst = append(dst, recordFormat, flags, byte(r.State))
+	dst = binary.AppendVarint(dst, int64(r.Priority))
+	dst = binary.AppendVarint(dst, int64(r.Timeout))
+	dst = binary.AppendUvarint(dst, uint64(r.MaxAttempts))
+	dst = binary.AppendUvarint(dst, uint64(r.Attempts))
+	dst = binary.AppendVarint(dst, unixNano(r.CreatedAt))
+	dst = binary.AppendVarint(dst, unixNano(r.StartedAt))
+	dst = binary.AppendVarint(dst, unixNano(r.FinishedAt))
+	dst = binary.AppendUvarint(dst, uint64(len(r.App)))
+	dst = binary.AppendUvarint(dst, uint64(len(r.Kind)))
+	dst = binary.AppendUvarint(dst, uint64(len(r.Key)))
+	dst = binary.AppendUvarint(dst, uint64(len(r.Slave)))
+	dst = binary.AppendUvarint(dst, uint64(len(r.Err)))
+	dst = appendNilLen(dst, r.Payload)
+	dst = appendNilLen(dst, r.Result)
+	dst = append(dst, r.App...)
+	dst = append(dst, r.Kind...)
+	dst = append(dst, r.Key...)
+	dst = append(dst, r.Slave...)
+	dst = append(dst, r.Err...)
+	dst = append(dst, r.Payload...)
+	dst = append(dst, r.Result...)
+	return dst
+}
+
+// encodedLen is an upper bound of appendRecord's output, used to grow the
+// batch buffer once instead of several times per record.
+func encodedLen(r *Record) int {
+	return maxHeaderLen + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
+		len(r.Err) + len(r.Payload) + len(r.Result)
+}
+
+// appendNilLen keeps nil and empty apart: a failed attempt's empty Result
+// must not come back as "no result".
+func appendNilLen(dst, b []byte) []byte {
+	if b == nil {
+		return append(dst, 0)
+	}
+	return binary.AppendUvarint(dst, uint64(len(b))+1)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// decoder reads varints and remembers the first failure, so decodeRecord
+// checks once instead of after every field.
+type decoder struct {
+	buf []byte
+	err string
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != "" {
+		return 0
+	}
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 {
+		d.err = "bad " + what
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != "" {
+		return 0
+	}
+	v, n := binary.Varint(d.buf)
+	if n <= 0 {
+		d.err = "bad " + what
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) uint32(what string) uint32 {
+	v := d.uvarint(what)
+	if v > math.MaxUint32 && d.err == "" {
+		d.err = what + " out of range"
+	}
+	return uint32(v)
+}
+
+func corruptRecord(id uint64, why string) error {
+	return fmt.Errorf("task %d: corrupt record: %s", id, why)
+}
+
+// decodeRecord never keeps a reference to data: bbolt's bytes are only valid
+// inside the transaction, and callers keep the Record.
+func decodeRecord(id uint64, data []byte) (*Record, error) {
+	if len(data) < headerLen {
+		return nil, corruptRecord(id, fmt.Sprintf("%d bytes", len(data)))
+	}
+	if f := data[offFormat]; f != recordFormat {
+		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d", f, recordFormat))
+	}
+	flags := data[offFlags]
+	if flags&^flagAcked != 0 {
+		return nil, corruptRecord(id, fmt.Sprintf("unknown flags %#x", flags))
+	}
+	r := &Record{
+		ID:    id,
+		Acked: flags&flagAcked != 0,
+		State: protocol.State(data[offState]),
+	}
+	if _, ok := protocol.ParseState(r.State.String()); !ok {
+		return nil, corruptRecord(id, fmt.Sprintf("invalid state %d", data[offState]))
+	}
+	d := decoder{buf: data[headerLen:]}
+	prio := d.varint("priority")
+	if (prio < math.MinInt32 || prio > math.MaxInt32) && d.err == "" {
+		d.err = "priority out of range"
+	}
+	r.Priority = int32(prio)
+	r.Timeout = time.Duration(d.varint("timeout"))
+	r.MaxAttempts = d.uint32("max attempts")
+	r.Attempts = d.uint32("attempts")
+	r.CreatedAt = fromUnixNano(d.varint("created"))
+	r.StartedAt = fromUnixNano(d.varint("started"))
+	r.FinishedAt = fromUnixNano(d.varint("finished"))
+	var strLens [5]uint64
+	for i, what := range [...]string{"app length", "kind length", "key length", "slave length", "err length"} {
+		strLens[i] = d.uvarint(what)
+	}
+	payLen := d.uvarint("payload length")
+	resLen := d.uvarint("result length")
+	if d.err != "" {
+		return nil, corruptRecord(id, d.err)
+	}
+
+	// Sum against what is left, one length at a time, so a huge length
+	// cannot overflow the check.
+	rest := uint64(len(d.buf))
+	var strTotal uint64
+	for _, n := range strLens {
+		if n > rest-strTotal {
+			return nil, corruptRecord(id, "string length past the end")
+		}
+		strTotal += n
+	}
+	left := rest - strTotal
+	var pay, res uint64
+	if payLen > 0 {
+		pay = payLen - 1
+	}
+	if resLen > 0 {
+		res = resLen - 1
+	}
+	if pay > left || res > left-pay {
+		return nil, corruptRecord(id, "payload or result length past the end")
+	}
+	if pay+res != left {
+		return nil, corruptRecord(id, fmt.Sprintf("%d trailing bytes", left-pay-res))
+	}
+
+	if strTotal > 0 {
+		s := string(d.buf[:strTotal])
+		cut := func(n uint64) string {
+			v := s[:n]
+			s = s[n:]
+			return v
+		}
+		r.App = cut(strLens[0])
+		r.Kind = cut(strLens[1])
+		r.Key = cut(strLens[2])
+		r.Slave = cut(strLens[3])
+		r.Err = cut(strLens[4])
+	}
+	if payLen > 0 || resLen > 0 {
+		b := make([]byte, pay+res)
+		copy(b, d.buf[strTotal:])
+		if payLen > 0 {
+			r.Payload = b[:pay:pay]
+		}
+		if resLen > 0 {
+			r.Result = b[pay:]
+		}
+	}
+	return r, nil
+}
+
+// Push keys sort by app, then by seq, so one app's pushes are adjacent.
+// The seq is found from the end, so an app name may contain 0x00.
+func pushKey(dst []byte, app string, seq uint64) []byte {
+	dst = append(dst, app...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+func appendPushValue(dst []byte, p *Push) []byte {
+	dst = binary.AppendUvarint(dst, p.FirstID)
+	dst = binary.AppendUvarint(dst, uint64(p.Count))
+	return binary.AppendVarint(dst, unixNano(p.At))
+}
+
+func decodePush(k, v []byte) (Push, error) {
+	if len(k) < 9 || k[len(k)-9] != 0 {
+		return Push{}, fmt.Errorf("corrupt push key %x", k)
+	}
+	p := Push{
+		App: string(k[:len(k)-9]),
+		Seq: binary.BigEndian.Uint64(k[len(k)-8:]),
+	}
+	d := decoder{buf: v}
+	p.FirstID = d.uvarint("first id")
+	p.Count = d.uint32("count")
+	p.At = fromUnixNano(d.varint("time"))
+	if d.err == "" && len(d.buf) != 0 {
+		d.err = "trailing bytes"
+	}
+	if d.err != "" {
+		return Push{}, fmt.Errorf("push %q seq %d: corrupt record: %s", p.App, p.Seq, d.err)
+	}
+	return p, nil
+}
+
+func taskKey(dst []byte, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(dst, id)
+}

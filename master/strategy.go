@@ -1,0 +1,235 @@
+package master
+
+import (
+	"container/heap"
+	"fmt"
+)
+
+// QueuedTask is what a Strategy sees of a pending task.
+type QueuedTask struct {
+	ID       uint64
+	App      string
+	Kind     string
+	Priority int32
+	Key      string
+	// Slot is the strategy's own bookkeeping (a heap index, a generation);
+	// the master never reads it.
+	Slot int
+
+	t *task
+}
+
+// SlaveView is what a Strategy sees of the slave asking for work.
+type SlaveView struct {
+	Name  string
+	Kinds []string // the kinds it can run, sorted
+}
+
+// Strategy decides which pending task a slave runs next. The master calls it
+// with its lock held, so implementations need no locking but must be fast:
+// Next sits on the dispatch path. A task is Pushed when it becomes pending
+// and leaves either through Next or through Remove.
+type Strategy interface {
+	Name() string
+	Push(t *QueuedTask)
+	// Next removes and returns the task s should run, or nil when none of
+	// the pending tasks is of a kind s runs.
+	Next(s *SlaveView) *QueuedTask
+	// Remove takes t out of the queue (it was canceled, or finished through
+	// a late result while pending).
+	Remove(t *QueuedTask)
+	// Len counts the pending tasks of one kind.
+	Len(kind string) int
+}
+
+// Strategy names accepted by NewStrategy.
+const (
+	StrategyFIFO     = "fifo"
+	StrategyPriority = "priority"
+)
+
+// NewStrategy returns a built-in strategy by name.
+func NewStrategy(name string) (Strategy, error) {
+	switch name {
+	case "", StrategyFIFO:
+		return &fifo{kinds: map[string]*deque{}}, nil
+	case StrategyPriority:
+		return &priority{kinds: map[string]*taskHeap{}}, nil
+	}
+	return nil, fmt.Errorf("unknown strategy %q (want %q or %q)", name, StrategyFIFO, StrategyPriority)
+}
+
+// fifo runs tasks of each kind in the order they became pending; across
+// kinds, the slave gets the oldest head among the kinds it runs. Removal is
+// lazy: Slot holds a generation, and a deque entry whose generation no
+// longer matches is skipped, so Remove is O(1).
+type fifo struct {
+	kinds map[string]*deque
+	gen   int
+}
+
+type entry struct {
+	t   *QueuedTask
+	gen int
+	seq uint64 // order across kinds
+}
+
+type deque struct {
+	items []entry
+	head  int
+	live  int
+}
+
+func (q *deque) push(e entry) { q.items = append(q.items, e); q.live++ }
+
+// front drops stale entries and returns the first live one.
+func (q *deque) front() *entry {
+	for q.head < len(q.items) {
+		e := &q.items[q.head]
+		if e.t.Slot == e.gen {
+			return e
+		}
+		q.pop()
+	}
+	return nil
+}
+
+func (q *deque) pop() {
+	q.items[q.head] = entry{}
+	q.head++
+	// Reclaim the consumed prefix once it dominates, so memory follows the
+	// live length rather than the total ever pushed.
+	if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items = append(q.items[:0:0], q.items[q.head:]...)
+		q.head = 0
+	}
+}
+
+func (f *fifo) Name() string { return StrategyFIFO }
+
+func (f *fifo) Push(t *QueuedTask) {
+	q := f.kinds[t.Kind]
+	if q == nil {
+		q = &deque{}
+		f.kinds[t.Kind] = q
+	}
+	f.gen++
+	t.Slot = f.gen
+	q.push(entry{t: t, gen: f.gen, seq: uint64(f.gen)})
+}
+
+func (f *fifo) Next(s *SlaveView) *QueuedTask {
+	var best *deque
+	var bestSeq uint64
+	for _, k := range s.Kinds {
+		q := f.kinds[k]
+		if q == nil || q.live == 0 {
+			continue
+		}
+		if e := q.front(); e != nil && (best == nil || e.seq < bestSeq) {
+			best, bestSeq = q, e.seq
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	t := best.front().t
+	best.pop()
+	best.live--
+	t.Slot = 0
+	return t
+}
+
+func (f *fifo) Remove(t *QueuedTask) {
+	if t.Slot == 0 {
+		return
+	}
+	t.Slot = 0
+	if q := f.kinds[t.Kind]; q != nil {
+		q.live--
+	}
+}
+
+func (f *fifo) Len(kind string) int {
+	if q := f.kinds[kind]; q != nil {
+		return q.live
+	}
+	return 0
+}
+
+// priority runs the highest Priority first, oldest id first among equals.
+// Slot is the heap index plus one (zero: not queued).
+type priority struct {
+	kinds map[string]*taskHeap
+}
+
+type taskHeap []*QueuedTask
+
+func (h taskHeap) Len() int           { return len(h) }
+func (h taskHeap) Less(i, j int) bool { return runsBefore(h[i], h[j]) }
+
+func runsBefore(a, b *QueuedTask) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.ID < b.ID
+}
+func (h taskHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].Slot, h[j].Slot = i+1, j+1
+}
+func (h *taskHeap) Push(x any) {
+	t := x.(*QueuedTask)
+	t.Slot = len(*h) + 1
+	*h = append(*h, t)
+}
+func (h *taskHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.Slot = 0
+	return t
+}
+
+func (p *priority) Name() string { return StrategyPriority }
+
+func (p *priority) Push(t *QueuedTask) {
+	h := p.kinds[t.Kind]
+	if h == nil {
+		h = &taskHeap{}
+		p.kinds[t.Kind] = h
+	}
+	heap.Push(h, t)
+}
+
+func (p *priority) Next(s *SlaveView) *QueuedTask {
+	var best *taskHeap
+	for _, k := range s.Kinds {
+		h := p.kinds[k]
+		if h == nil || len(*h) == 0 {
+			continue
+		}
+		if best == nil || runsBefore((*h)[0], (*best)[0]) {
+			best = h
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return heap.Pop(best).(*QueuedTask)
+}
+
+func (p *priority) Remove(t *QueuedTask) {
+	if t.Slot == 0 {
+		return
+	}
+	heap.Remove(p.kinds[t.Kind], t.Slot-1)
+}
+
+func (p *priority) Len(kind string) int {
+	if h := p.kinds[kind]; h != nil {
+		return len(*h)
+	}
+	return 0
+}

@@ -1,0 +1,136 @@
+package slave
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/anthill-project/anthill/sandbox"
+)
+
+// Options configures a Slave. Each field's comment states its zero-value
+// default; New validates the rest.
+type Options struct {
+	// Master is the master's base URL: ws://host:port or wss://…, or
+	// http:// and https://, which mean ws:// and wss://. The slave dials
+	// Master + "/ws/slave". Required.
+	Master string
+	// Name identifies the slave on the master, 1 to 128 bytes. Default
+	// "<hostname>-<pid>".
+	Name string
+	// Token is the enrollment token sent in the Hello. Default "": none.
+	Token string
+	// Registry holds the task kinds the slave runs; it must hold at least
+	// one. Required.
+	Registry *sandbox.Registry
+	// Concurrency is how many tasks run at once, 1 to 4096. Default
+	// runtime.NumCPU().
+	Concurrency int
+	// Prefetch is how many tasks the slave holds beyond Concurrency, so a
+	// slot that frees up finds work without a round trip, up to 65536.
+	// Default Concurrency; negative means none.
+	Prefetch int
+	// Grace is how long running tasks may finish once Run's context ends;
+	// those still running then are canceled and handed back. It applies
+	// while connected: with no master to report to, running tasks are
+	// canceled at once. Default 30s; negative means no grace.
+	Grace time.Duration
+	// ReconnectMin and ReconnectMax bound the jittered exponential backoff
+	// between connection attempts. Defaults 100ms and 10s.
+	ReconnectMin, ReconnectMax time.Duration
+	// Logger receives connection events, panics and timeouts of tasks.
+	// Default: discard.
+	Logger *slog.Logger
+	// Software is the version string sent in the Hello. Default "".
+	Software string
+}
+
+// Limits the master enforces on a slave's Hello (docs/protocol.md); New
+// checks them so a misconfigured slave fails at once rather than being
+// refused forever.
+const (
+	maxNameBytes   = 128
+	maxConcurrency = 4096
+	maxPrefetch    = 65536
+)
+
+// withDefaults returns o with every zero field defaulted, or an error for
+// a field out of range.
+func (o Options) withDefaults() (Options, error) {
+	if o.Registry == nil {
+		return o, errors.New("slave: Options.Registry is required")
+	}
+	if len(o.Registry.Kinds()) == 0 {
+		return o, errors.New("slave: the registry holds no task kinds")
+	}
+	if o.Name == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "slave"
+		}
+		o.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+		if len(o.Name) > maxNameBytes {
+			o.Name = o.Name[len(o.Name)-maxNameBytes:]
+		}
+	}
+	if len(o.Name) > maxNameBytes {
+		return o, fmt.Errorf("slave: name of %d bytes; the limit is %d", len(o.Name), maxNameBytes)
+	}
+	switch {
+	case o.Concurrency == 0:
+		o.Concurrency = runtime.NumCPU()
+	case o.Concurrency < 0 || o.Concurrency > maxConcurrency:
+		return o, fmt.Errorf("slave: concurrency %d out of range 1 to %d", o.Concurrency, maxConcurrency)
+	}
+	switch {
+	case o.Prefetch == 0:
+		o.Prefetch = o.Concurrency
+	case o.Prefetch < 0:
+		o.Prefetch = 0
+	}
+	o.Prefetch = min(o.Prefetch, maxPrefetch)
+	if o.Grace == 0 {
+		o.Grace = 30 * time.Second
+	}
+	if o.ReconnectMin == 0 {
+		o.ReconnectMin = 100 * time.Millisecond
+	}
+	if o.ReconnectMax == 0 {
+		o.ReconnectMax = 10 * time.Second
+	}
+	if o.ReconnectMin < 0 || o.ReconnectMax < o.ReconnectMin {
+		return o, fmt.Errorf("slave: reconnect backoff %v to %v is not a range", o.ReconnectMin, o.ReconnectMax)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// slaveURL turns the master's base URL into the slave endpoint's.
+func slaveURL(master string) (string, error) {
+	u, err := url.Parse(master)
+	if err != nil {
+		return "", fmt.Errorf("slave: master URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("slave: master URL %q: scheme must be ws, wss, http or https", master)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("slave: master URL %q has no host", master)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/ws/slave"
+	u.RawPath, u.Fragment, u.RawFragment = "", "", ""
+	return u.String(), nil
+}

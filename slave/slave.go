@@ -1,0 +1,363 @@
+// Package slave is the volunteer process's engine: it dials out to a
+// master, announces the task kinds it runs, runs dispatched tasks
+// concurrently through the sandbox and streams their results back in
+// batches, reconnecting with backoff whenever the master goes away. It never
+// crashes on a user task, parses no flags and handles no signals (cmd does).
+//
+// # Lifecycle
+//
+// Run blocks until its context ends or the master refuses the slave for
+// good (unauthorized, unsupported version, bad handshake). When the context
+// ends the slave takes no new work, hands queued tasks back with Return,
+// lets running tasks finish for Options.Grace and sends their results,
+// hands back the rest, closes the connection normally and returns nil once
+// every goroutine it started has exited.
+//
+// # Caveats
+//
+// Tasks run in-process (sandbox.InProcess). A task past its timeout is
+// reported failed at once, but its slot stays busy until the handler
+// returns, so Run can only return once every handler has: a handler that
+// ignores its context keeps Run waiting.
+package slave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/sandbox"
+)
+
+const (
+	// handshakeTimeout bounds the dial, the Hello and the wait for Welcome.
+	handshakeTimeout = 10 * time.Second
+	// handshakeLimit caps the master's first frame, a small JSON body.
+	handshakeLimit = 64 << 10
+	// defaultHeartbeat stands in for a Welcome that announces none.
+	defaultHeartbeat = 5 * time.Second
+	// sendQueue bounds frames waiting for the connection's writer; the
+	// sender waits for room (backpressure), results pile up meanwhile and
+	// go out in bigger batches.
+	sendQueue = 64
+)
+
+// Slave runs tasks for a master. Create it with New and start it with Run.
+type Slave struct {
+	opts   Options
+	url    string
+	log    *slog.Logger
+	runner sandbox.Runner
+	dialer *websocket.Dialer
+	window int // Concurrency + Prefetch: tasks held at once
+	host   string
+	memory uint64
+	used   atomic.Bool
+
+	kick chan struct{} // cap 1: something to send (results, returns, credit)
+	idle chan struct{} // cap 1: while draining, the last running task ended
+
+	// wg counts workers and timeout watchers.
+	wg sync.WaitGroup
+
+	// mu guards everything below. It is never held while writing to the
+	// connection or running a handler.
+	mu         sync.Mutex
+	work       *sync.Cond // on mu: a task was queued or stopping was set
+	queue      []*job     // received, not started; queue[head:] is live
+	head       int
+	active     map[*job]struct{} // handlers running, timed-out ones included
+	pending    []protocol.Result // finished, not yet handed to the connection
+	pendingB   int               // approximate encoded size of pending
+	oldest     time.Time         // when pending became non-empty
+	urgent     bool              // flush pending without lingering
+	returns    []uint64          // ids to hand back
+	sendReturn bool              // send a Return even if returns is empty
+	credit     int               // poll: slots freed since the last Request
+	poll       bool
+	connected  bool
+	draining   bool
+	stopping   bool
+	maxResult  int // largest result (output + error) that fits the master's frame
+	stats      Stats
+}
+
+// Stats is a snapshot of a slave's counters.
+type Stats struct {
+	Done       uint64 // tasks that succeeded
+	Failed     uint64 // tasks that failed: an error, a panic or a timeout
+	Running    int    // handlers running now, timed-out ones not yet returned included
+	Queued     int    // tasks held locally, waiting for a free slot
+	Reconnects uint64 // sessions established after the first
+	Connected  bool   // a session with the master is up
+}
+
+// New validates opts and returns a Slave. It does not connect: Run does.
+func New(opts Options) (*Slave, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	u, err := slaveURL(o.Master)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	s := &Slave{
+		opts:   o,
+		url:    u,
+		log:    o.Logger.With("master", u, "name", o.Name),
+		runner: &sandbox.InProcess{Registry: o.Registry},
+		dialer: &websocket.Dialer{
+			Proxy:            http.ProxyFromEnvironment,
+			HandshakeTimeout: handshakeTimeout,
+			ReadBufferSize:   64 << 10,
+			WriteBufferSize:  64 << 10,
+		},
+		window:    o.Concurrency + o.Prefetch,
+		host:      host,
+		memory:    totalMemory(),
+		kick:      make(chan struct{}, 1),
+		idle:      make(chan struct{}, 1),
+		active:    make(map[*job]struct{}),
+		maxResult: resultLimit(0),
+	}
+	s.work = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// Stats returns the slave's counters.
+func (s *Slave) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Running = len(s.active)
+	st.Queued = len(s.queue) - s.head
+	st.Connected = s.connected
+	return st
+}
+
+// Run connects to the master and runs tasks until ctx ends, then stops
+// gracefully (see the package doc) and returns nil. It returns an error
+// wrapping the master's *protocol.Error when the master refuses the slave
+// for good: unauthorized, unsupported_version or bad_handshake. Every other
+// failure is logged and retried with backoff. Run may be called once.
+func (s *Slave) Run(ctx context.Context) error {
+	if !s.used.CompareAndSwap(false, true) {
+		return errors.New("slave: Run called twice")
+	}
+	base, cancelTasks := context.WithCancel(context.Background())
+	defer cancelTasks()
+	for range s.opts.Concurrency {
+		s.wg.Add(1)
+		go s.worker(base)
+	}
+	err := s.loop(ctx)
+	s.stop(cancelTasks)
+	return err
+}
+
+// loop connects, serves and reconnects until ctx ends or the master
+// refuses the slave for good.
+func (s *Slave) loop(ctx context.Context) error {
+	attempt := 0
+	sessions := 0
+	for {
+		ws, w, err := s.connect(ctx)
+		if err != nil && ctx.Err() != nil {
+			return nil
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return fmt.Errorf("slave: %w", err)
+		}
+		lost := err == nil
+		if lost {
+			sessions++
+			if sessions > 1 {
+				s.mu.Lock()
+				s.stats.Reconnects++
+				s.mu.Unlock()
+			}
+			s.log.Info("connected", "session", w.Session, "dispatch", dispatchName(w), "heartbeat", w.Heartbeat())
+			began := time.Now()
+			err = s.serve(ctx, ws, w)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.As(err, &fatal) {
+				return fmt.Errorf("slave: %w", err)
+			}
+			if time.Since(began) >= s.opts.ReconnectMax {
+				attempt = 0 // the session was healthy: start the backoff over
+			}
+		}
+		delay := backoff(s.opts.ReconnectMin, s.opts.ReconnectMax, attempt)
+		attempt++
+		if lost {
+			s.log.Warn("connection to the master lost", "err", err, "retry_in", delay)
+		} else {
+			s.log.Warn("cannot connect to the master", "err", err, "retry_in", delay)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// backoff returns the delay before attempt n (from 0): min doubled n
+// times, capped at max, then jittered down by up to half so that slaves
+// dropped together do not come back together.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo
+	for i := 0; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// fatalError is a refusal that retrying cannot fix.
+type fatalError struct{ err *protocol.Error }
+
+func (e *fatalError) Error() string { return "master refused the slave: " + e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// checkError classifies an Error frame from the master.
+func checkError(e *protocol.Error) error {
+	switch e.Code {
+	case protocol.CodeUnauthorized, protocol.CodeUnsupportedVersion, protocol.CodeBadHandshake:
+		return &fatalError{e}
+	}
+	return fmt.Errorf("master sent an error: %w", e)
+}
+
+func dispatchName(w *protocol.Welcome) string {
+	if w.Dispatch == "" {
+		return protocol.DispatchSend
+	}
+	return w.Dispatch
+}
+
+// connect dials the master and performs the handshake. ctx ending aborts
+// it at once.
+func (s *Slave) connect(ctx context.Context) (*websocket.Conn, *protocol.Welcome, error) {
+	ws, resp, err := s.dialer.DialContext(ctx, s.url, nil)
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		}
+		return nil, nil, fmt.Errorf("dial: %w", err)
+	}
+	closed := make(chan struct{})
+	unwatch := context.AfterFunc(ctx, func() {
+		ws.Close()
+		close(closed)
+	})
+	w, err := s.handshake(ws)
+	if !unwatch() {
+		<-closed // ctx ended: the socket is closed
+		return nil, nil, ctx.Err()
+	}
+	if err != nil {
+		ws.Close()
+		return nil, nil, err
+	}
+	return ws, w, nil
+}
+
+// handshake sends the Hello and reads the master's answer with the raw
+// socket, before the heartbeat is known.
+func (s *Slave) handshake(ws *websocket.Conn) (*protocol.Welcome, error) {
+	deadline := time.Now().Add(handshakeTimeout)
+	_ = ws.SetWriteDeadline(deadline)
+	if err := ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, s.hello())); err != nil {
+		return nil, fmt.Errorf("send hello: %w", err)
+	}
+	_ = ws.SetReadDeadline(deadline)
+	ws.SetReadLimit(handshakeLimit)
+	typ, frame, err := ws.ReadMessage()
+	if err != nil {
+		return nil, fmt.Errorf("wait for welcome: %w", err)
+	}
+	if typ != websocket.BinaryMessage {
+		return nil, errors.New("wait for welcome: text frame on a binary protocol")
+	}
+	msg, err := protocol.Decode(frame)
+	if err != nil {
+		return nil, fmt.Errorf("wait for welcome: %w", err)
+	}
+	switch m := msg.(type) {
+	case *protocol.Welcome:
+		if m.Version != protocol.Version {
+			return nil, &fatalError{&protocol.Error{Code: protocol.CodeUnsupportedVersion,
+				Message: fmt.Sprintf("the master speaks protocol version %d; this slave speaks %d", m.Version, protocol.Version)}}
+		}
+		if d := dispatchName(m); d != protocol.DispatchSend && d != protocol.DispatchPoll {
+			return nil, fmt.Errorf("welcome announces unknown dispatch pattern %q", d)
+		}
+		_ = ws.SetReadDeadline(time.Time{})
+		_ = ws.SetWriteDeadline(time.Time{})
+		ws.SetReadLimit(0) // wire.Conn enforces the limit itself
+		return m, nil
+	case *protocol.Error:
+		return nil, checkError(m)
+	default:
+		return nil, fmt.Errorf("wait for welcome: got %s", msg.Type())
+	}
+}
+
+func (s *Slave) hello() *protocol.Hello {
+	return &protocol.Hello{
+		Version:     protocol.Version,
+		Role:        protocol.RoleSlave,
+		Name:        s.opts.Name,
+		Token:       s.opts.Token,
+		Software:    s.opts.Software,
+		Host:        s.host,
+		OS:          runtime.GOOS,
+		Arch:        runtime.GOARCH,
+		Cores:       runtime.NumCPU(),
+		MemoryBytes: s.memory,
+		Kinds:       s.opts.Registry.Kinds(),
+		Concurrency: s.opts.Concurrency,
+		Prefetch:    s.opts.Prefetch,
+	}
+}
+
+// stop ends the workers: queued tasks are dropped, running ones canceled
+// and their results discarded; it returns once every handler has.
+func (s *Slave) stop(cancelTasks context.CancelFunc) {
+	s.mu.Lock()
+	s.stopping = true
+	s.dropQueueLocked()
+	n := len(s.active)
+	for j := range s.active {
+		j.settled = true
+	}
+	s.work.Broadcast()
+	s.mu.Unlock()
+	cancelTasks()
+	if n > 0 {
+		s.log.Info("waiting for canceled tasks to return", "running", n)
+	}
+	s.wg.Wait()
+}
