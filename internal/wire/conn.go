@@ -36,6 +36,8 @@ type Conn struct {
 	done      chan struct{} // closed when the writer has exited
 	once      sync.Once
 	limit     int64
+	readDone  chan struct{} // closed when Read has failed: the peer is gone or closed
+	readOnce  sync.Once
 
 	// Set once before closing is closed; the writer reads them after.
 	closeMsg    []byte
@@ -47,7 +49,11 @@ type Conn struct {
 // is two of them, so a peer that misses two heartbeats is dropped. queue
 // bounds the frames waiting to be written.
 func New(ws *websocket.Conn, heartbeat time.Duration, queue int) *Conn {
+	if heartbeat <= 0 {
+		heartbeat = 5 * time.Second
+	}
 	c := &Conn{
+		readDone:  make(chan struct{}),
 		ws:        ws,
 		heartbeat: heartbeat,
 		send:      make(chan []byte, queue),
@@ -82,6 +88,7 @@ func (c *Conn) SetReadLimit(n int64) { c.limit = n }
 func (c *Conn) Read() ([]byte, error) {
 	typ, r, err := c.ws.NextReader()
 	if err != nil {
+		c.readOnce.Do(func() { close(c.readDone) })
 		return nil, err
 	}
 	if typ != websocket.BinaryMessage {
@@ -201,5 +208,17 @@ func (c *Conn) flush() {
 		return
 	}
 	msg := websocket.FormatCloseMessage(c.closeCode, c.closeReason)
-	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	if c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)) != nil {
+		return
+	}
+	// Closing the socket while the peer's last frames are unread makes the
+	// kernel send a reset, and the peer can lose what we just wrote. Give a
+	// reader the chance to see the peer's close reply first.
+	select {
+	case <-c.readDone:
+	case <-time.After(closeWait):
+	}
 }
+
+// closeWait bounds the wait for the peer's close reply.
+const closeWait = time.Second
