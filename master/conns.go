@@ -367,14 +367,15 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 		// The newest connection wins: the old one is most likely dead and
 		// not yet noticed.
 		old.log.Info("replaced by a new connection of the same app")
-		old.closeWith(protocol.CodeBadHandshake, "replaced by a new connection of the same app", websocket.ClosePolicyViolation)
+		old.closeWith(protocol.CodeReplaced, "replaced by a new connection of the same app", websocket.ClosePolicyViolation)
 		m.appDetachLocked(a)
 	}
 	a.conn = p
 	p.send(m.welcome(session))
+	waiting := len(a.pending)
 	m.notifyLocked(a)
 	m.mu.Unlock()
-	p.log.Info("app connected", "pending_notifications", len(a.pending)+len(a.sent))
+	p.log.Info("app connected", "pending_notifications", waiting)
 
 	m.readLoop(p, func(msg protocol.Message) error {
 		switch msg := msg.(type) {

@@ -106,6 +106,7 @@ const (
 	CodePayloadTooLarge    = "payload_too_large"   // a task payload over the limit
 	CodeInvalidTask        = "invalid_task"        // a task field out of range
 	CodeShuttingDown       = "shutting_down"       // master is stopping
+	CodeReplaced           = "replaced"            // a newer connection took over this app id
 	CodeInternal           = "internal"            // the master failed (e.g. store error)
 )
 

@@ -1,0 +1,572 @@
+package appnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/anthill-project/anthill/internal/wire"
+	"github.com/anthill-project/anthill/protocol"
+)
+
+// Options configures a Node. Master and App are required.
+type Options struct {
+	// Master is the master's base URL, ws://host:port or http://host:port
+	// (wss and https work too); the node dials Master + "/ws/app".
+	Master string
+	// App is the application id. Notifications are kept by the master per
+	// app id across reconnects and process restarts. Required.
+	App string
+	// Token authenticates the application; empty sends none.
+	Token string
+	// TaskFinished is called exactly once per finished task that is not
+	// owned by a running TaskSystem, including tasks pushed by an earlier
+	// process under the same App id (those arrive as &Task{ID, Kind}).
+	// result is the task's output and err nil when it succeeded; otherwise
+	// result is nil and err a *TaskError. Calls are made one at a time from
+	// one goroutine; a slow callback delays further notifications but not
+	// the connection. nil drops the calls (tasks are still acknowledged).
+	TaskFinished func(t *Task, result []byte, err error)
+	// ReconnectMin and ReconnectMax bound the jittered exponential backoff
+	// between reconnection attempts. Zero means 100ms and 5s.
+	ReconnectMin, ReconnectMax time.Duration
+	// Logger receives connection events. nil discards them.
+	Logger *slog.Logger
+}
+
+// Task is one unit of work. The application fills in everything but ID.
+type Task struct {
+	// ID is set by the master when PushTask returns.
+	ID uint64
+	// Kind names the handler a slave runs the task with.
+	Kind string
+	// Payload is the task's input, opaque to Anthill.
+	Payload []byte
+	// Priority orders pending tasks under the priority strategy: higher
+	// runs first. Zero is the default.
+	Priority int32
+	// Timeout bounds each attempt. Zero means the master's default.
+	Timeout time.Duration
+	// MaxAttempts bounds how often the task runs before it fails. Zero
+	// means the master's default.
+	MaxAttempts int
+	// Key is an optional routing key.
+	Key string
+	// Value is application state carried with the task in this process;
+	// it is never sent.
+	Value any
+}
+
+// TaskError is the error given to TaskFinished (or TaskSystem.Finished)
+// when a task failed or was canceled.
+type TaskError struct {
+	ID       uint64
+	State    protocol.State // protocol.StateFailed or protocol.StateCanceled
+	Attempts int            // attempts the master made
+	Message  string         // the last attempt's error
+}
+
+func (e *TaskError) Error() string {
+	s := "s"
+	if e.Attempts == 1 {
+		s = ""
+	}
+	msg := fmt.Sprintf("task %d %s after %d attempt%s", e.ID, e.State, e.Attempts, s)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// RejectError is returned by PushTask and PushTasks when the batch was
+// refused as a whole and nothing of it was stored, by the master or, for
+// limits the master announced, before sending. Index is the offending task
+// in the batch, -1 when the batch itself is at fault. Code is one of the
+// protocol's error codes.
+type RejectError struct {
+	Index   int
+	Code    string
+	Message string
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("push rejected: %s: %s", e.Code, e.Message)
+}
+
+// ErrClosed is returned by pushes and Run once Shutdown has been called.
+var ErrClosed = errors.New("appnode: node is shut down")
+
+// fatalCodes are the Error codes after which reconnecting cannot help.
+var fatalCodes = map[string]bool{
+	protocol.CodeUnauthorized:       true,
+	protocol.CodeUnsupportedVersion: true,
+	protocol.CodeBadHandshake:       true,
+	// Two processes under one app id would take the id from each other
+	// forever; the one replaced stops.
+	protocol.CodeReplaced: true,
+}
+
+const (
+	handshakeTimeout = 10 * time.Second
+	sendQueue        = 256 // frames waiting for the connection's writer
+	defaultFrame     = 8 << 20
+)
+
+// Node is a connection to a master under one app id. Its methods are safe
+// for concurrent use.
+type Node struct {
+	opts Options
+	url  string
+	log  *slog.Logger
+
+	ctx      context.Context // root lifetime: canceled by Shutdown
+	cancel   context.CancelFunc
+	sendSem  chan struct{} // capacity 1: orders Submit frames; taken before mu
+	stopping chan struct{} // closed on Shutdown or a fatal error
+	stopOnce sync.Once
+	dispSig  chan struct{} // capacity 1: wakes the dispatcher
+	dispDone chan struct{}
+	wg       sync.WaitGroup // the loop and resenders
+
+	mu        sync.Mutex
+	conn      *wire.Conn // nil while disconnected
+	welcome   protocol.Welcome
+	closing   bool  // Shutdown called: no new pushes
+	draining  bool  // Shutdown: no new notifications taken
+	stopped   bool  // Shutdown: no new connections
+	err       error // fatal error
+	nextSeq   uint64
+	batches   map[uint64]*batch // unacknowledged, by Seq
+	inflight  map[uint64]*entry // acknowledged, not yet notified, by task id
+	delivered map[uint64]struct{}
+	handling  map[uint64]*item    // taken notifications not yet handled (incl. parked)
+	owed      map[uint64]struct{} // handled, but no acknowledgement could be queued
+	parked    []*item             // notifications for ids no ack has named yet
+	queue     []*item             // for the dispatcher
+	busy      int                 // routed items whose callback has not returned
+	sending   int                 // ack frames being queued
+	changed   chan struct{}       // closed on state changes while someone waits
+}
+
+// entry is an acknowledged task awaiting its notification.
+type entry struct {
+	task  *Task
+	owner *run // nil: Options.TaskFinished
+}
+
+// Connect dials the master, completes the handshake and returns a running
+// node; from then on it reconnects by itself. A dial failure or an Error
+// from the master (unauthorized, unsupported_version, bad_handshake, ...) is
+// returned; errors.As finds a *protocol.Error in the latter.
+func Connect(ctx context.Context, opts Options) (*Node, error) {
+	if opts.App == "" {
+		return nil, errors.New("appnode: Options.App is required")
+	}
+	u, err := appURL(opts.Master)
+	if err != nil {
+		return nil, err
+	}
+	if opts.ReconnectMin <= 0 {
+		opts.ReconnectMin = 100 * time.Millisecond
+	}
+	if opts.ReconnectMax <= 0 {
+		opts.ReconnectMax = 5 * time.Second
+	}
+	opts.ReconnectMax = max(opts.ReconnectMax, opts.ReconnectMin)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{
+		opts:      opts,
+		url:       u,
+		log:       log.With("app", opts.App),
+		sendSem:   make(chan struct{}, 1),
+		stopping:  make(chan struct{}),
+		dispSig:   make(chan struct{}, 1),
+		dispDone:  make(chan struct{}),
+		nextSeq:   uint64(time.Now().UnixNano()),
+		batches:   map[uint64]*batch{},
+		inflight:  map[uint64]*entry{},
+		delivered: map[uint64]struct{}{},
+		handling:  map[uint64]*item{},
+		owed:      map[uint64]struct{}{},
+	}
+	c, w, err := n.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.conn, n.welcome = c, *w // pushes from now on go straight out
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(1)
+	go n.loop(c, w)
+	go n.dispatch()
+	return n, nil
+}
+
+// appURL turns a base URL into the app endpoint's WebSocket URL.
+func appURL(base string) (string, error) {
+	u, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil {
+		return "", fmt.Errorf("appnode: master URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("appnode: master URL %q: want ws://, wss://, http:// or https://", base)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("appnode: master URL %q has no host", base)
+	}
+	return u.String() + "/ws/app", nil
+}
+
+// dial connects and runs the handshake: Hello out, Welcome or Error back
+// within handshakeTimeout.
+func (n *Node) dial(ctx context.Context) (*wire.Conn, *protocol.Welcome, error) {
+	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: handshakeTimeout}
+	ws, _, err := d.DialContext(ctx, n.url, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("appnode: dial %s: %w", n.url, err)
+	}
+	stop := context.AfterFunc(ctx, func() { ws.Close() })
+	defer stop()
+	fail := func(err error) (*wire.Conn, *protocol.Welcome, error) {
+		ws.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("appnode: handshake with %s: %w", n.url, err)
+	}
+	deadline := time.Now().Add(handshakeTimeout)
+	_ = ws.SetWriteDeadline(deadline)
+	hello := &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: n.opts.App, Token: n.opts.Token}
+	if err := ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, hello)); err != nil {
+		return fail(err)
+	}
+	_ = ws.SetReadDeadline(deadline)
+	ws.SetReadLimit(1 << 20)
+	typ, b, err := ws.ReadMessage()
+	if err != nil {
+		return fail(err)
+	}
+	if typ != websocket.BinaryMessage {
+		return fail(errors.New("text frame on a binary protocol"))
+	}
+	m, err := protocol.Decode(b)
+	if err != nil {
+		return fail(err)
+	}
+	var w *protocol.Welcome
+	switch m := m.(type) {
+	case *protocol.Welcome:
+		w = m
+	case *protocol.Error:
+		return fail(m)
+	default:
+		return fail(fmt.Errorf("%s instead of welcome", m.Type()))
+	}
+	if w.Version != protocol.Version {
+		return fail(&protocol.Error{Code: protocol.CodeUnsupportedVersion,
+			Message: fmt.Sprintf("master speaks version %d, this node %d", w.Version, protocol.Version)})
+	}
+	if !stop() {
+		return fail(ctx.Err())
+	}
+	ws.SetReadLimit(0) // wire.Conn enforces the limit from here on
+	_ = ws.SetReadDeadline(time.Time{})
+	_ = ws.SetWriteDeadline(time.Time{})
+	hb := w.Heartbeat()
+	if hb <= 0 {
+		hb = 5 * time.Second
+	}
+	c := wire.New(ws, hb, sendQueue)
+	if w.MaxFrameBytes > 0 {
+		c.SetReadLimit(int64(w.MaxFrameBytes))
+	}
+	return c, w, nil
+}
+
+// isFatal reports whether err carries an Error code reconnecting cannot fix.
+func isFatal(err error) bool {
+	var pe *protocol.Error
+	return errors.As(err, &pe) && fatalCodes[pe.Code]
+}
+
+// loop serves one connection after another until Shutdown or a fatal error.
+func (n *Node) loop(c *wire.Conn, w *protocol.Welcome) {
+	defer n.wg.Done()
+	wait := n.opts.ReconnectMin
+	for {
+		n.serve(c, w)
+		if n.ctx.Err() != nil || n.failed() {
+			return
+		}
+		for {
+			t := time.NewTimer(jitter(wait))
+			select {
+			case <-t.C:
+			case <-n.ctx.Done():
+				t.Stop()
+				return
+			}
+			var err error
+			c, w, err = n.dial(n.ctx)
+			if err == nil {
+				wait = n.opts.ReconnectMin
+				break
+			}
+			if n.ctx.Err() != nil {
+				return
+			}
+			if isFatal(err) {
+				n.fail(err)
+				return
+			}
+			wait = min(2*wait, n.opts.ReconnectMax)
+			n.log.Warn("reconnect failed", "err", err, "retry_in", wait)
+		}
+	}
+}
+
+// jitter spreads d over [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+func (n *Node) failed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err != nil
+}
+
+// serve installs c as the current connection, re-sends unacknowledged
+// batches on it and reads until it fails.
+func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) {
+	n.mu.Lock()
+	if n.stopped || n.err != nil {
+		n.mu.Unlock()
+		closeConn(c, false)
+		return
+	}
+	n.conn = c
+	n.welcome = *w
+	n.bumpLocked()
+	n.mu.Unlock()
+	n.log.Info("connected", "url", n.url, "session", w.Session)
+
+	n.wg.Add(1)
+	go n.resend(c)
+	broken, err := n.read(c)
+
+	n.mu.Lock()
+	n.conn = nil
+	n.disconnectedLocked()
+	n.mu.Unlock()
+	closeConn(c, broken)
+	if n.ctx.Err() != nil {
+		n.log.Debug("connection closed", "session", w.Session, "err", err)
+	} else {
+		n.log.Warn("disconnected; reconnecting", "session", w.Session, "err", err)
+	}
+}
+
+// closeConn closes c and waits for its writer. Unless a Read already
+// failed, it reads (and drops) frames until the peer's close reply, which
+// the writer waits for before it closes the socket.
+func closeConn(c *wire.Conn, broken bool) {
+	c.Close()
+	for !broken {
+		_, err := c.Read()
+		broken = err != nil
+	}
+	c.Wait()
+}
+
+// read handles frames from c until an error, an Error frame or a protocol
+// violation. broken reports that c.Read itself failed.
+func (n *Node) read(c *wire.Conn) (broken bool, err error) {
+	for {
+		b, err := c.Read()
+		if err != nil {
+			if errors.Is(err, wire.ErrTooLarge) {
+				c.CloseWith(errorFrame(protocol.CodeFrameTooLarge, err.Error()), websocket.CloseMessageTooBig, "")
+				return false, err
+			}
+			return true, err
+		}
+		m, err := protocol.Decode(b)
+		if err != nil {
+			c.CloseWith(errorFrame(protocol.CodeBadFrame, err.Error()), websocket.CloseProtocolError, "")
+			return false, err
+		}
+		switch m := m.(type) {
+		case *protocol.SubmitAck:
+			n.acked(m)
+		case *protocol.SubmitReject:
+			n.rejected(m)
+		case *protocol.Notify:
+			n.notified(c, m)
+		case *protocol.IDs:
+			if m.T != protocol.TypeNotifyDone {
+				return false, n.unexpected(c, m)
+			}
+			n.notifyDone(m.IDs)
+		case *protocol.Error:
+			err := fmt.Errorf("appnode: master: %w", m)
+			if fatalCodes[m.Code] {
+				n.fail(err)
+			}
+			return false, err
+		default:
+			return false, n.unexpected(c, m)
+		}
+	}
+}
+
+func (n *Node) unexpected(c *wire.Conn, m protocol.Message) error {
+	err := fmt.Errorf("unexpected %s from the master", m.Type())
+	c.CloseWith(errorFrame(protocol.CodeBadFrame, err.Error()), websocket.CloseProtocolError, "")
+	return err
+}
+
+func errorFrame(code, msg string) []byte {
+	return protocol.Encode(nil, &protocol.Error{Code: code, Message: msg})
+}
+
+// fail stops the node for good: every pending push returns err, Run
+// returns it, no reconnection is attempted.
+func (n *Node) fail(err error) {
+	n.mu.Lock()
+	if n.err == nil {
+		n.err = err
+	}
+	for _, b := range n.batches {
+		n.resolveLocked(b, err)
+	}
+	n.bumpLocked()
+	n.mu.Unlock()
+	n.stop()
+	n.log.Error("stopped", "err", err)
+}
+
+func (n *Node) stop() { n.stopOnce.Do(func() { close(n.stopping) }) }
+
+// stopErr is what pushes and Run return once stopping is closed.
+func (n *Node) stopErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.usableLocked()
+}
+
+func (n *Node) usableLocked() error {
+	switch {
+	case n.err != nil:
+		return n.err
+	case n.closing:
+		return ErrClosed
+	}
+	return nil
+}
+
+// bumpLocked wakes waitUntil callers.
+func (n *Node) bumpLocked() {
+	if n.changed != nil {
+		close(n.changed)
+		n.changed = nil
+	}
+}
+
+// waitUntil blocks until cond (called under mu) holds or ctx ends.
+func (n *Node) waitUntil(ctx context.Context, cond func() bool) error {
+	for {
+		n.mu.Lock()
+		if cond() {
+			n.mu.Unlock()
+			return nil
+		}
+		if n.changed == nil {
+			n.changed = make(chan struct{})
+		}
+		ch := n.changed
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Shutdown stops the node: no more pushes are accepted (Run returns
+// ErrClosed), pending pushes get their acknowledgement (or fail with
+// ErrClosed when ctx ends first), callbacks already under way finish and
+// their acknowledgements are written, then the connection is closed
+// normally and every goroutine of the node exits. Notifications not yet
+// taken stay with the master for the next process under the same app id.
+// It returns ctx's error if ctx ended before all that; a TaskFinished
+// callback still running then exits when it returns. Shutdown is
+// idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	n.closing = true
+	n.bumpLocked()
+	n.mu.Unlock()
+	n.stop()
+
+	err := n.waitUntil(ctx, func() bool { return len(n.batches) == 0 })
+	n.mu.Lock()
+	n.draining = true
+	var ready [][]uint64
+	for _, it := range n.parked {
+		ready = append(ready, n.untakeLocked(it)...)
+	}
+	n.parked = nil
+	c := n.conn
+	if len(ready) > 0 {
+		n.sending++
+	}
+	n.mu.Unlock()
+	n.sendAcks(c, ready)
+	if err == nil {
+		// Handled notifications whose ack could not be sent (the connection
+		// was down) are offered again after a reconnect and acked then.
+		err = n.waitUntil(ctx, func() bool {
+			return n.busy == 0 && n.sending == 0 && (len(n.owed) == 0 || n.err != nil)
+		})
+	}
+
+	n.mu.Lock()
+	n.stopped = true
+	c = n.conn
+	for _, b := range n.batches {
+		n.resolveLocked(b, ErrClosed)
+	}
+	n.mu.Unlock()
+	n.cancel()
+	if c != nil {
+		c.Close()
+	}
+	n.wg.Wait()
+	select {
+	case <-n.dispDone:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/anthill-project/anthill/appnode"
+)
+
+// runBench measures the whole path a task takes: an appnode pushes no-op
+// echo tasks to a master process with its durable store, which dispatches
+// them to slave processes; the bench waits for every notification. The
+// master runs as its own process so its CPU time can be read apart.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	slaves := fs.Int("slaves", 4, "slave processes")
+	tasks := fs.Int("tasks", 200000, "tasks in the throughput run")
+	batch := fs.Int("batch", 1000, "tasks per push in the throughput run")
+	window := fs.Int("window", 50000, "tasks in flight in the throughput run")
+	prefetch := fs.Int("prefetch", 512, "tasks each slave holds beyond its concurrency")
+	rate := fs.Int("rate", 1000, "offered tasks/s in the latency run")
+	latDur := fs.Duration("latency-duration", 10*time.Second, "length of the latency run")
+	runs := fs.Int("runs", 3, "repetitions; medians are reported")
+	noSync := fs.Bool("no-sync", false, "run the master without fsync (to see what durability costs)")
+	profile := fs.String("master-profile", "", "write the master's CPU profile to this file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "anthill-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	margs := []string{"master", "--listen", addr, "--data", dir, "--log-level", "warn", "--retention", "-1s"}
+	if *noSync {
+		margs = append(margs, "--no-sync")
+	}
+	if *profile != "" {
+		margs = append(margs, "--cpu-profile", *profile)
+	}
+	mp := exec.Command(exe, margs...)
+	mout, _ := mp.StdoutPipe()
+	mp.Stderr = stderr
+	if err := mp.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = mp.Process.Signal(syscall.SIGTERM)
+		_ = mp.Wait()
+	}()
+	if err := waitLine(mout, "listening on", 30*time.Second); err != nil {
+		return err
+	}
+	go io.Copy(io.Discard, mout)
+	url := "ws://" + addr
+
+	var sp []*exec.Cmd
+	for i := range *slaves {
+		c := exec.Command(exe, "slave", "--master", url, "--name", fmt.Sprintf("bench-%d", i+1),
+			"--prefetch", fmt.Sprint(*prefetch), "--log-level", "warn")
+		c.Stderr = stderr
+		if err := c.Start(); err != nil {
+			return err
+		}
+		sp = append(sp, c)
+	}
+	defer func() {
+		for _, c := range sp {
+			_ = c.Process.Signal(syscall.SIGTERM)
+		}
+		for _, c := range sp {
+			_ = c.Wait()
+		}
+	}()
+
+	var lat latencies
+	node, err := appnode.Connect(ctx, appnode.Options{Master: url, App: "bench", TaskFinished: lat.finished})
+	if err != nil {
+		return err
+	}
+	defer node.Shutdown(context.WithoutCancel(ctx))
+
+	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, *slaves, !*noSync)
+	// Warm up connections, pages and the slaves' windows.
+	if _, err := throughput(ctx, node, 20000, *batch, *window); err != nil {
+		return err
+	}
+
+	var tput, cpu, p50, p99 []float64
+	for r := range *runs {
+		before, err := procCPU(mp.Process.Pid)
+		if err != nil {
+			return err
+		}
+		el, err := throughput(ctx, node, *tasks, *batch, *window)
+		if err != nil {
+			return err
+		}
+		after, _ := procCPU(mp.Process.Pid)
+		tps := float64(*tasks) / el.Seconds()
+		us := float64((after - before).Microseconds()) / float64(*tasks)
+		tput, cpu = append(tput, tps), append(cpu, us)
+		fmt.Fprintf(stdout, "run %d: throughput %8.0f tasks/s  master CPU %5.1f µs/task  (%d tasks in %v)\n",
+			r+1, tps, us, *tasks, el.Round(time.Millisecond))
+
+		l50, l99, err := lat.run(ctx, node, *rate, *latDur)
+		if err != nil {
+			return err
+		}
+		p50, p99 = append(p50, ms(l50)), append(p99, ms(l99))
+		fmt.Fprintf(stdout, "run %d: latency at %d tasks/s: p50 %.3f ms  p99 %.3f ms\n", r+1, *rate, ms(l50), ms(l99))
+	}
+	fmt.Fprintf(stdout, "median of %d: %.0f tasks/s, %.1f µs master CPU/task, latency p50 %.3f ms p99 %.3f ms at %d tasks/s\n",
+		*runs, median(tput), median(cpu), median(p50), median(p99), *rate)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// counter is a TaskSystem of n echo tasks that only counts outcomes.
+type counter struct {
+	left   int
+	failed atomic.Int64
+}
+
+func (c *counter) Next() *appnode.Task {
+	if c.left == 0 {
+		return nil
+	}
+	c.left--
+	return &appnode.Task{Kind: "echo"}
+}
+
+func (c *counter) Finished(_ *appnode.Task, _ []byte, err error) {
+	if err != nil {
+		c.failed.Add(1)
+	}
+}
+
+func throughput(ctx context.Context, node *appnode.Node, n, batch, window int) (time.Duration, error) {
+	c := &counter{left: n}
+	start := time.Now()
+	if err := node.Run(ctx, c, appnode.RunOptions{Window: window, Batch: batch}); err != nil {
+		return 0, err
+	}
+	if f := c.failed.Load(); f > 0 {
+		return 0, fmt.Errorf("%d echo tasks failed", f)
+	}
+	return time.Since(start), nil
+}
+
+// latencies measures push-to-finished time at a fixed offered rate: each
+// task is pushed on its own schedule, whether or not earlier ones are done.
+type latencies struct {
+	mu      sync.Mutex
+	pending map[*appnode.Task]time.Time
+	got     []time.Duration
+	done    chan struct{}
+	want    int
+}
+
+func (l *latencies) finished(t *appnode.Task, _ []byte, _ error) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if start, ok := l.pending[t]; ok {
+		delete(l.pending, t)
+		l.got = append(l.got, now.Sub(start))
+		if len(l.got) == l.want {
+			close(l.done)
+		}
+	}
+}
+
+func (l *latencies) run(ctx context.Context, node *appnode.Node, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
+	n := int(d.Seconds() * float64(rate))
+	l.mu.Lock()
+	l.pending, l.got, l.done, l.want = map[*appnode.Task]time.Time{}, nil, make(chan struct{}), n
+	l.mu.Unlock()
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	errs := make(chan error, n)
+	for i := range n {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		t := &appnode.Task{Kind: "echo", Payload: []byte("x")}
+		l.mu.Lock()
+		l.pending[t] = time.Now()
+		l.mu.Unlock()
+		go func() { errs <- node.PushTask(ctx, t) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			return 0, 0, err
+		}
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-time.After(30 * time.Second):
+		return 0, 0, fmt.Errorf("latency run: notifications missing")
+	}
+	slices.Sort(l.got)
+	return l.got[len(l.got)/2], l.got[len(l.got)*99/100], nil
+}
+
+// procCPU reads a process's user+system CPU time from /proc (Linux).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("master CPU: %w", err)
+	}
+	// The command name may hold spaces; fields count from after its ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on every Linux we run on
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitLine(r io.Reader, s string, d time.Duration) error {
+	found := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), s) {
+				found <- nil
+				return
+			}
+		}
+		found <- fmt.Errorf("master exited before saying %q", s)
+	}()
+	select {
+	case err := <-found:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("master did not start within %v", d)
+	}
+}

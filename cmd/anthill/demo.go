@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/samples/mandelbrot"
+)
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr)
+	slaves := fs.Int("slaves", 3, "local slave processes to start")
+	concurrency := fs.Int("concurrency", 0, "tasks each slave runs at once (default: number of CPUs)")
+	data := fs.String("data", "", "store directory (default: a temporary one, removed on exit)")
+	listen := fs.String("listen", "127.0.0.1:7070", "master address (a free port is used if this one is taken)")
+	out := fs.String("out", "mandelbrot.png", "where to write the image")
+	width := fs.Int("width", 1600, "image width in pixels")
+	height := fs.Int("height", 1000, "image height in pixels")
+	tile := fs.Int("tile", 100, "tile edge in pixels: one task per tile")
+	iter := fs.Int("max-iter", 2000, "iterations per pixel")
+	exit := fs.Bool("exit", false, "stop as soon as the job is done")
+	logger := logFlags(fs, stderr)
+	fs.Lookup("log-level").DefValue = "warn"
+	_ = fs.Set("log-level", "warn")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *slaves < 1 {
+		return fmt.Errorf("--slaves must be at least 1")
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+
+	dir := *data
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "anthill-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	m, err := master.New(master.Options{Listen: *listen, Data: dir, Logger: log, Version: versionString()})
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && *listen != "127.0.0.1:0" {
+		fmt.Fprintf(stdout, "%s is taken; using a free port\n", *listen)
+		m, err = master.New(master.Options{Listen: "127.0.0.1:0", Data: dir, Logger: log, Version: versionString()})
+	}
+	if err != nil {
+		return err
+	}
+	mdone := make(chan error, 1)
+	go func() { mdone <- m.Run(context.Background()) }()
+	defer func() {
+		m.Close()
+		<-mdone
+	}()
+	fmt.Fprintf(stdout, "master   %s (store: %s)\n", m.URL(), dir)
+
+	procs, err := startSlaves(m.URL(), *slaves, *concurrency, stderr)
+	defer stopSlaves(procs, log)
+	if err != nil {
+		return err
+	}
+	if err := waitConnected(ctx, m, *slaves); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "slaves   %d local processes, connected\n", *slaves)
+
+	node, err := appnode.Connect(ctx, appnode.Options{Master: m.URL(), App: "mandelbrot-demo", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer node.Shutdown(context.WithoutCancel(ctx))
+
+	cfg := mandelbrot.Config{Width: *width, Height: *height, TileSize: *tile, MaxIter: *iter}
+	job := mandelbrot.NewJob(cfg)
+	fmt.Fprintf(stdout, "job      mandelbrot %dx%d in %d tiles of %dpx, %d iterations\n",
+		*width, *height, job.Total(), *tile, *iter)
+	start := time.Now()
+	if err := node.Run(ctx, job, appnode.RunOptions{Window: 4 * *slaves * max(*concurrency, 2)}); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stdout, "interrupted")
+			return nil
+		}
+		return err
+	}
+	elapsed := time.Since(start)
+	if err := job.Err(); err != nil {
+		return err
+	}
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	if err := job.Image().WritePNG(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+
+	st := m.Stats()
+	fmt.Fprintf(stdout, "done     %d tasks in %v: %.0f tasks/s\n", job.Total(), elapsed.Round(time.Millisecond),
+		float64(job.Total())/elapsed.Seconds())
+	for _, s := range st.Slaves {
+		fmt.Fprintf(stdout, "         %-14s %4d tasks  busy %v\n", s.Name, s.Done, s.Busy.Round(time.Millisecond))
+	}
+	fmt.Fprintf(stdout, "store    %d commits for %d changes (group commit)\n", st.Store.Commits, st.Store.Ops)
+	fmt.Fprintf(stdout, "image    %s\n", *out)
+	if *exit {
+		return nil
+	}
+	fmt.Fprintf(stdout, "\nThe master keeps running. Add a volunteer from another terminal:\n"+
+		"  go run ./cmd/anthill slave --master %s\nPress Ctrl-C to stop.\n", m.URL())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping")
+	return nil
+}
+
+// startSlaves runs n `anthill slave` processes of this very binary.
+func startSlaves(url string, n, concurrency int, stderr io.Writer) ([]*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var procs []*exec.Cmd
+	for i := range n {
+		args := []string{"slave", "--master", url, "--name", fmt.Sprintf("demo-slave-%d", i+1), "--log-level", "warn"}
+		if concurrency > 0 {
+			args = append(args, "--concurrency", fmt.Sprint(concurrency))
+		}
+		cmd := exec.Command(exe, args...)
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Start(); err != nil {
+			return procs, fmt.Errorf("start slave: %w", err)
+		}
+		procs = append(procs, cmd)
+	}
+	return procs, nil
+}
+
+// stopSlaves asks each slave to stop as a volunteer's Ctrl-C would, and
+// waits for them.
+func stopSlaves(procs []*exec.Cmd, log *slog.Logger) {
+	for _, p := range procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		done := make(chan error, 1)
+		go func() { done <- p.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Warn("slave exited", "pid", p.Process.Pid, "err", err)
+			}
+		case <-time.After(15 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+}
+
+func waitConnected(ctx context.Context, m *master.Master, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(m.Stats().Slaves) < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d slaves connected after 30s", len(m.Stats().Slaves), n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}

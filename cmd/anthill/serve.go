@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/sandbox"
+	"github.com/anthill-project/anthill/samples/hello"
+	"github.com/anthill-project/anthill/samples/mandelbrot"
+	"github.com/anthill-project/anthill/slave"
+)
+
+// masterFlags binds one flag per master.Options field, same name.
+func masterFlags(fs *flag.FlagSet, o *master.Options) {
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7070", "address to serve slaves, apps and HTTP on")
+	fs.StringVar(&o.Data, "data", "./anthill-data", "directory of the bbolt store")
+	fs.StringVar(&o.Strategy, "strategy", "fifo", "task order: fifo or priority")
+	fs.StringVar(&o.Dispatch, "dispatch", "send", "work pattern: send (master fills each slave's window) or poll (slaves ask)")
+	fs.IntVar(&o.MaxPayload, "max-payload", 1<<20, "largest task payload in bytes")
+	fs.IntVar(&o.MaxFrame, "max-frame", 16<<20, "largest WebSocket frame in bytes")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", 5*time.Second, "ping interval; a peer silent for two is dropped")
+	fs.DurationVar(&o.DefaultTimeout, "default-timeout", time.Minute, "timeout of a task submitted without one")
+	fs.DurationVar(&o.MaxTimeout, "max-timeout", 24*time.Hour, "largest task timeout accepted")
+	fs.DurationVar(&o.LeaseGrace, "lease-grace", 5*time.Second, "added to a task's timeout before it is taken back from a silent slave")
+	fs.IntVar(&o.DefaultAttempts, "default-attempts", 3, "attempts of a task submitted without max attempts")
+	fs.DurationVar(&o.RetryBackoff, "retry-backoff", 100*time.Millisecond, "delay before a second attempt; doubles per attempt")
+	fs.DurationVar(&o.RetryBackoffMax, "retry-backoff-max", 30*time.Second, "largest delay between attempts")
+	fs.DurationVar(&o.Retention, "retention", 24*time.Hour, "how long finished, acknowledged tasks stay in the store (negative: delete at once)")
+	fs.BoolVar(&o.NoSync, "no-sync", false, "skip fsync (benchmarks only: accepted tasks can be lost on a crash)")
+}
+
+func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("master", stderr)
+	var o master.Options
+	masterFlags(fs, &o)
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to this file")
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+	o.Logger, o.Version = log, versionString()
+	m, err := master.New(o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "anthill master listening on %s (data in %s)\n", m.Addr(), o.Data)
+	return m.Run(ctx)
+}
+
+// stockRegistry holds every kind the stock slave runs: the built-ins and
+// the samples' kinds.
+func stockRegistry() *sandbox.Registry {
+	r := sandbox.NewRegistry()
+	slave.RegisterBuiltins(r)
+	r.Register(mandelbrot.Kind, mandelbrot.Render)
+	r.Register(hello.Kind, hello.Handler)
+	return r
+}
+
+func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("slave", stderr)
+	var o slave.Options
+	fs.StringVar(&o.Master, "master", "ws://127.0.0.1:7070", "URL of the master")
+	fs.StringVar(&o.Name, "name", "", "name shown on the master (default host-pid)")
+	fs.StringVar(&o.Token, "token", "", "enrollment token, if the master requires one")
+	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks run at once (default: number of CPUs)")
+	fs.IntVar(&o.Prefetch, "prefetch", 0, "tasks held beyond concurrency to hide latency (default: concurrency)")
+	fs.DurationVar(&o.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long running tasks may finish")
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+	o.Logger, o.Software, o.Registry = log, versionString(), stockRegistry()
+	s, err := slave.New(o)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}

@@ -1,0 +1,49 @@
+package hello
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/sandbox"
+	"github.com/anthill-project/anthill/slave"
+)
+
+// The seed's hello world, end to end: a real master and a real slave (in
+// this process), the app pushes one task and hears "Hello World" back.
+func TestSimpleApp(t *testing.T) {
+	m, err := master.New(master.Options{Listen: "127.0.0.1:0", Data: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mdone := make(chan error, 1)
+	go func() { mdone <- m.Run(ctx) }()
+	reg := sandbox.NewRegistry()
+	reg.Register(Kind, Handler)
+	s, err := slave.New(slave.Options{Master: m.URL(), Registry: reg, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopSlave := context.WithCancel(ctx)
+	sdone := make(chan error, 1)
+	go func() { sdone <- s.Run(sctx) }()
+
+	var out bytes.Buffer
+	if err := SimpleApp(ctx, m.URL(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "finished: Hello World") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	stopSlave()
+	if err := <-sdone; err != nil {
+		t.Errorf("slave: %v", err)
+	}
+	m.Close()
+	<-mdone
+}

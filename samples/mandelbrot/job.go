@@ -1,0 +1,63 @@
+package mandelbrot
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/anthill-project/anthill/appnode"
+)
+
+// Job is the application side of the demo: an appnode.TaskSystem that
+// splits the image into one task per tile, lazily, and paints each tile's
+// result into the image as it arrives.
+type Job struct {
+	tiles []Tile
+	next  int
+	img   *Image
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// NewJob prepares the tiles of c; nothing is sent until Run asks.
+func NewJob(c Config) *Job {
+	c = c.WithDefaults()
+	return &Job{tiles: c.Tiles(), img: NewImage(c)}
+}
+
+// Total is the number of tasks the job makes.
+func (j *Job) Total() int { return len(j.tiles) }
+
+// Next implements appnode.TaskSystem.
+func (j *Job) Next() *appnode.Task {
+	if j.next == len(j.tiles) {
+		return nil
+	}
+	t := j.tiles[j.next]
+	j.next++
+	return &appnode.Task{Kind: Kind, Payload: t.Payload(), Value: t}
+}
+
+// Finished implements appnode.TaskSystem.
+func (j *Job) Finished(t *appnode.Task, result []byte, err error) {
+	tile, _ := t.Value.(Tile)
+	if err == nil {
+		err = j.img.Paint(tile, result)
+	}
+	if err != nil {
+		j.mu.Lock()
+		j.errs = append(j.errs, fmt.Errorf("tile at %d,%d: %w", tile.X, tile.Y, err))
+		j.mu.Unlock()
+	}
+}
+
+// Err reports the tiles that failed, if any.
+func (j *Job) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return errors.Join(j.errs...)
+}
+
+// Image is the picture painted so far.
+func (j *Job) Image() *Image { return j.img }
