@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/master"
-	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/samples/hello"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
+	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
 )
 
