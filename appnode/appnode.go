@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -215,23 +213,11 @@ func Connect(ctx context.Context, opts Options) (*Node, error) {
 
 // appURL turns a base URL into the app endpoint's WebSocket URL.
 func appURL(base string) (string, error) {
-	u, err := url.Parse(strings.TrimRight(base, "/"))
+	u, err := wire.EndpointURL(base, "/ws/app")
 	if err != nil {
-		return "", fmt.Errorf("appnode: master URL: %w", err)
+		return "", fmt.Errorf("appnode: %w", err)
 	}
-	switch u.Scheme {
-	case "ws", "wss":
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	default:
-		return "", fmt.Errorf("appnode: master URL %q: want ws://, wss://, http:// or https://", base)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("appnode: master URL %q has no host", base)
-	}
-	return u.String() + "/ws/app", nil
+	return u, nil
 }
 
 // dial connects and runs the handshake: Hello out, Welcome or Error back

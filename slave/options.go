@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/sandbox"
 )
 
@@ -114,23 +113,9 @@ func (o Options) withDefaults() (Options, error) {
 
 // slaveURL turns the master's base URL into the slave endpoint's.
 func slaveURL(master string) (string, error) {
-	u, err := url.Parse(master)
+	u, err := wire.EndpointURL(master, "/ws/slave")
 	if err != nil {
-		return "", fmt.Errorf("slave: master URL: %w", err)
+		return "", fmt.Errorf("slave: %w", err)
 	}
-	switch u.Scheme {
-	case "ws", "wss":
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	default:
-		return "", fmt.Errorf("slave: master URL %q: scheme must be ws, wss, http or https", master)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("slave: master URL %q has no host", master)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/ws/slave"
-	u.RawPath, u.Fragment, u.RawFragment = "", "", ""
-	return u.String(), nil
+	return u, nil
 }
