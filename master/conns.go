@@ -160,17 +160,17 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 		return refuse(protocol.CodeUnsupportedVersion, fmt.Sprintf("protocol version %d; this master speaks %d", h.Version, protocol.Version))
 	case h.Role != role:
 		return refuse(protocol.CodeBadHandshake, fmt.Sprintf("role %q on the %s endpoint", h.Role, role))
-	case h.Name == "" || len(h.Name) > 128:
-		return refuse(protocol.CodeBadHandshake, "name must be 1 to 128 bytes")
+	case h.Name == "" || len(h.Name) > protocol.MaxNameBytes:
+		return refuse(protocol.CodeBadHandshake, fmt.Sprintf("name must be 1 to %d bytes", protocol.MaxNameBytes))
 	}
 	if role == protocol.RoleSlave {
 		switch {
-		case len(h.Kinds) == 0 || len(h.Kinds) > 1024:
-			return refuse(protocol.CodeBadHandshake, "a slave must announce 1 to 1024 kinds")
-		case h.Concurrency < 1 || h.Concurrency > 4096:
-			return refuse(protocol.CodeBadHandshake, "concurrency must be 1 to 4096")
-		case h.Prefetch < 0 || h.Prefetch > 65536:
-			return refuse(protocol.CodeBadHandshake, "prefetch must be 0 to 65536")
+		case len(h.Kinds) == 0 || len(h.Kinds) > protocol.MaxKinds:
+			return refuse(protocol.CodeBadHandshake, fmt.Sprintf("a slave must announce 1 to %d kinds", protocol.MaxKinds))
+		case h.Concurrency < 1 || h.Concurrency > protocol.MaxConcurrency:
+			return refuse(protocol.CodeBadHandshake, fmt.Sprintf("concurrency must be 1 to %d", protocol.MaxConcurrency))
+		case h.Prefetch < 0 || h.Prefetch > protocol.MaxPrefetch:
+			return refuse(protocol.CodeBadHandshake, fmt.Sprintf("prefetch must be 0 to %d", protocol.MaxPrefetch))
 		}
 	}
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error

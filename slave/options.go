@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/internal/wire"
+	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/sandbox"
 )
 
@@ -49,13 +50,12 @@ type Options struct {
 	Software string
 }
 
-// Limits the master enforces on a slave's Hello (docs/protocol.md); New
-// checks them so a misconfigured slave fails at once rather than being
-// refused forever.
+// The master's limits on a Hello; New checks them so a misconfigured
+// slave fails at once rather than being refused forever.
 const (
-	maxNameBytes   = 128
-	maxConcurrency = 4096
-	maxPrefetch    = 65536
+	maxNameBytes   = protocol.MaxNameBytes
+	maxConcurrency = protocol.MaxConcurrency
+	maxPrefetch    = protocol.MaxPrefetch
 )
 
 // withDefaults returns o with every zero field defaulted, or an error for
