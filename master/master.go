@@ -70,7 +70,8 @@ type Master struct {
 	live      map[*wire.Conn]struct{}
 	raw       map[*websocket.Conn]struct{} // still in the handshake
 	retries   retryHeap
-	expiry    []expiring // acknowledged tasks in finish order, for retention
+	watch     map[uint64][]*watcher // Wait callers by task id
+	expiry    []expiring            // acknowledged tasks in finish order, for retention
 	commitQ   []commitReq
 	commitCh  chan struct{}
 	counts    counters
@@ -106,6 +107,7 @@ func New(opts Options) (*Master, error) {
 		apps:      map[string]*app{},
 		live:      map[*wire.Conn]struct{}{},
 		raw:       map[*websocket.Conn]struct{}{},
+		watch:     map[uint64][]*watcher{},
 		commitCh:  make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 		stopped:   make(chan struct{}),

@@ -153,6 +153,10 @@ func (m *Master) validate(nt *protocol.NewTask) (code, msg string) {
 // dispatched at once, before their commit: the app is told only after the
 // fsync, and a crash before it loses nothing the app believes accepted.
 func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
+	if len(msg.Tasks) == 0 {
+		c.send(&protocol.SubmitReject{Seq: msg.Seq, Index: -1, Code: protocol.CodeInvalidTask, Message: "a batch needs at least one task"})
+		return
+	}
 	for i := range msg.Tasks {
 		if code, text := m.validate(&msg.Tasks[i]); code != "" {
 			c.send(&protocol.SubmitReject{Seq: msg.Seq, Index: int32(i), Code: code, Message: fmt.Sprintf("task %d: %s", i, text)})
@@ -171,35 +175,11 @@ func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
 		}
 		return
 	}
-	n := uint64(len(msg.Tasks))
-	first := m.nextID
-	m.nextID += n
-	p := &push{seq: msg.Seq, firstID: first, count: uint32(n), at: now, waiters: []*appConn{c}}
+	first, b := m.acceptLocked(a, msg.Tasks, false)
+	p := &push{seq: msg.Seq, firstID: first, count: uint32(len(msg.Tasks)), at: now, waiters: []*appConn{c}}
 	a.pushes[msg.Seq] = p
 	a.pushOrder = append(a.pushOrder, msg.Seq)
-	b := new(store.Batch)
-	for i := range msg.Tasks {
-		nt := &msg.Tasks[i]
-		r := store.Record{
-			ID: first + uint64(i), App: a.name, Kind: nt.Kind, Key: nt.Key, Priority: nt.Priority,
-			Timeout: nt.Timeout, MaxAttempts: nt.MaxAttempts, State: protocol.StatePending,
-			CreatedAt: now, Payload: nt.Payload,
-		}
-		if r.Timeout == 0 {
-			r.Timeout = m.opts.DefaultTimeout
-		}
-		if r.MaxAttempts == 0 {
-			r.MaxAttempts = uint32(m.opts.DefaultAttempts)
-		}
-		b.PutTask(&r)
-		t := m.newTask(&r)
-		m.tasks[r.ID] = t
-		m.queue.Push(&t.q)
-	}
 	b.PutPush(store.Push{App: a.name, Seq: p.seq, FirstID: first, Count: p.count, At: now})
-	b.SetNextID(m.nextID)
-	a.stats.pushed += n
-	m.counts.submitted += n
 	m.commitLocked(b, func(err error) {
 		if err != nil {
 			m.fail(fmt.Errorf("commit submitted tasks: %w", err))
@@ -218,6 +198,39 @@ func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
 		m.opts.Logger.Debug("tasks wait for a slave that runs their kind", "kind", msg.Tasks[0].Kind)
 	}
 	m.pumpLocked()
+}
+
+// acceptLocked gives tasks their ids and queues them; the returned batch
+// holds their records and must be committed by the caller. Quiet tasks are
+// acknowledged by nobody (see Submit).
+func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, quiet bool) (uint64, *store.Batch) {
+	now := m.opts.Now()
+	n := uint64(len(tasks))
+	first := m.nextID
+	m.nextID += n
+	b := new(store.Batch)
+	for i := range tasks {
+		nt := &tasks[i]
+		r := store.Record{
+			ID: first + uint64(i), App: a.name, Kind: nt.Kind, Key: nt.Key, Priority: nt.Priority,
+			Timeout: nt.Timeout, MaxAttempts: nt.MaxAttempts, State: protocol.StatePending,
+			CreatedAt: now, Payload: nt.Payload, Quiet: quiet,
+		}
+		if r.Timeout == 0 {
+			r.Timeout = m.opts.DefaultTimeout
+		}
+		if r.MaxAttempts == 0 {
+			r.MaxAttempts = uint32(m.opts.DefaultAttempts)
+		}
+		b.PutTask(&r)
+		t := m.newTask(&r)
+		m.tasks[r.ID] = t
+		m.queue.Push(&t.q)
+	}
+	b.SetNextID(m.nextID)
+	a.stats.pushed += n
+	m.counts.submitted += n
+	return first, b
 }
 
 // pumpLocked fills every slave that has room.
@@ -372,6 +385,7 @@ func (m *Master) requeueLocked(t *task, spent bool, why string, now time.Time, b
 func (m *Master) finishLocked(t *task, now time.Time, b *store.Batch) {
 	t.rec.FinishedAt = now
 	t.slave = nil
+	t.rec.Acked = t.rec.Quiet // nobody will acknowledge a quiet task
 	switch t.rec.State {
 	case protocol.StateDone:
 		m.counts.done++
@@ -400,6 +414,12 @@ func (m *Master) commitFinalLocked(b *store.Batch, final []*task) {
 		m.mu.Lock()
 		touched := map[*app]struct{}{}
 		for _, t := range final {
+			m.wakeLocked(t)
+			if t.rec.Quiet {
+				delete(m.tasks, t.rec.ID)
+				m.expiry = append(m.expiry, expiring{t.rec.ID, t.rec.FinishedAt})
+				continue
+			}
 			t.app.pending = append(t.app.pending, t)
 			touched[t.app] = struct{}{}
 		}

@@ -28,6 +28,9 @@ type Record struct {
 	Result      []byte
 	Err         string
 	Acked       bool // the application acknowledged the final notification
+	// Quiet marks a task submitted over the API: no application connection
+	// acknowledges it, so it is stored acknowledged once final.
+	Quiet bool
 }
 
 // Push remembers that an application's submit batch Seq was given the ids
@@ -63,6 +66,7 @@ const (
 	headerLen = 3
 
 	flagAcked = 1 << 0
+	flagQuiet = 1 << 1
 )
 
 // maxHeaderLen bounds the encoded fields before the variable-length bytes.
@@ -72,6 +76,9 @@ func appendRecord(dst []byte, r *Record) []byte {
 	var flags byte
 	if r.Acked {
 		flags |= flagAcked
+	}
+	if r.Quiet {
+		flags |= flagQuiet
 	}
 	dst = append(dst, recordFormat, flags, byte(r.State))
 	dst = binary.AppendVarint(dst, int64(r.Priority))
@@ -183,12 +190,13 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d", f, recordFormat))
 	}
 	flags := data[offFlags]
-	if flags&^flagAcked != 0 {
+	if flags&^(flagAcked|flagQuiet) != 0 {
 		return nil, corruptRecord(id, fmt.Sprintf("unknown flags %#x", flags))
 	}
 	r := &Record{
 		ID:    id,
 		Acked: flags&flagAcked != 0,
+		Quiet: flags&flagQuiet != 0,
 		State: protocol.State(data[offState]),
 	}
 	if _, ok := protocol.ParseState(r.State.String()); !ok {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -422,9 +423,23 @@ func (s *Store) view(fn func(*bbolt.Tx) error) (err error) {
 // stops at and returns fn's first error. Commits wait while it runs only if
 // they need to grow the file, so Load belongs at startup.
 func (s *Store) Load(fn func(*Record) error) error {
+	return s.Scan(0, func(r *Record) (bool, error) { return true, fn(r) })
+}
+
+// Scan calls fn for each task record with an id above after (every record
+// when after is 0), in id order, until fn returns false or an error. It
+// reads one consistent snapshot; fn may keep the records.
+func (s *Store) Scan(after uint64, fn func(*Record) (bool, error)) error {
 	return s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketTasks).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		k, v := c.First()
+		if after > 0 {
+			if after == math.MaxUint64 {
+				return nil
+			}
+			k, v = c.Seek(taskKey(make([]byte, 0, 8), after+1))
+		}
+		for ; k != nil; k, v = c.Next() {
 			if len(k) != 8 {
 				return corrupt(s.path, fmt.Errorf("task key %x", k))
 			}
@@ -432,7 +447,8 @@ func (s *Store) Load(fn func(*Record) error) error {
 			if err != nil {
 				return fmt.Errorf("store %s: %w", s.path, err)
 			}
-			if err := fn(r); err != nil {
+			more, err := fn(r)
+			if err != nil || !more {
 				return err
 			}
 		}

@@ -74,6 +74,7 @@ func fullRecord(id uint64) *Record {
 		Result:      []byte{},
 		Err:         "exit status 2",
 		Acked:       true,
+		Quiet:       true,
 	}
 }
 
@@ -1035,4 +1036,35 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
+}
+
+func TestScanFromCursor(t *testing.T) {
+	s := openStore(t, tempPath(t), Options{NoSync: true})
+	b := new(Batch)
+	for _, id := range []uint64{3, 5, 8, 13} {
+		b.PutTask(fullRecord(id))
+	}
+	commit(t, s, b)
+	scan := func(after uint64, limit int) []uint64 {
+		var ids []uint64
+		err := s.Scan(after, func(r *Record) (bool, error) {
+			ids = append(ids, r.ID)
+			return len(ids) < limit, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		after uint64
+		limit int
+		want  string
+	}{
+		{0, 10, "[3 5 8 13]"}, {3, 10, "[5 8 13]"}, {4, 2, "[5 8]"}, {13, 10, "[]"}, {^uint64(0), 10, "[]"},
+	} {
+		if got := fmt.Sprint(scan(tc.after, tc.limit)); got != tc.want {
+			t.Errorf("Scan(%d) limit %d = %s, want %s", tc.after, tc.limit, got, tc.want)
+		}
+	}
 }
