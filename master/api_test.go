@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,4 +197,31 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Finished tasks leave the store once the retention has passed; before
+// that they stay readable.
+func TestRetentionRemovesFinishedTasks(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	m := newMaster(t, t.TempDir(), Options{Retention: time.Hour, Now: clock})
+	id := submit(t, m, "a", protocol.NewTask{Kind: "k"})
+	s := dial(t, m, "/ws/slave", slaveHello("s", 1, "k"))
+	s.read()
+	s.send(&protocol.Results{Results: []protocol.Result{{ID: id, Attempt: 1}}})
+	if _, err := m.Wait(context.Background(), []uint64{id}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(30 * time.Minute)
+	mu.Unlock()
+	time.Sleep(3 * timerTick) // let sweeps run: they must keep the task
+	if _, err := m.Task(id); err != nil {
+		t.Fatalf("task gone before its retention: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	waitUntil(t, func() bool { _, err := m.Task(id); return errors.Is(err, ErrNotFound) })
 }
