@@ -157,7 +157,10 @@ func TestCancelAndRetry(t *testing.T) {
 	}
 
 	// A canceled task runs again on retry, from attempt 1.
-	waitUntil(t, func() bool { info, _ := m.Task(running); return info.State == protocol.StateCanceled && !info.FinishedAt.IsZero() })
+	waitUntil(t, func() bool {
+		info, _ := m.Task(running)
+		return info.State == protocol.StateCanceled && !info.FinishedAt.IsZero()
+	})
 	if err := m.Retry(running); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -165,6 +166,8 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	}
 	if role == protocol.RoleSlave {
 		switch {
+		case m.opts.SlaveToken != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(m.opts.SlaveToken)) != 1:
+			return refuse(protocol.CodeUnauthorized, "this master requires an enrollment token (anthill slave --token)")
 		case len(h.Kinds) == 0 || len(h.Kinds) > protocol.MaxKinds:
 			return refuse(protocol.CodeBadHandshake, fmt.Sprintf("a slave must announce 1 to %d kinds", protocol.MaxKinds))
 		case h.Concurrency < 1 || h.Concurrency > protocol.MaxConcurrency:

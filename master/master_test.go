@@ -193,3 +193,20 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 		t.Fatalf("notify %+v", n.Tasks[0])
 	}
 }
+
+func TestSlaveEnrollmentToken(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{SlaveToken: "s3cret"})
+	ws, _, err := websocket.DefaultDialer.Dial(m.URL()+"/ws/slave", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	p := &testPeer{t, ws}
+	p.send(slaveHello("intruder", 1, "k"))
+	if e, ok := p.read().(*protocol.Error); !ok || e.Code != protocol.CodeUnauthorized {
+		t.Fatalf("slave without token: %+v", e)
+	}
+	h := slaveHello("member", 1, "k")
+	h.Token = "s3cret"
+	dial(t, m, "/ws/slave", h) // fails the test unless welcomed
+}

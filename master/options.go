@@ -53,6 +53,10 @@ type Options struct {
 	// NotifyWindow bounds notifications sent to an application and not yet
 	// acknowledged. Default 8192.
 	NotifyWindow int
+	// SlaveToken, when set, is the enrollment token every slave must
+	// present in its Hello; a slave without it is refused as unauthorized.
+	// Default "": any slave may join.
+	SlaveToken string
 	// NoSync skips fsync. Only for tests and benchmarks that say so.
 	NoSync bool
 	// Now is the clock for leases, retries and retention. Default time.Now.

@@ -32,6 +32,7 @@ func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.DurationVar(&o.RetryBackoff, "retry-backoff", 100*time.Millisecond, "delay before a second attempt; doubles per attempt")
 	fs.DurationVar(&o.RetryBackoffMax, "retry-backoff-max", 30*time.Second, "largest delay between attempts")
 	fs.DurationVar(&o.Retention, "retention", 24*time.Hour, "how long finished, acknowledged tasks stay in the store (negative: delete at once)")
+	fs.StringVar(&o.SlaveToken, "slave-token", "", "enrollment token slaves must present (default: none needed)")
 	fs.BoolVar(&o.NoSync, "no-sync", false, "skip fsync (benchmarks only: accepted tasks can be lost on a crash)")
 }
 
