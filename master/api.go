@@ -114,7 +114,7 @@ func (m *Master) Submit(ctx context.Context, app string, tasks []protocol.NewTas
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
-		return 0, errShutdown
+		return 0, ErrShuttingDown
 	}
 	a := m.appLocked(app)
 	first, b := m.acceptLocked(a, tasks, true)
@@ -138,23 +138,28 @@ func (m *Master) Submit(ctx context.Context, app string, tasks []protocol.NewTas
 func (m *Master) Task(id uint64) (TaskInfo, error) {
 	m.mu.Lock()
 	t := m.tasks[id]
+	live := t != nil && !t.settled
 	var info TaskInfo
 	if t != nil {
 		info = infoOf(&t.rec)
 	}
 	m.mu.Unlock()
-	if t != nil && !info.State.Final() {
+	if live && info.Payload != nil {
 		return info, nil
 	}
-	// A final task's payload lives only in the store.
+	// Memory drops a final task's payload; the store keeps it.
 	r, err := m.st.Get(id)
 	switch {
-	case errors.Is(err, store.ErrNotFound) && t == nil:
+	case live:
+		// Live, or final with its commit under way: memory is current.
+		if err == nil {
+			info.Payload = r.Payload
+		}
+		return info, nil
+	case errors.Is(err, store.ErrNotFound):
 		return TaskInfo{}, fmt.Errorf("task %d: %w", id, ErrNotFound)
-	case err != nil && t == nil:
+	case err != nil:
 		return TaskInfo{}, err
-	case err != nil || !r.State.Final():
-		return info, nil // the final record's commit is still under way
 	}
 	return infoOf(r), nil
 }
@@ -192,8 +197,9 @@ func (m *Master) Tasks(f TaskFilter) ([]TaskInfo, uint64, error) {
 	m.mu.Lock()
 	for i, r := range found {
 		info := infoOf(r)
-		// The store does not record dispatch: live state comes from memory.
-		if t := m.tasks[r.ID]; t != nil && !t.rec.State.Final() {
+		// Memory is ahead of the store (dispatch is not written, a final
+		// commit may be under way); the store has the payload.
+		if t := m.tasks[r.ID]; t != nil {
 			info = infoOf(&t.rec)
 			info.Payload = r.Payload
 		}
@@ -219,15 +225,16 @@ type watcher struct {
 	done chan struct{}
 }
 
-// Wait blocks until every task in ids is final (and durable) or ctx ends,
-// then returns those of them that are final. An unknown id is an error.
+// Wait blocks until every task in ids is final and durable, ctx ends or the
+// master stops, then returns those of them that are final. An unknown id is
+// an error.
 func (m *Master) Wait(ctx context.Context, ids []uint64) ([]TaskInfo, error) {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	w := &watcher{done: make(chan struct{})}
 	m.mu.Lock()
 	var unknown []uint64
 	for _, id := range ids {
-		if t := m.tasks[id]; t != nil && !t.rec.State.Final() {
+		if t := m.tasks[id]; t != nil && !t.settled {
 			m.watch[id] = append(m.watch[id], w)
 			w.left++
 		} else if t == nil {
@@ -250,6 +257,7 @@ func (m *Master) Wait(ctx context.Context, ids []uint64) ([]TaskInfo, error) {
 	select {
 	case <-w.done:
 	case <-ctx.Done():
+	case <-m.ctx.Done():
 	}
 	var out []TaskInfo
 	for _, id := range ids {
@@ -321,32 +329,33 @@ func (m *Master) Cancel(id uint64) error {
 // Retry runs a failed or canceled task again from its first attempt. Its
 // application is notified again when the new run is final.
 func (m *Master) Retry(id uint64) error {
+	// The payload of a final task is only in the store.
 	r, err := m.st.Get(id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("task %d: %w", id, ErrNotFound)
-		}
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("task %d: %w", id, ErrNotFound)
+	} else if err != nil {
 		return err
-	}
-	retryable := func(s protocol.State) bool { return s == protocol.StateFailed || s == protocol.StateCanceled }
-	if !retryable(r.State) {
-		return fmt.Errorf("task %d is %s: %w", id, r.State, ErrNotFinal)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t := m.tasks[id]; t != nil {
-		if !retryable(t.rec.State) {
-			return fmt.Errorf("task %d is %s: %w", id, t.rec.State, ErrNotFinal)
-		}
-		// Its old outcome must not reach the application any more.
-		a := t.app
-		delete(a.sent, id)
-		a.pending = slices.DeleteFunc(a.pending, func(x *task) bool { return x == t })
-		delete(m.tasks, id)
+	rec := *r
+	old := m.tasks[id]
+	if old != nil {
+		// Memory is ahead of the store while a commit is under way.
+		rec = old.rec
+		rec.Payload = r.Payload
 	}
-	r.State, r.Attempts, r.Err, r.Result = protocol.StatePending, 0, "", nil
-	r.StartedAt, r.FinishedAt, r.Slave, r.Acked = time.Time{}, time.Time{}, "", false
-	t := m.newTask(r)
+	if rec.State != protocol.StateFailed && rec.State != protocol.StateCanceled {
+		return fmt.Errorf("task %d is %s: %w", id, rec.State, ErrNotFinal)
+	}
+	if old != nil {
+		// Its old outcome must not reach the application any more.
+		delete(old.app.sent, id)
+		old.app.pending = slices.DeleteFunc(old.app.pending, func(x *task) bool { return x == old })
+	}
+	rec.State, rec.Attempts, rec.Err, rec.Result = protocol.StatePending, 0, "", nil
+	rec.StartedAt, rec.FinishedAt, rec.Slave, rec.Acked = time.Time{}, time.Time{}, "", false
+	t := m.newTask(&rec)
 	m.tasks[id] = t
 	m.queue.Push(&t.q)
 	b := new(store.Batch)

@@ -40,6 +40,7 @@ type SlaveStats struct {
 	Cores, Concurrency, Window    int
 	Kinds                         []string
 	Running                       int
+	Draining                      bool // takes no more work (Drain, or the slave is stopping)
 	Dispatched, Done, Failed      uint64
 	Busy                          time.Duration // summed handler time
 	Connected                     time.Time
@@ -82,7 +83,7 @@ func (m *Master) Stats() Stats {
 		s.Slaves = append(s.Slaves, SlaveStats{
 			Name: sl.view.Name, Session: sl.session, Host: sl.hello.Host, OS: sl.hello.OS, Arch: sl.hello.Arch,
 			Cores: sl.hello.Cores, Concurrency: sl.hello.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
-			Running: len(sl.running), Dispatched: sl.dispatched, Done: sl.done, Failed: sl.failed,
+			Running: len(sl.running), Draining: sl.draining, Dispatched: sl.dispatched, Done: sl.done, Failed: sl.failed,
 			Busy: sl.busy, Connected: sl.connected,
 		})
 	}

@@ -250,5 +250,5 @@ func (m *Master) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// errShutdown is the cause when a connection ends because we stop.
-var errShutdown = errors.New("master shutting down")
+// ErrShuttingDown refuses work while the master stops.
+var ErrShuttingDown = errors.New("master is shutting down")

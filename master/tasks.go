@@ -21,6 +21,7 @@ type task struct {
 	deadline time.Time // lease end while running
 	retryAt  time.Time // while waiting for a retry
 	retryIdx int       // index+1 in the retry heap; 0 when not waiting
+	settled  bool      // final, and that is durable
 }
 
 type counters struct {
@@ -414,6 +415,10 @@ func (m *Master) commitFinalLocked(b *store.Batch, final []*task) {
 		m.mu.Lock()
 		touched := map[*app]struct{}{}
 		for _, t := range final {
+			if m.tasks[t.rec.ID] != t {
+				continue // superseded by a Retry while this commit ran
+			}
+			t.settled = true
 			m.wakeLocked(t)
 			if t.rec.Quiet {
 				delete(m.tasks, t.rec.ID)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -59,13 +60,23 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	tokenPath, err := attachAPI(m, dir, log)
+	if err != nil {
+		m.Close()
+		return err
+	}
 	mdone := make(chan error, 1)
 	go func() { mdone <- m.Run(context.Background()) }()
 	defer func() {
 		m.Close()
 		<-mdone
 	}()
+	token, err := os.ReadFile(tokenPath)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "master   %s (store: %s)\n", m.URL(), dir)
+	fmt.Fprintf(stdout, "api      http://%s/rpc  token %s\n", m.Addr(), strings.TrimSpace(string(token)))
 
 	procs, err := startSlaves(m.URL(), *slaves, *concurrency, stderr)
 	defer stopSlaves(procs, log)

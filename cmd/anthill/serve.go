@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"time"
 
+	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/samples/hello"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
@@ -65,8 +67,29 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	tokenPath, err := attachAPI(m, o.Data, log)
+	if err != nil {
+		m.Close()
+		return err
+	}
 	fmt.Fprintf(stdout, "anthill master listening on %s (data in %s)\n", m.Addr(), o.Data)
+	fmt.Fprintf(stdout, "JSON-RPC API at http://%s%s; admin token in %s\n", m.Addr(), jsonrpc.Path, tokenPath)
 	return m.Run(ctx)
+}
+
+// attachAPI serves the JSON-RPC API on m, with the admin token kept in the
+// data dir (created on first start). It returns the token file's path.
+func attachAPI(m *master.Master, data string, log *slog.Logger) (string, error) {
+	tok, path, _, err := jsonrpc.LoadOrCreateToken(data)
+	if err != nil {
+		return "", err
+	}
+	h, err := jsonrpc.New(m, jsonrpc.Options{Token: tok, Logger: log})
+	if err != nil {
+		return "", err
+	}
+	m.Handle(jsonrpc.Path, h)
+	return path, nil
 }
 
 // stockRegistry holds every kind the stock slave runs: the built-ins and
