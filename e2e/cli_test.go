@@ -106,3 +106,40 @@ func TestSlaveWithoutEnrollmentTokenIsTurnedAway(t *testing.T) {
 	mp.line(t, "slave connected")
 	ok.stop(t)
 }
+
+// The scripting commands against a real master and slave: the README's
+// shell session, a failed task's exit code, and a wrong token's.
+func TestScriptingCommands(t *testing.T) {
+	addr := freePort(t)
+	data := t.TempDir()
+	mp := start(t, "master", "--listen", addr, "--data", data)
+	mp.line(t, "admin token in")
+	startSlave(t, "ws://"+addr, "s1")
+	mp.line(t, "slave connected")
+	// The master from the environment, the token from the data dir: the
+	// way the README's session finds them.
+	t.Setenv("ANTHILL_MASTER", "http://"+addr)
+	cli := func(cmd string, args ...string) (string, int) {
+		return run(t, append([]string{cmd, "--data", data}, args...)...)
+	}
+
+	id, code := cli("submit", "--app", "shell", "--kind", "sha256", "--payload", "hello")
+	id = strings.TrimSpace(id)
+	if code != 0 || id == "" {
+		t.Fatalf("submit: exit %d: %s", code, id)
+	}
+	out, code := cli("wait", "--timeout", "30s", id)
+	if code != 0 || !strings.Contains(out, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824") {
+		t.Fatalf("wait: exit %d:\n%s", code, out)
+	}
+	bad, _ := cli("submit", "--app", "shell", "--kind", "fail", "--payload", "nope", "--attempts", "1")
+	if out, code := cli("wait", strings.TrimSpace(bad)); code != 1 || !strings.Contains(out, "nope") {
+		t.Fatalf("wait on a failing task: exit %d:\n%s", code, out)
+	}
+	if out, code := cli("tasks", "--app", "shell", "--json"); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("tasks: exit %d:\n%s", code, out)
+	}
+	if out, code := run(t, "stats", "--token", "not-the-token"); code != 4 {
+		t.Fatalf("wrong token: exit %d, want 4:\n%s", code, out)
+	}
+}

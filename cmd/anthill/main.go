@@ -41,7 +41,7 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		{"master", "run a MasterNode", runMaster},
 		{"slave", "run a volunteer slave that executes tasks", runSlave},
 		{"demo", "run a master, local slaves and the mandelbrot job", runDemo},
@@ -50,7 +50,7 @@ func commands() []command {
 			fmt.Fprintln(stdout, "anthill", versionString())
 			return nil
 		}},
-	}
+	}, clientCommands()...)
 }
 
 func usage(w io.Writer) {
@@ -97,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		default:
 			fmt.Fprintf(stderr, "anthill %s: %v\n", name, err)
-			return 1
+			return exitCode(err)
 		}
 	}
 	fmt.Fprintf(stderr, "anthill: unknown command %q\n\n", name)
