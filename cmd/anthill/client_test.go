@@ -991,18 +991,22 @@ func TestClientHelp(t *testing.T) {
 	}
 }
 
-func TestClientCommandNames(t *testing.T) {
+// Every command, built in or client, has one name, a summary and a body;
+// and the client commands are all reachable from the command list.
+func TestCommandNames(t *testing.T) {
 	seen := make(map[string]bool)
 	for _, c := range commands() {
-		seen[c.name] = true
-	}
-	for _, c := range clientCommands() {
 		if seen[c.name] {
 			t.Errorf("command %q declared twice", c.name)
 		}
 		seen[c.name] = true
 		if c.summary == "" || c.run == nil {
 			t.Errorf("command %q lacks a summary or a run", c.name)
+		}
+	}
+	for _, c := range clientCommands() {
+		if !seen[c.name] {
+			t.Errorf("client command %q is not in commands()", c.name)
 		}
 	}
 }

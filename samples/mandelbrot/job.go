@@ -9,8 +9,9 @@ import (
 )
 
 // Job is the application side of the demo: an appnode.TaskSystem that
-// splits the image into one task per tile, lazily, and paints each tile's
-// result into the image as it arrives.
+// hands out one task per tile, lazily, and paints each tile's result into
+// the image as it arrives. Run it with appnode's Node.Run; then check Err
+// and write Image.
 type Job struct {
 	tiles []Tile
 	next  int
@@ -20,7 +21,8 @@ type Job struct {
 	errs []error
 }
 
-// NewJob prepares the tiles of c; nothing is sent until Run asks.
+// NewJob prepares the tiles of c; nothing is sent until Run asks. A c that
+// fails Config.Validate makes a job whose every task fails.
 func NewJob(c Config) *Job {
 	c = c.WithDefaults()
 	return &Job{tiles: c.Tiles(), img: NewImage(c)}
