@@ -179,6 +179,9 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
 	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
 	c.SetReadLimit(int64(m.opts.MaxFrame))
+	m.mu.Lock()
+	m.live[c] = struct{}{} // for shutdown; untrack undoes it
+	m.mu.Unlock()
 	ok = true
 	return c, h
 }
@@ -228,14 +231,7 @@ func (m *Master) readLoop(p *peer, handle func(protocol.Message) error) {
 	}
 }
 
-// track registers a live connection for shutdown; untrack undoes it once
-// the writer is gone.
-func (m *Master) track(c *wire.Conn) {
-	m.mu.Lock()
-	m.live[c] = struct{}{}
-	m.mu.Unlock()
-}
-
+// untrack forgets a connection accept registered, once its writer is gone.
 func (m *Master) untrack(c *wire.Conn) {
 	c.Wait()
 	m.mu.Lock()
@@ -249,7 +245,6 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	m.track(c)
 	defer m.untrack(c)
 	kinds := slices.Clone(h.Kinds)
 	sort.Strings(kinds)
@@ -359,7 +354,6 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	m.track(c)
 	defer m.untrack(c)
 	session := newSession()
 	p := &peer{conn: c, log: m.opts.Logger.With("app", h.Name, "session", session, "remote", r.RemoteAddr)}

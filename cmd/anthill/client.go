@@ -1054,19 +1054,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c := newClientFlags("stats", "[flags]",
 		`Shows the master's statistics (Stats.Summary): tasks by state, connected
 slaves, throughput. Nested fields print as dotted names.`, stderr)
-	operands, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(operands) > 0 {
-		return c.usageError("unexpected arguments: %s", strings.Join(operands, " "))
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	defer cl.close()
-	raw, err := cl.call(ctx, "Stats.Summary", nil, 0)
+	raw, err := callWithoutOperands(ctx, c, args, "Stats.Summary")
 	if err != nil {
 		return err
 	}
@@ -1076,22 +1064,28 @@ slaves, throughput. Nested fields print as dotted names.`, stderr)
 	return printResultFields(stdout, "Stats.Summary", raw)
 }
 
-// listCommand runs a command without operands that prints the list in
-// field of method's result as a table.
-func listCommand(ctx context.Context, c *clientFlags, args []string, stdout io.Writer, method, listKey string, cols []column) error {
+// callWithoutOperands parses flags for a command that takes no operands
+// and makes its one parameterless call.
+func callWithoutOperands(ctx context.Context, c *clientFlags, args []string, method string) (json.RawMessage, error) {
 	operands, err := c.parse(args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(operands) > 0 {
-		return c.usageError("unexpected arguments: %s", strings.Join(operands, " "))
+		return nil, c.usageError("unexpected arguments: %s", strings.Join(operands, " "))
 	}
 	cl, err := c.client()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.close()
-	raw, err := cl.call(ctx, method, nil, 0)
+	return cl.call(ctx, method, nil, 0)
+}
+
+// listCommand runs a command without operands that prints the list in
+// field of method's result as a table.
+func listCommand(ctx context.Context, c *clientFlags, args []string, stdout io.Writer, method, listKey string, cols []column) error {
+	raw, err := callWithoutOperands(ctx, c, args, method)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *slaves < 1 {
 		return fmt.Errorf("--slaves must be at least 1")
 	}
+	// Refuse a job every slave would refuse, before starting anything.
+	cfg := mandelbrot.Config{Width: *width, Height: *height, TileSize: *tile, MaxIter: *iter}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	log, err := logger()
 	if err != nil {
 		return err
@@ -94,7 +99,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer node.Shutdown(context.WithoutCancel(ctx))
 
-	cfg := mandelbrot.Config{Width: *width, Height: *height, TileSize: *tile, MaxIter: *iter}
 	job := mandelbrot.NewJob(cfg)
 	fmt.Fprintf(stdout, "job      mandelbrot %dx%d in %d tiles of %dpx, %d iterations\n",
 		*width, *height, job.Total(), *tile, *iter)
