@@ -356,6 +356,9 @@ func (m *Master) Retry(id uint64) error {
 	rec.State, rec.Attempts, rec.Err, rec.Result = protocol.StatePending, 0, "", nil
 	rec.StartedAt, rec.FinishedAt, rec.Slave, rec.Acked = time.Time{}, time.Time{}, "", false
 	t := m.newTask(&rec)
+	if old != nil {
+		t.push = old.push // released when the new outcome is acknowledged
+	}
 	m.tasks[id] = t
 	m.queue.Push(&t.q)
 	b := new(store.Batch)

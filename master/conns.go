@@ -77,21 +77,25 @@ func (s *slave) free() int {
 
 // app is one application id; it outlives its connections.
 type app struct {
-	name      string
-	conn      *appConn         // nil while disconnected
-	pending   []*task          // final, not yet sent on conn
-	sent      map[uint64]*task // sent on conn, not yet acknowledged
-	pushes    map[uint64]*push // recent submit batches by seq
-	pushOrder []uint64
-	stats     appStats
+	name    string
+	conn    *appConn         // nil while disconnected
+	pending []*task          // final, not yet sent on conn
+	sent    map[uint64]*task // sent on conn, not yet acknowledged
+	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
+	stats   appStats
 }
 
 type appStats struct{ pushed, done, failed, acked uint64 }
 
+// push remembers a submit batch so a re-sent one gets its original ids.
+// It is needed only until the application has acknowledged every task of
+// the batch: an application cannot acknowledge a task before it has the
+// batch's ack (it does not know the id), so it cannot re-send the batch
+// after that.
 type push struct {
 	seq, firstID uint64
 	count        uint32
-	at           time.Time
+	left         int // tasks of the batch not yet acknowledged
 	durable      bool
 	waiters      []*appConn // connections to ack once durable
 }

@@ -210,3 +210,45 @@ func TestSlaveEnrollmentToken(t *testing.T) {
 	h.Token = "s3cret"
 	dial(t, m, "/ws/slave", h) // fails the test unless welcomed
 }
+
+// A batch's dedupe record lives until all its tasks are acknowledged, no
+// longer: an application pushing one task at a time must not make the
+// master remember every push it ever made.
+func TestPushRecordReleasedOnAck(t *testing.T) {
+	dir := t.TempDir()
+	m := newMaster(t, dir, Options{})
+	s := dial(t, m, "/ws/slave", slaveHello("s", 4, "k"))
+	app := dial(t, m, "/ws/app", appHello("a"))
+	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k"}, {Kind: "k"}}})
+	app.read() // submit_ack
+	pushes := func() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.apps["a"].pushes) }
+	d := s.read().(*protocol.Dispatch)
+	var results []protocol.Result
+	for _, task := range d.Tasks {
+		results = append(results, protocol.Result{ID: task.ID, Attempt: 1})
+	}
+	s.send(&protocol.Results{Results: results})
+	var ids []uint64
+	for len(ids) < 2 {
+		for _, f := range app.read().(*protocol.Notify).Tasks {
+			ids = append(ids, f.ID)
+		}
+	}
+	app.send(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: ids[:1]})
+	app.read() // notify_done
+	if n := pushes(); n != 1 {
+		t.Fatalf("%d push records with one task of the batch unacknowledged, want 1", n)
+	}
+	app.send(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: ids[1:]})
+	app.read()
+	if n := pushes(); n != 0 {
+		t.Fatalf("%d push records after every task was acknowledged", n)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newMaster(t, dir, Options{})
+	if a := m2.apps["a"]; a != nil && len(a.pushes) != 0 {
+		t.Fatalf("%d push records came back after a restart", len(a.pushes))
+	}
+}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"container/heap"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -22,6 +23,7 @@ type task struct {
 	retryAt  time.Time // while waiting for a retry
 	retryIdx int       // index+1 in the retry heap; 0 when not waiting
 	settled  bool      // final, and that is durable
+	push     *push     // the batch it came in, until acknowledged
 }
 
 type counters struct {
@@ -105,17 +107,31 @@ func (m *Master) reload() error {
 	}
 	sort.Slice(acked, func(i, j int) bool { return acked[i].at.Before(acked[j].at) })
 	m.expiry = acked
-	err = m.st.LoadPushes(func(p store.Push) error {
-		a := m.appLocked(p.App)
-		a.pushes[p.Seq] = &push{seq: p.Seq, firstID: p.FirstID, count: p.Count, at: p.At, durable: true}
-		a.pushOrder = append(a.pushOrder, p.Seq)
+	var spent store.Batch
+	err = m.st.LoadPushes(func(sp store.Push) error {
+		p := &push{seq: sp.Seq, firstID: sp.FirstID, count: sp.Count, durable: true}
+		for id := p.firstID; id < p.firstID+uint64(p.count); id++ {
+			if t := m.tasks[id]; t != nil {
+				t.push = p
+				p.left++
+			}
+		}
+		if p.left == 0 {
+			// Every task was acknowledged before the stop; the delete of
+			// this record did not make it.
+			spent.DeletePush(sp.App, sp.Seq)
+			return nil
+		}
+		m.appLocked(sp.App).pushes[p.seq] = p
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("reload pushes: %w", err)
 	}
-	for _, a := range m.apps {
-		sort.Slice(a.pushOrder, func(i, j int) bool { return a.pushes[a.pushOrder[i]].at.Before(a.pushes[a.pushOrder[j]].at) })
+	if spent.Len() > 0 {
+		if err := m.st.CommitWait(context.Background(), &spent); err != nil {
+			return fmt.Errorf("forget spent pushes: %w", err)
+		}
 	}
 	m.opts.Logger.Info("store loaded", "path", m.st.Path(), "unfinished", len(m.tasks), "next_id", m.nextID)
 	return nil
@@ -177,9 +193,11 @@ func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
 		return
 	}
 	first, b := m.acceptLocked(a, msg.Tasks, false)
-	p := &push{seq: msg.Seq, firstID: first, count: uint32(len(msg.Tasks)), at: now, waiters: []*appConn{c}}
+	p := &push{seq: msg.Seq, firstID: first, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []*appConn{c}}
+	for id := first; id < first+uint64(p.count); id++ {
+		m.tasks[id].push = p
+	}
 	a.pushes[msg.Seq] = p
-	a.pushOrder = append(a.pushOrder, msg.Seq)
 	b.PutPush(store.Push{App: a.name, Seq: p.seq, FirstID: first, Count: p.count, At: now})
 	m.commitLocked(b, func(err error) {
 		if err != nil {
@@ -481,6 +499,12 @@ func (m *Master) acked(a *app, c *appConn, ids []uint64) {
 		}
 		delete(a.sent, id)
 		delete(m.tasks, id)
+		if p := t.push; p != nil {
+			if p.left--; p.left == 0 {
+				delete(a.pushes, p.seq)
+				b.DeletePush(a.name, p.seq)
+			}
+		}
 		if m.opts.Retention < 0 {
 			b.DeleteTask(id)
 		} else {
@@ -552,7 +576,7 @@ const (
 	sweepEvery = 10 * time.Second
 )
 
-// sweepLocked deletes acknowledged tasks and push records past retention.
+// sweepLocked deletes acknowledged tasks past retention.
 func (m *Master) sweepLocked(now time.Time, b *store.Batch) {
 	cut := now.Add(-m.opts.Retention)
 	n := 0
@@ -561,24 +585,6 @@ func (m *Master) sweepLocked(now time.Time, b *store.Batch) {
 		n++
 	}
 	m.expiry = m.expiry[n:]
-	// Push records guard against re-sent batches; keep them as long as the
-	// tasks, at least an hour.
-	pcut := now.Add(-max(m.opts.Retention, time.Hour))
-	for _, a := range m.apps {
-		k := 0
-		for k < len(a.pushOrder) {
-			p := a.pushes[a.pushOrder[k]]
-			if p != nil && (p.at.After(pcut) || !p.durable) {
-				break
-			}
-			if p != nil {
-				b.DeletePush(a.name, p.seq)
-				delete(a.pushes, p.seq)
-			}
-			k++
-		}
-		a.pushOrder = a.pushOrder[k:]
-	}
 }
 
 // retryHeap orders tasks waiting for a retry by retryAt.
