@@ -17,6 +17,7 @@ import (
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // peer is one accepted WebSocket, slave or application.
@@ -59,6 +60,7 @@ type slave struct {
 	draining  bool
 	running   map[uint64]*task
 	connected time.Time
+	metrics   *stats.Slave
 
 	dispatched, done, failed uint64
 	busy                     time.Duration
@@ -83,6 +85,7 @@ type app struct {
 	sent    map[uint64]*task // sent on conn, not yet acknowledged
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
 	stats   appStats
+	metrics *stats.App
 }
 
 type appStats struct{ pushed, done, failed, acked uint64 }
@@ -103,7 +106,7 @@ type push struct {
 func (m *Master) appLocked(name string) *app {
 	a := m.apps[name]
 	if a == nil {
-		a = &app{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}}
+		a = &app{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}, metrics: m.metrics.App(name)}
 		m.apps[name] = a
 	}
 	return a
@@ -261,6 +264,7 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		poll:      m.opts.Dispatch == protocol.DispatchPoll,
 		running:   map[uint64]*task{},
 		connected: m.opts.Now(),
+		metrics:   m.metrics.SlaveSeen(h.Name, h.Concurrency+h.Prefetch),
 	}
 	s.conn = &peer{conn: c, log: m.opts.Logger.With("slave", h.Name, "session", s.session, "remote", r.RemoteAddr)}
 	s.conn.log.Info("slave connected", "kinds", kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
@@ -346,6 +350,7 @@ func (m *Master) slaveGone(s *slave) {
 		}
 	}
 	s.running = nil
+	s.metrics.Gone()
 	s.conn.log.Info("slave disconnected", "requeued", n)
 	m.pumpLocked()
 	if b.Len() > 0 {

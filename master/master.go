@@ -29,6 +29,7 @@ import (
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // StoreFile is the name of the bbolt file inside Options.Data.
@@ -42,6 +43,7 @@ type Master struct {
 	srv      *http.Server
 	mux      *http.ServeMux
 	st       *store.Store
+	metrics  *stats.Master
 	upgrader websocket.Upgrader
 	started  time.Time
 
@@ -113,6 +115,10 @@ func New(opts Options) (*Master, error) {
 		stopped:   make(chan struct{}),
 		started:   opts.Now(),
 	}
+	if m.metrics, err = stats.NewMaster(opts.Metrics, opts.Now); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := m.reload(); err != nil {
 		st.Close()
 		return nil, err
@@ -138,6 +144,10 @@ func New(opts Options) (*Master, error) {
 	m.ctx, m.cancel = context.WithCancelCause(context.Background())
 	return m, nil
 }
+
+// Metrics is the master's statistics recorder: counters, per-slave and
+// per-app numbers and the last hour of one-second time series.
+func (m *Master) Metrics() *stats.Master { return m.metrics }
 
 // Addr is the bound listen address.
 func (m *Master) Addr() net.Addr { return m.ln.Addr() }

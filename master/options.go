@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -57,6 +59,10 @@ type Options struct {
 	// present in its Hello; a slave without it is refused as unauthorized.
 	// Default "": any slave may join.
 	SlaveToken string
+	// Metrics is where the master's Prometheus metrics are registered (serve
+	// them with stats.Handler). Nil keeps the numbers, for Stats and the
+	// time series, without exporting them.
+	Metrics prometheus.Registerer
 	// NoSync skips fsync. Only for tests and benchmarks that say so.
 	NoSync bool
 	// Now is the clock for leases, retries and retention. Default time.Now.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // task is the master's view of one task. rec holds what is durable; the
@@ -71,7 +72,11 @@ func (m *Master) flushCommits() {
 	m.commitQ = nil
 	m.mu.Unlock()
 	for _, r := range q {
-		m.st.Commit(r.b, r.done)
+		ops, start, done := r.b.Len(), time.Now(), r.done
+		m.st.Commit(r.b, func(err error) {
+			m.metrics.Commit(ops, time.Since(start))
+			done(err)
+		})
 	}
 }
 
@@ -245,8 +250,10 @@ func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, quiet bool) (uin
 		t := m.newTask(&r)
 		m.tasks[r.ID] = t
 		m.queue.Push(&t.q)
+		m.metrics.Submitted(r.Kind, 1)
 	}
 	b.SetNextID(m.nextID)
+	a.metrics.Pushed(int(n))
 	a.stats.pushed += n
 	m.counts.submitted += n
 	return first, b
@@ -283,6 +290,7 @@ func (m *Master) dispatchLocked(s *slave) {
 		t.deadline = now.Add(t.rec.Timeout + m.opts.LeaseGrace)
 		s.running[t.rec.ID] = t
 		s.dispatched++
+		m.metrics.Dispatched(t.rec.Kind, 1)
 		if s.credit > 0 {
 			s.credit--
 		}
@@ -320,6 +328,7 @@ func (m *Master) results(s *slave, msg *protocol.Results) {
 		t := m.tasks[r.ID]
 		if t == nil || t.rec.State.Final() {
 			m.counts.late++
+			m.metrics.LateResult()
 			continue
 		}
 		if r.Err == "" {
@@ -327,6 +336,7 @@ func (m *Master) results(s *slave, msg *protocol.Results) {
 		} else {
 			s.failed++
 		}
+		s.metrics.Result(r.Err == "", r.Duration)
 		s.busy += r.Duration
 		m.detachLocked(t)
 		t.rec.Slave = s.view.Name
@@ -374,6 +384,7 @@ func (m *Master) retryLocked(t *task, now time.Time) {
 	t.retryAt = now.Add(d)
 	heap.Push(&m.retries, t)
 	m.counts.retried++
+	m.metrics.Retried(t.rec.Kind)
 }
 
 // requeueLocked puts t back to pending after its slave vanished, its lease
@@ -394,6 +405,7 @@ func (m *Master) requeueLocked(t *task, spent bool, why string, now time.Time, b
 	t.rec.State = protocol.StatePending
 	m.queue.Push(&t.q)
 	m.counts.requeued++
+	m.metrics.Requeued(t.rec.Kind, 1)
 	if spent {
 		b.PutTask(&t.rec)
 	}
@@ -405,17 +417,24 @@ func (m *Master) finishLocked(t *task, now time.Time, b *store.Batch) {
 	t.rec.FinishedAt = now
 	t.slave = nil
 	t.rec.Acked = t.rec.Quiet // nobody will acknowledge a quiet task
+	var st stats.State
 	switch t.rec.State {
 	case protocol.StateDone:
 		m.counts.done++
 		t.app.stats.done++
+		st = stats.Done
 	case protocol.StateFailed:
 		m.counts.failed++
 		t.app.stats.failed++
+		st = stats.Failed
 	case protocol.StateCanceled:
 		m.counts.canceled++
 		t.app.stats.failed++
+		st = stats.Canceled
 	}
+	latency := now.Sub(t.rec.CreatedAt)
+	m.metrics.Finished(t.rec.Kind, st, latency)
+	t.app.metrics.Finished(st, latency)
 	b.PutTask(&t.rec)
 	// The payload is no longer needed in memory; the store keeps it.
 	t.rec.Payload = nil
@@ -559,6 +578,10 @@ func (m *Master) timers() {
 				m.requeueLocked(t, true, fmt.Sprintf("no result from slave %s within the lease of %v", s.view.Name, t.rec.Timeout+m.opts.LeaseGrace), now, b, &final)
 			}
 		}
+		m.metrics.Tick()
+		if n%gaugeEvery == 0 {
+			m.gaugesLocked()
+		}
 		if now.Sub(lastSweep) >= sweepEvery {
 			lastSweep = now
 			m.sweepLocked(now, b)
@@ -572,9 +595,31 @@ func (m *Master) timers() {
 }
 
 const (
+	gaugeEvery = 50 // ticks: the gauges are sampled once a second
 	timerTick  = 20 * time.Millisecond
 	sweepEvery = 10 * time.Second
 )
+
+// gaugesLocked samples what the metrics show as levels rather than events.
+func (m *Master) gaugesLocked() {
+	pending, running, unacked, apps := len(m.retries), 0, 0, 0
+	for k := range m.seenKinds {
+		n := m.queue.Len(k)
+		pending += n
+		m.metrics.SetQueue(k, n)
+	}
+	for s := range m.slaves {
+		running += len(s.running)
+	}
+	for _, a := range m.apps {
+		unacked += len(a.pending) + len(a.sent)
+		if a.conn != nil {
+			apps++
+		}
+	}
+	m.metrics.SetTasks(pending, running, unacked)
+	m.metrics.SetConnections(len(m.slaves), apps)
+}
 
 // sweepLocked deletes acknowledged tasks past retention.
 func (m *Master) sweepLocked(now time.Time, b *store.Batch) {

@@ -56,16 +56,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer os.RemoveAll(dir)
 	}
-	m, err := master.New(master.Options{Listen: *listen, Data: dir, Logger: log, Version: versionString()})
+	reg := newRegistry()
+	mo := master.Options{Listen: *listen, Data: dir, Logger: log, Version: versionString(), Metrics: reg}
+	m, err := master.New(mo)
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && *listen != "127.0.0.1:0" {
 		fmt.Fprintf(stdout, "%s is taken; using a free port\n", *listen)
-		m, err = master.New(master.Options{Listen: "127.0.0.1:0", Data: dir, Logger: log, Version: versionString()})
+		mo.Listen = "127.0.0.1:0"
+		m, err = master.New(mo)
 	}
 	if err != nil {
 		return err
 	}
-	tokenPath, err := attachAPI(m, dir, log)
+	tokenPath, err := attachHTTP(m, dir, reg, log)
 	if err != nil {
 		m.Close()
 		return err
@@ -82,6 +85,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "master   %s (store: %s)\n", m.URL(), dir)
 	fmt.Fprintf(stdout, "api      http://%s/rpc  token %s\n", m.Addr(), strings.TrimSpace(string(token)))
+	fmt.Fprintf(stdout, "metrics  http://%s/metrics\n", m.Addr())
 
 	procs, err := startSlaves(m.URL(), *slaves, *concurrency, stderr)
 	defer stopSlaves(procs, log)

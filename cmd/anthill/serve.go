@@ -10,12 +10,16 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/samples/hello"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
 	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // masterFlags binds one flag per master.Options field, same name.
@@ -63,11 +67,13 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	o.Logger, o.Version = log, versionString()
+	reg := newRegistry()
+	o.Metrics = reg
 	m, err := master.New(o)
 	if err != nil {
 		return err
 	}
-	tokenPath, err := attachAPI(m, o.Data, log)
+	tokenPath, err := attachHTTP(m, o.Data, reg, log)
 	if err != nil {
 		m.Close()
 		return err
@@ -77,9 +83,18 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return m.Run(ctx)
 }
 
-// attachAPI serves the JSON-RPC API on m, with the admin token kept in the
-// data dir (created on first start). It returns the token file's path.
-func attachAPI(m *master.Master, data string, log *slog.Logger) (string, error) {
+// newRegistry holds the master's metrics and the process's own.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// attachHTTP serves the JSON-RPC API on m, with the admin token kept in the
+// data dir (created on first start), and the metrics in reg on /metrics.
+// It returns the token file's path.
+func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *slog.Logger) (string, error) {
+	m.Handle("/metrics", stats.Handler(reg))
 	tok, path, _, err := jsonrpc.LoadOrCreateToken(data)
 	if err != nil {
 		return "", err

@@ -1,0 +1,291 @@
+package stats
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Slave is one session of a slave, returned by [Master.SlaveSeen]. The
+// master keeps it with the connection and reports results through it.
+// Sessions with the same name share their series.
+type Slave struct {
+	m     *Master
+	e     *slaveEntry
+	slots int
+	gone  atomic.Bool
+}
+
+// slaveEntry is everything recorded under one slave name.
+type slaveEntry struct {
+	name                     string
+	label                    string
+	done, failed, busy, reco prometheus.Counter
+	slots, connected         prometheus.Gauge
+	nDone, nFailed, busyNs   atomic.Uint64
+
+	// Guarded by Master.mu.
+	sessions, nSlots    int
+	reconnects          uint64
+	goneAt              time.Time
+	prevTasks, prevBusy uint64
+	rate, busyRate      float64 // per second, moving averages
+}
+
+// SlaveSeen records a session of slave name, which runs slots tasks at once,
+// and returns its handle. Seeing a name that is connected or lingering counts
+// a reconnect. Call [Slave.Gone] when the session ends.
+func (m *Master) SlaveSeen(name string, slots int) *Slave {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.slaves[name]
+	if e == nil {
+		label := strings.ToValidUTF8(name, "\uFFFD")
+		e = &slaveEntry{
+			name:      name,
+			label:     label,
+			done:      m.slaveTasks.WithLabelValues(label, "done"),
+			failed:    m.slaveTasks.WithLabelValues(label, "failed"),
+			busy:      m.slaveBusy.WithLabelValues(label),
+			reco:      m.slaveReconnects.WithLabelValues(label),
+			slots:     m.slaveSlots.WithLabelValues(label),
+			connected: m.slaveConnected.WithLabelValues(label),
+		}
+		m.slaves[name] = e
+	} else {
+		e.reconnects++
+		e.reco.Inc()
+	}
+	e.sessions++
+	e.nSlots += slots
+	e.goneAt = time.Time{}
+	e.slots.Set(float64(e.nSlots))
+	e.connected.Set(float64(e.sessions))
+	return &Slave{m: m, e: e, slots: slots}
+}
+
+// Result records a result of the slave: ok or failed, after runTime in its
+// handler.
+func (s *Slave) Result(ok bool, runTime time.Duration) {
+	e := s.e
+	if ok {
+		e.done.Inc()
+		e.nDone.Add(1)
+	} else {
+		e.failed.Inc()
+		e.nFailed.Add(1)
+	}
+	if runTime > 0 {
+		e.busy.Add(runTime.Seconds())
+		e.busyNs.Add(uint64(runTime))
+	}
+}
+
+// Gone records the end of the session. When a name has no session left its
+// series linger for [Linger], then go. Calling Gone again does nothing.
+func (s *Slave) Gone() {
+	if s.gone.Swap(true) {
+		return
+	}
+	m, e := s.m, s.e
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e.sessions--
+	e.nSlots -= s.slots
+	if e.sessions == 0 {
+		e.goneAt = m.now()
+	}
+	e.slots.Set(float64(e.nSlots))
+	e.connected.Set(float64(e.sessions))
+}
+
+// App is an application as the master knows it, returned by [Master.App].
+type App struct {
+	m         *Master
+	name      string
+	label     string
+	pushed    prometheus.Counter
+	finished  [numStates]prometheus.Counter
+	inFlight  prometheus.Gauge
+	latency   prometheus.Observer
+	nPushed   atomic.Uint64
+	nFinished [numStates]atomic.Uint64
+	nInFlight atomic.Int64
+	latSumNs  atomic.Uint64
+	latN      atomic.Uint64
+
+	goneAt time.Time // guarded by Master.mu; zero while known
+}
+
+// App returns the handle of application name, creating it the first time
+// and bringing back one that lingers. Call [App.Gone] when the master
+// forgets the application.
+func (m *Master) App(name string) *App {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a := m.apps[name]; a != nil {
+		a.goneAt = time.Time{}
+		return a
+	}
+	label := strings.ToValidUTF8(name, "\uFFFD")
+	a := &App{
+		m:        m,
+		name:     name,
+		label:    label,
+		pushed:   m.appPushed.WithLabelValues(label),
+		inFlight: m.appInFlight.WithLabelValues(label),
+		latency:  m.appLatency.WithLabelValues(label),
+	}
+	for s := range numStates {
+		a.finished[s] = m.appFinished.WithLabelValues(label, stateNames[s])
+	}
+	m.apps[name] = a
+	return a
+}
+
+// Pushed records n tasks pushed by the application.
+func (a *App) Pushed(n int) {
+	if n > 0 {
+		a.pushed.Add(float64(n))
+		a.nPushed.Add(uint64(n))
+	}
+}
+
+// InFlight sets how many of the application's tasks are not yet final.
+func (a *App) InFlight(n int) {
+	a.inFlight.Set(float64(n))
+	a.nInFlight.Store(int64(n))
+}
+
+// Finished records one of the application's tasks reaching state, latency
+// after it was submitted. The latency of canceled tasks is not observed.
+func (a *App) Finished(state State, latency time.Duration) {
+	if state >= numStates {
+		return
+	}
+	a.finished[state].Inc()
+	a.nFinished[state].Add(1)
+	if state != Canceled {
+		a.latency.Observe(latency.Seconds())
+		a.latSumNs.Add(uint64(max(latency, 0)))
+		a.latN.Add(1)
+	}
+}
+
+// Gone records that the master forgot the application. Its series linger
+// for [Linger], then go, unless [Master.App] brings it back.
+func (a *App) Gone() {
+	a.m.mu.Lock()
+	defer a.m.mu.Unlock()
+	if a.goneAt.IsZero() {
+		a.goneAt = a.m.now()
+	}
+}
+
+// tickHandles updates the slaves' moving averages over dt seconds and
+// removes the series of slaves and apps gone for Linger. Called under m.mu.
+func (m *Master) tickHandles(now time.Time, dt float64) {
+	alpha := 1 - math.Exp(-dt/60) // one-minute moving average
+	for name, e := range m.slaves {
+		if e.sessions == 0 && !e.goneAt.IsZero() && now.Sub(e.goneAt) >= Linger {
+			for _, st := range [...]string{"done", "failed"} {
+				m.slaveTasks.DeleteLabelValues(e.label, st)
+			}
+			m.slaveBusy.DeleteLabelValues(e.label)
+			m.slaveReconnects.DeleteLabelValues(e.label)
+			m.slaveSlots.DeleteLabelValues(e.label)
+			m.slaveConnected.DeleteLabelValues(e.label)
+			delete(m.slaves, name)
+			continue
+		}
+		tasks, busy := e.nDone.Load()+e.nFailed.Load(), e.busyNs.Load()
+		e.rate += alpha * (float64(tasks-e.prevTasks)/dt - e.rate)
+		e.busyRate += alpha * (float64(busy-e.prevBusy)/1e9/dt - e.busyRate)
+		e.prevTasks, e.prevBusy = tasks, busy
+	}
+	for name, a := range m.apps {
+		if !a.goneAt.IsZero() && now.Sub(a.goneAt) >= Linger {
+			m.appPushed.DeleteLabelValues(a.label)
+			m.appInFlight.DeleteLabelValues(a.label)
+			m.appLatency.DeleteLabelValues(a.label)
+			for s := range numStates {
+				m.appFinished.DeleteLabelValues(a.label, stateNames[s])
+			}
+			delete(m.apps, name)
+		}
+	}
+}
+
+// SlaveSummary is what the dashboard shows of one slave name.
+type SlaveSummary struct {
+	Name         string
+	Sessions     int // live sessions; 0 while the series linger
+	Slots        int
+	Done, Failed uint64
+	Reconnects   uint64
+	Busy         time.Duration // summed handler time
+	MeanTaskTime time.Duration // Busy / (Done + Failed)
+	Throughput   float64       // results per second, one-minute moving average
+	BusyFraction float64       // of its slots, one-minute moving average
+	Gone         time.Time     // when the last session ended; zero while connected
+}
+
+// Slaves returns the slaves with series, sorted by name.
+func (m *Master) Slaves() []SlaveSummary {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tickLocked(m.now())
+	out := make([]SlaveSummary, 0, len(m.slaves))
+	for _, e := range m.slaves {
+		s := SlaveSummary{
+			Name: e.name, Sessions: e.sessions, Slots: e.nSlots,
+			Done: e.nDone.Load(), Failed: e.nFailed.Load(), Reconnects: e.reconnects,
+			Busy: time.Duration(e.busyNs.Load()), Throughput: e.rate, Gone: e.goneAt,
+		}
+		if n := s.Done + s.Failed; n > 0 {
+			s.MeanTaskTime = s.Busy / time.Duration(n)
+		}
+		if e.nSlots > 0 {
+			s.BusyFraction = e.busyRate / float64(e.nSlots)
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b SlaveSummary) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// AppSummary is what the dashboard shows of one application.
+type AppSummary struct {
+	Name                   string
+	Pushed                 uint64
+	InFlight               int
+	Done, Failed, Canceled uint64
+	MeanLatency            time.Duration // of done and failed tasks, since the master started
+	Gone                   time.Time     // when the master forgot it; zero while known
+}
+
+// Apps returns the applications with series, sorted by name.
+func (m *Master) Apps() []AppSummary {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tickLocked(m.now())
+	out := make([]AppSummary, 0, len(m.apps))
+	for _, a := range m.apps {
+		s := AppSummary{
+			Name: a.name, Pushed: a.nPushed.Load(), InFlight: int(a.nInFlight.Load()),
+			Done: a.nFinished[Done].Load(), Failed: a.nFinished[Failed].Load(),
+			Canceled: a.nFinished[Canceled].Load(), Gone: a.goneAt,
+		}
+		if n := a.latN.Load(); n > 0 {
+			s.MeanLatency = time.Duration(a.latSumNs.Load() / n)
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b AppSummary) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
