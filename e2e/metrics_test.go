@@ -37,7 +37,7 @@ func TestMetricsCountTheWork(t *testing.T) {
 		`anthill_slave_tasks_total{slave="metered",state="done"}`:   300,
 		`anthill_slave_tasks_total{slave="metered",state="failed"}`: 4,
 		`anthill_app_tasks_pushed_total{app="metrics-app"}`:         302,
-		`anthill_slaves_connected`:                                  1, // a gauge, sampled once a second
+		`anthill_slaves_connected`:                                  1, // gauges are sampled once a second
 	}
 	var got map[string]float64
 	deadline := time.Now().Add(10 * time.Second)

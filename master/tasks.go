@@ -616,6 +616,9 @@ func (m *Master) gaugesLocked() {
 		if a.conn != nil {
 			apps++
 		}
+		if final := a.stats.done + a.stats.failed; a.stats.pushed >= final {
+			a.metrics.InFlight(int(a.stats.pushed - final))
+		}
 	}
 	m.metrics.SetTasks(pending, running, unacked)
 	m.metrics.SetConnections(len(m.slaves), apps)
