@@ -252,3 +252,20 @@ func TestPushRecordReleasedOnAck(t *testing.T) {
 		t.Fatalf("%d push records came back after a restart", len(a.pushes))
 	}
 }
+
+// Tasks nobody can run yet show as the app's in-flight tasks in the
+// metrics (a gauge sampled once a second).
+func TestInFlightGauge(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{})
+	app := dial(t, m, "/ws/app", appHello("waiting"))
+	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k"}, {Kind: "k"}, {Kind: "k"}}})
+	app.read()
+	waitUntil(t, func() bool {
+		for _, a := range m.Metrics().Apps() {
+			if a.Name == "waiting" && a.InFlight == 3 && a.Pushed == 3 {
+				return true
+			}
+		}
+		return false
+	})
+}
