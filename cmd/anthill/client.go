@@ -597,22 +597,10 @@ when the task is not done.`, stderr)
 	if err != nil {
 		return err
 	}
-	if len(operands) != 1 {
-		return c.usageError("want one task id")
-	}
 	if c.json && *rawOut {
 		return c.usageError("give one of --json and --raw")
 	}
-	id, err := c.parseID(operands[0])
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	defer cl.close()
-	raw, err := cl.call(ctx, "Tasks.Get", map[string]any{"id": id}, 0)
+	id, raw, err := callWithID(ctx, c, operands, "Tasks.Get")
 	if err != nil {
 		return err
 	}
@@ -943,19 +931,7 @@ func taskAction(ctx context.Context, args []string, stdout, stderr io.Writer, na
 	if err != nil {
 		return err
 	}
-	if len(operands) != 1 {
-		return c.usageError("want one task id")
-	}
-	id, err := c.parseID(operands[0])
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	defer cl.close()
-	raw, err := cl.call(ctx, method, map[string]any{"id": id}, 0)
+	id, raw, err := callWithID(ctx, c, operands, method)
 	if err != nil {
 		return err
 	}
@@ -1062,6 +1038,24 @@ slaves, throughput. Nested fields print as dotted names.`, stderr)
 		return printJSON(stdout, raw)
 	}
 	return printResultFields(stdout, "Stats.Summary", raw)
+}
+
+// callWithID makes method's call for the one task id the operands must be.
+func callWithID(ctx context.Context, c *clientFlags, operands []string, method string) (uint64, json.RawMessage, error) {
+	if len(operands) != 1 {
+		return 0, nil, c.usageError("want one task id")
+	}
+	id, err := c.parseID(operands[0])
+	if err != nil {
+		return 0, nil, err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return 0, nil, err
+	}
+	defer cl.close()
+	raw, err := cl.call(ctx, method, map[string]any{"id": id}, 0)
+	return id, raw, err
 }
 
 // callWithoutOperands parses flags for a command that takes no operands
