@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 )
@@ -16,7 +17,8 @@ import (
 // use.
 type Client struct {
 	// URL is the master's base URL: http://host:port (https, ws and wss
-	// work too: ws means http). The client posts to URL + Path.
+	// work too: ws means http; see Endpoint). The client posts to its
+	// Endpoint.
 	URL string
 	// Token is the admin token (LoadOrCreateToken).
 	Token string
@@ -27,11 +29,32 @@ type Client struct {
 	id atomic.Uint64
 }
 
+// HTTPError is an answer that is not a JSON-RPC response: a proxy's error
+// page, a server that is not an Anthill master. Callers can tell a bad
+// gateway (the master is unreachable) from the rest by its Status.
+type HTTPError struct {
+	Status int
+	Body   string // the start of the answer
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("HTTP %d, not a JSON-RPC response: %.200q", e.Status, e.Body)
+}
+
+// maxResponse caps what is read of an answer.
+const maxResponse = 1 << 30
+
 // Call invokes method with params (marshalled as a JSON object: a struct
 // such as SubmitParams, a map, or nil for none) and decodes its result
-// into result unless result is nil. A JSON-RPC error is returned as an
-// *Error, including the HTTP 401 of a wrong token.
+// into result unless result is nil (a *json.RawMessage keeps it as is).
+// A JSON-RPC error is returned as an *Error, including the HTTP 401 of a
+// wrong token; an answer that is not JSON-RPC as an *HTTPError; a failure
+// to reach the master as the transport's error, wrapped.
 func (c *Client) Call(ctx context.Context, method string, params, result any) error {
+	endpoint, err := Endpoint(c.URL)
+	if err != nil {
+		return fmt.Errorf("jsonrpc: master URL %w", err)
+	}
 	if params == nil {
 		params = struct{}{}
 	}
@@ -44,11 +67,12 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 	if err != nil {
 		return fmt.Errorf("jsonrpc: %s params: %w", method, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint(c.URL), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("jsonrpc: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	hc := c.HTTP
 	if hc == nil {
@@ -59,16 +83,16 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		return fmt.Errorf("jsonrpc: %s: %w", method, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return fmt.Errorf("jsonrpc: %s: %w", method, err)
+		return fmt.Errorf("jsonrpc: %s: reading the answer: %w", method, err)
 	}
 	var res struct {
 		Result json.RawMessage `json:"result"`
 		Error  *Error          `json:"error"`
 	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return fmt.Errorf("jsonrpc: %s: HTTP %d, not a JSON-RPC response: %.200q", method, resp.StatusCode, raw)
+	if err := json.Unmarshal(raw, &res); err != nil || (res.Error == nil && res.Result == nil) {
+		return &HTTPError{Status: resp.StatusCode, Body: string(raw[:min(len(raw), 200)])}
 	}
 	if res.Error != nil {
 		return res.Error
@@ -81,16 +105,33 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 	return nil
 }
 
-// endpoint turns a master base URL into the RPC endpoint's.
-func endpoint(base string) string {
-	base = strings.TrimRight(base, "/")
-	switch {
-	case strings.HasPrefix(base, "ws://"):
-		base = "http://" + strings.TrimPrefix(base, "ws://")
-	case strings.HasPrefix(base, "wss://"):
-		base = "https://" + strings.TrimPrefix(base, "wss://")
-	case !strings.Contains(base, "://"):
-		base = "http://" + base
+// Endpoint turns a master URL as a person types it into the API's
+// endpoint: ws and wss become http and https, a bare host:port gets
+// http://, a path prefix (a proxy) is kept and Path is added once.
+func Endpoint(master string) (string, error) {
+	s := strings.TrimSpace(master)
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
 	}
-	return base + Path
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http", "ws":
+		u.Scheme = "http"
+	case "https", "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("%q: want http://host:port", master)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q: no host", master)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if !strings.HasSuffix(u.Path, Path) {
+		u.Path += Path
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), nil
 }

@@ -151,8 +151,8 @@ func TestClient(t *testing.T) {
 		"wss://h":     "https://h/rpc",
 		"h:1":         "http://h:1/rpc",
 	} {
-		if got := endpoint(in); got != want {
-			t.Errorf("endpoint(%q) = %q, want %q", in, got, want)
+		if got, err := Endpoint(in); err != nil || got != want {
+			t.Errorf("Endpoint(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }

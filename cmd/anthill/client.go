@@ -29,6 +29,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/anthill-project/anthill/jsonrpc"
 )
 
 func clientCommands() []command {
@@ -88,29 +90,14 @@ func exitCode(err error) int {
 	return exitFailed
 }
 
-// The JSON-RPC error code the master answers a wrong or missing token with.
-const codeUnauthorized = -32001
-
-// rpcError is a JSON-RPC error object; it prints as "message (code N)".
-type rpcError struct {
-	Code    int             `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data,omitempty"`
-}
-
-func (e *rpcError) Error() string { return fmt.Sprintf("%s (code %d)", e.Message, e.Code) }
-
 const (
 	defaultMaster = "http://127.0.0.1:7070"
-	tokenFileName = "admin.token" // in the master's data dir, mode 0600
 	// callTimeout bounds one call, on top of the time the call itself asks
 	// the master to wait (Tasks.Wait).
 	callTimeout = time.Minute
 	// maxWaitCall is the longest timeout_ms of one Tasks.Wait; wait loops
 	// for longer timeouts.
 	maxWaitCall = time.Minute
-	// maxResponse caps what is read of an answer.
-	maxResponse = 1 << 30
 	// A batch of submit is cut into calls of at most this many tasks and
 	// about this many payload bytes.
 	batchTasks = 1000
@@ -193,7 +180,7 @@ func (c *clientFlags) wasSet(name string) bool {
 
 // client resolves the master's endpoint and the token.
 func (c *clientFlags) client() (*rpcClient, error) {
-	endpoint, err := rpcEndpoint(c.master)
+	endpoint, err := jsonrpc.Endpoint(c.master)
 	if err != nil {
 		return nil, c.usageError("--master: %v", err)
 	}
@@ -204,37 +191,7 @@ func (c *clientFlags) client() (*rpcClient, error) {
 	// A transport of its own, closed by close: a command leaves no idle
 	// connection behind, which matters to tests that run many.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	return &rpcClient{endpoint: endpoint, token: token, http: &http.Client{Transport: tr}}, nil
-}
-
-// rpcEndpoint turns a master URL into its JSON-RPC endpoint: ws and wss
-// become http and https, a bare host:port gets http://, and /rpc is added.
-func rpcEndpoint(master string) (string, error) {
-	s := strings.TrimSpace(master)
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", err
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "http", "ws":
-		u.Scheme = "http"
-	case "https", "wss":
-		u.Scheme = "https"
-	default:
-		return "", fmt.Errorf("%q: want http://host:port", master)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("%q: no host", master)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	if !strings.HasSuffix(u.Path, "/rpc") {
-		u.Path += "/rpc"
-	}
-	u.RawQuery, u.Fragment = "", ""
-	return u.String(), nil
+	return &rpcClient{endpoint: endpoint, c: jsonrpc.Client{URL: endpoint, Token: token, HTTP: &http.Client{Transport: tr}}}, nil
 }
 
 // findToken returns the admin token: the --token flag, else $ANTHILL_TOKEN,
@@ -246,7 +203,7 @@ func findToken(flagToken, dataDir string) (string, error) {
 	if t := strings.TrimSpace(os.Getenv("ANTHILL_TOKEN")); t != "" {
 		return t, nil
 	}
-	path := filepath.Join(dataDir, tokenFileName)
+	path := filepath.Join(dataDir, jsonrpc.TokenFile)
 	f, err := os.Open(path)
 	if err != nil {
 		return "", &exitError{exitUnauthorized, fmt.Errorf("no admin token: pass --token, set ANTHILL_TOKEN, or point --data at the master's data dir (%v)", err)}
@@ -263,92 +220,53 @@ func findToken(flagToken, dataDir string) (string, error) {
 	return t, nil
 }
 
-// rpcClient makes JSON-RPC calls to one master.
+// rpcClient makes JSON-RPC calls to one master and turns their failures
+// into the exit codes scripts rely on.
 type rpcClient struct {
 	endpoint string
-	token    string
-	http     *http.Client
-	id       int
+	c        jsonrpc.Client
 }
 
 // close closes the client's idle connections.
-func (c *rpcClient) close() { c.http.CloseIdleConnections() }
+func (c *rpcClient) close() { c.c.HTTP.CloseIdleConnections() }
 
 // call invokes method with params (nil for none) and returns its raw
 // result. wait is how long the call asks the master to hold it. Errors are
-// a *rpcError (exit 1), or a *exitError for HTTP 401 (4) and transport
-// failures (5).
+// a *jsonrpc.Error (exit 1), or a *exitError for a refused token (4) and
+// an unreachable master (5).
 func (c *rpcClient) call(ctx context.Context, method string, params any, wait time.Duration) (json.RawMessage, error) {
-	if params == nil {
-		params = struct{}{}
-	}
-	c.id++
-	body, err := json.Marshal(struct {
-		Version string `json:"jsonrpc"`
-		ID      int    `json:"id"`
-		Method  string `json:"method"`
-		Params  any    `json:"params"`
-	}{"2.0", c.id, method, params})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", method, err)
-	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout+wait)
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+	var raw json.RawMessage
+	err := c.c.Call(cctx, method, params, &raw)
+	if err == nil {
+		return raw, nil
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("User-Agent", "anthill/"+versionString())
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil { // interrupted
-			return nil, ctx.Err()
+	if rerr, ok := errors.AsType[*jsonrpc.Error](err); ok {
+		if rerr.Code == jsonrpc.CodeUnauthorized {
+			return nil, &exitError{exitUnauthorized, rerr}
 		}
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err
-		}
-		if cctx.Err() != nil {
-			err = fmt.Errorf("no answer within %v", callTimeout+wait)
-		}
-		return nil, &exitError{exitUnreachable, fmt.Errorf("master unreachable at %s: %w", c.endpoint, err)}
+		return nil, rerr
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, &exitError{exitUnreachable, fmt.Errorf("master unreachable at %s: reading the answer: %w", c.endpoint, err)}
-	}
-	var res struct {
-		Result json.RawMessage `json:"result"`
-		Error  *rpcError       `json:"error"`
-	}
-	jerr := json.Unmarshal(raw, &res)
-	if resp.StatusCode == http.StatusUnauthorized {
-		if jerr == nil && res.Error != nil {
-			return nil, &exitError{exitUnauthorized, res.Error}
-		}
-		return nil, &exitError{exitUnauthorized, fmt.Errorf("unauthorized: the master refused the token (HTTP 401)")}
-	}
-	if jerr != nil || (res.Error == nil && res.Result == nil) {
-		err := fmt.Errorf("%s: HTTP %d from %s, not a JSON-RPC response: %.200q", method, resp.StatusCode, c.endpoint, raw)
-		switch resp.StatusCode {
+	if herr, ok := errors.AsType[*jsonrpc.HTTPError](err); ok {
+		err := fmt.Errorf("%s: %w from %s", method, herr, c.endpoint)
+		switch herr.Status {
+		case http.StatusUnauthorized:
+			return nil, &exitError{exitUnauthorized, fmt.Errorf("unauthorized: the master refused the token (HTTP 401)")}
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return nil, &exitError{exitUnreachable, err}
 		}
 		return nil, err
 	}
-	if res.Error != nil {
-		if res.Error.Code == codeUnauthorized {
-			return nil, &exitError{exitUnauthorized, res.Error}
-		}
-		return nil, res.Error
+	if ctx.Err() != nil { // interrupted
+		return nil, ctx.Err()
 	}
-	return res.Result, nil
+	if cctx.Err() != nil {
+		err = fmt.Errorf("no answer within %v", callTimeout+wait)
+	} else if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err
+	}
+	return nil, &exitError{exitUnreachable, fmt.Errorf("master unreachable at %s: %w", c.endpoint, err)}
 }
 
 // printJSON writes a result as one JSON document and a newline.
@@ -358,17 +276,6 @@ func printJSON(w io.Writer, raw json.RawMessage) error {
 }
 
 // --- submit
-
-// taskSpec is one new task as Tasks.Submit and Tasks.SubmitBatch take it.
-// Zero fields are left out: the master applies its defaults.
-type taskSpec struct {
-	Kind        string `json:"kind"`
-	Payload     []byte `json:"payload,omitempty"` // base64 in JSON
-	Priority    int32  `json:"priority,omitempty"`
-	TimeoutMS   int64  `json:"timeout_ms,omitempty"`
-	MaxAttempts uint32 `json:"max_attempts,omitempty"`
-	Key         string `json:"key,omitempty"`
-}
 
 func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newClientFlags("submit", "--app A --kind K [--payload S | --payload-file F | --stdin] [flags]",
@@ -418,7 +325,7 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 	case *attempts < 0 || int64(*attempts) > math.MaxUint32:
 		return c.usageError("--attempts must be from 0 to %d", uint32(math.MaxUint32))
 	}
-	spec := taskSpec{Kind: *kind, Priority: int32(*priority), MaxAttempts: uint32(*attempts), Key: *key}
+	spec := jsonrpc.TaskSpec{Kind: *kind, Priority: int32(*priority), MaxAttempts: uint32(*attempts), Key: *key}
 	if *timeout > 0 {
 		spec.TimeoutMS = max(1, timeout.Milliseconds())
 	}
@@ -470,7 +377,7 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 	}
 	defer cl.close()
 	var (
-		batch   []taskSpec
+		batch   []jsonrpc.TaskSpec
 		size    int
 		total   int           // tasks read
 		ids     []json.Number // --json: every id, printed at the end
@@ -483,7 +390,7 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 		if last && !batched && len(batch) == 1 {
 			raw, err := cl.call(ctx, "Tasks.Submit", struct {
 				App string `json:"app"`
-				taskSpec
+				jsonrpc.TaskSpec
 			}{*app, batch[0]}, 0)
 			if err != nil {
 				return err
@@ -502,8 +409,8 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 		}
 		batched = true
 		raw, err := cl.call(ctx, "Tasks.SubmitBatch", struct {
-			App   string     `json:"app"`
-			Tasks []taskSpec `json:"tasks"`
+			App   string             `json:"app"`
+			Tasks []jsonrpc.TaskSpec `json:"tasks"`
 		}{*app, batch}, 0)
 		if err != nil {
 			return err

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/anthill-project/anthill/jsonrpc"
 )
 
 // The client commands are tested against fakeMaster, a JSON-RPC 2.0 peer
@@ -37,7 +39,7 @@ type fakeCall struct {
 type fakeMethod struct {
 	allowed  []string // parameter names; others are refused
 	required []string
-	fn       func(p map[string]json.RawMessage) (any, *rpcError)
+	fn       func(p map[string]json.RawMessage) (any, *jsonrpc.Error)
 }
 
 type fakeMaster struct {
@@ -131,12 +133,12 @@ func (f *fakeMaster) setState(id uint64, state string, result []byte, errMsg str
 
 func isFinal(state any) bool { return state == "done" || state == "failed" || state == "canceled" }
 
-func rpcErr(code int, format string, args ...any) *rpcError {
-	return &rpcError{Code: code, Message: fmt.Sprintf(format, args...)}
+func rpcErr(code int, format string, args ...any) *jsonrpc.Error {
+	return &jsonrpc.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 func (f *fakeMaster) methods() map[string]fakeMethod {
-	task := func(p map[string]json.RawMessage) (map[string]any, *rpcError) {
+	task := func(p map[string]json.RawMessage) (map[string]any, *jsonrpc.Error) {
 		var id uint64
 		if err := json.Unmarshal(p["id"], &id); err != nil {
 			return nil, rpcErr(-32602, "invalid params: id: must be a non-negative integer")
@@ -148,7 +150,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 		return t, nil
 	}
 	specKeys := []string{"kind", "payload", "priority", "timeout_ms", "max_attempts", "key"}
-	newTask := func(app string, spec map[string]json.RawMessage) (uint64, *rpcError) {
+	newTask := func(app string, spec map[string]json.RawMessage) (uint64, *jsonrpc.Error) {
 		if err := checkParams(spec, specKeys, []string{"kind"}); err != nil {
 			return 0, err
 		}
@@ -166,7 +168,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 		return id, nil
 	}
 	return map[string]fakeMethod{
-		"Tasks.Submit": {append([]string{"app"}, specKeys...), []string{"app", "kind"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Tasks.Submit": {append([]string{"app"}, specKeys...), []string{"app", "kind"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			var app string
 			json.Unmarshal(p["app"], &app)
 			spec := copyParams(p)
@@ -177,7 +179,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			}
 			return map[string]any{"id": id}, nil
 		}},
-		"Tasks.SubmitBatch": {[]string{"app", "tasks"}, []string{"app", "tasks"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Tasks.SubmitBatch": {[]string{"app", "tasks"}, []string{"app", "tasks"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			var app string
 			var specs []map[string]json.RawMessage
 			json.Unmarshal(p["app"], &app)
@@ -194,11 +196,11 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			}
 			return map[string]any{"ids": ids}, nil
 		}},
-		"Tasks.Get": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Tasks.Get": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			return task(p)
 		}},
 		"Tasks.Wait": {[]string{"ids", "timeout_ms"}, []string{"ids"}, nil}, // see wait
-		"Tasks.List": {[]string{"state", "app", "kind", "limit", "cursor"}, nil, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Tasks.List": {[]string{"state", "app", "kind", "limit", "cursor"}, nil, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			var q struct {
 				State, App, Kind string
 				Limit            int
@@ -229,7 +231,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			}
 			return map[string]any{"tasks": out, "next_cursor": next}, nil
 		}},
-		"Tasks.Cancel": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Tasks.Cancel": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			t, err := task(p)
 			if err != nil {
 				return nil, err
@@ -240,7 +242,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			t["state"] = "canceled"
 			return map[string]any{"ok": true}, nil
 		}},
-		"Tasks.Retry": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Tasks.Retry": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			t, err := task(p)
 			if err != nil {
 				return nil, err
@@ -251,16 +253,16 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			t["state"] = "pending"
 			return map[string]any{"ok": true}, nil
 		}},
-		"Slaves.List": {nil, nil, func(map[string]json.RawMessage) (any, *rpcError) {
+		"Slaves.List": {nil, nil, func(map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			return map[string]any{"slaves": []any{fakeSlave}}, nil
 		}},
-		"Slaves.Get": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Slaves.Get": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			if string(p["id"]) != `"s-1"` {
 				return nil, rpcErr(-32004, "slave session %s not found", p["id"])
 			}
 			return fakeSlave, nil
 		}},
-		"Slaves.Drain": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *rpcError) {
+		"Slaves.Drain": {[]string{"id"}, []string{"id"}, func(p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			var id string
 			if err := json.Unmarshal(p["id"], &id); err != nil {
 				return nil, rpcErr(-32602, "invalid params: id: must be a string")
@@ -270,10 +272,10 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			}
 			return map[string]any{"ok": true}, nil
 		}},
-		"Apps.List": {nil, nil, func(map[string]json.RawMessage) (any, *rpcError) {
+		"Apps.List": {nil, nil, func(map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			return map[string]any{"apps": f.apps}, nil
 		}},
-		"Stats.Summary": {nil, nil, func(map[string]json.RawMessage) (any, *rpcError) {
+		"Stats.Summary": {nil, nil, func(map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			return json.RawMessage(`{"tasks":{"pending":3,"running":1,"done":42},"slaves":{"connected":2},
 				"kinds":[{"kind":"echo","pending":3,"slaves":2}],"throughput":{"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"window_ms":6e4},
 				"dispatch_latency_estimate_ms":null,"uptime_ms":5000}`), nil
@@ -295,7 +297,7 @@ func copyParams(p map[string]json.RawMessage) map[string]json.RawMessage {
 	return c
 }
 
-func checkParams(p map[string]json.RawMessage, allowed, required []string) *rpcError {
+func checkParams(p map[string]json.RawMessage, allowed, required []string) *jsonrpc.Error {
 	var names []string
 	for k := range p {
 		names = append(names, k)
@@ -316,7 +318,7 @@ func checkParams(p map[string]json.RawMessage, allowed, required []string) *rpcE
 
 // wait is Tasks.Wait: a long poll until every task is final or timeout_ms
 // ends; the result holds the final tasks.
-func (f *fakeMaster) wait(ctx context.Context, p map[string]json.RawMessage) (any, *rpcError) {
+func (f *fakeMaster) wait(ctx context.Context, p map[string]json.RawMessage) (any, *jsonrpc.Error) {
 	var ids []uint64
 	if err := json.Unmarshal(p["ids"], &ids); err != nil || len(ids) == 0 {
 		return nil, rpcErr(-32602, "invalid params: ids: must hold at least one task id")
@@ -351,7 +353,7 @@ func (f *fakeMaster) wait(ctx context.Context, p map[string]json.RawMessage) (an
 }
 
 func (f *fakeMaster) serve(w http.ResponseWriter, r *http.Request) {
-	reply := func(status int, id json.RawMessage, result any, e *rpcError) {
+	reply := func(status int, id json.RawMessage, result any, e *jsonrpc.Error) {
 		msg := map[string]any{"jsonrpc": "2.0", "id": id}
 		if e != nil {
 			msg["error"] = e
@@ -398,7 +400,7 @@ func (f *fakeMaster) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var res any
-	var e *rpcError
+	var e *jsonrpc.Error
 	if req.Method == "Tasks.Wait" {
 		res, e = f.wait(r.Context(), req.Params)
 	} else {
@@ -961,9 +963,9 @@ func TestMasterURL(t *testing.T) {
 		"http://":                    "",
 		"http://m:7070/rpc?x=1#frag": "http://m:7070/rpc",
 	} {
-		got, err := rpcEndpoint(in)
+		got, err := jsonrpc.Endpoint(in)
 		if (err != nil) != (want == "") || got != want {
-			t.Errorf("rpcEndpoint(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("Endpoint(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 
