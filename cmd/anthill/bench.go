@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -76,24 +77,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go io.Copy(io.Discard, mout)
 	url := "ws://" + addr
 
-	var sp []*exec.Cmd
-	for i := range *slaves {
-		c := exec.Command(exe, "slave", "--master", url, "--name", fmt.Sprintf("bench-%d", i+1),
-			"--prefetch", fmt.Sprint(*prefetch), "--log-level", "warn")
-		c.Stderr = stderr
-		if err := c.Start(); err != nil {
-			return err
-		}
-		sp = append(sp, c)
+	sp, err := startSlaves(url, "bench", *slaves, stderr, "--prefetch", fmt.Sprint(*prefetch))
+	defer stopSlaves(sp, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
 	}
-	defer func() {
-		for _, c := range sp {
-			_ = c.Process.Signal(syscall.SIGTERM)
-		}
-		for _, c := range sp {
-			_ = c.Wait()
-		}
-	}()
 
 	var lat latencies
 	node, err := appnode.Connect(ctx, appnode.Options{Master: url, App: "bench", TaskFinished: lat.finished})

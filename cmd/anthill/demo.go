@@ -87,7 +87,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "api      http://%s/rpc  token %s\n", m.Addr(), strings.TrimSpace(string(token)))
 	fmt.Fprintf(stdout, "metrics  http://%s/metrics\n", m.Addr())
 
-	procs, err := startSlaves(m.URL(), *slaves, *concurrency, stderr)
+	var extra []string
+	if *concurrency > 0 {
+		extra = []string{"--concurrency", fmt.Sprint(*concurrency)}
+	}
+	procs, err := startSlaves(m.URL(), "demo-slave", *slaves, stderr, extra...)
 	defer stopSlaves(procs, log)
 	if err != nil {
 		return err
@@ -148,19 +152,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// startSlaves runs n `anthill slave` processes of this very binary.
-func startSlaves(url string, n, concurrency int, stderr io.Writer) ([]*exec.Cmd, error) {
+// startSlaves runs n `anthill slave` processes of this very binary, named
+// prefix-1, prefix-2, ..., each with the extra flags.
+func startSlaves(url, prefix string, n int, stderr io.Writer, extra ...string) ([]*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	var procs []*exec.Cmd
 	for i := range n {
-		args := []string{"slave", "--master", url, "--name", fmt.Sprintf("demo-slave-%d", i+1), "--log-level", "warn"}
-		if concurrency > 0 {
-			args = append(args, "--concurrency", fmt.Sprint(concurrency))
-		}
-		cmd := exec.Command(exe, args...)
+		args := []string{"slave", "--master", url, "--name", fmt.Sprintf("%s-%d", prefix, i+1), "--log-level", "warn"}
+		cmd := exec.Command(exe, append(args, extra...)...)
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Start(); err != nil {
 			return procs, fmt.Errorf("start slave: %w", err)
