@@ -117,7 +117,7 @@ func (m *Master) Submit(ctx context.Context, app string, tasks []protocol.NewTas
 		return 0, ErrShuttingDown
 	}
 	a := m.appLocked(app)
-	first, b := m.acceptLocked(a, tasks, true)
+	first, b := m.acceptLocked(a, tasks, nil)
 	m.commitLocked(b, func(err error) { durable <- err })
 	m.pumpLocked()
 	m.mu.Unlock()
@@ -355,7 +355,7 @@ func (m *Master) Retry(id uint64) error {
 	}
 	rec.State, rec.Attempts, rec.Err, rec.Result = protocol.StatePending, 0, "", nil
 	rec.StartedAt, rec.FinishedAt, rec.Slave, rec.Acked = time.Time{}, time.Time{}, "", false
-	t := m.newTask(&rec)
+	t := m.newTask(&rec, m.appLocked(rec.App))
 	if old != nil {
 		t.push = old.push // released when the new outcome is acknowledged
 	}

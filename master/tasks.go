@@ -96,13 +96,13 @@ func (m *Master) reload() error {
 				acked = append(acked, expiring{r.ID, r.FinishedAt})
 				return nil
 			}
-			t := m.newTask(r)
+			t := m.newTask(r, m.appLocked(r.App))
 			m.tasks[r.ID] = t
 			t.app.pending = append(t.app.pending, t)
 			return nil
 		}
 		r.State = protocol.StatePending
-		t := m.newTask(r)
+		t := m.newTask(r, m.appLocked(r.App))
 		m.tasks[r.ID] = t
 		m.queue.Push(&t.q)
 		return nil
@@ -142,12 +142,9 @@ func (m *Master) reload() error {
 	return nil
 }
 
-func (m *Master) newTask(r *store.Record) *task {
-	t := &task{rec: *r}
-	t.app = m.appLocked(r.App)
-	if _, ok := m.seenKinds[r.Kind]; !ok {
-		m.seenKinds[r.Kind] = struct{}{}
-	}
+func (m *Master) newTask(r *store.Record, a *app) *task {
+	t := &task{rec: *r, app: a}
+	m.seenKinds[r.Kind] = struct{}{}
 	t.q = QueuedTask{ID: r.ID, App: r.App, Kind: r.Kind, Priority: r.Priority, Key: r.Key, t: t}
 	return t
 }
@@ -197,11 +194,9 @@ func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
 		}
 		return
 	}
-	first, b := m.acceptLocked(a, msg.Tasks, false)
-	p := &push{seq: msg.Seq, firstID: first, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []*appConn{c}}
-	for id := first; id < first+uint64(p.count); id++ {
-		m.tasks[id].push = p
-	}
+	p := &push{seq: msg.Seq, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []*appConn{c}}
+	first, b := m.acceptLocked(a, msg.Tasks, p)
+	p.firstID = first
 	a.pushes[msg.Seq] = p
 	b.PutPush(store.Push{App: a.name, Seq: p.seq, FirstID: first, Count: p.count, At: now})
 	m.commitLocked(b, func(err error) {
@@ -225,9 +220,10 @@ func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
 }
 
 // acceptLocked gives tasks their ids and queues them; the returned batch
-// holds their records and must be committed by the caller. Quiet tasks are
+// holds their records and must be committed by the caller. p is the submit
+// batch they came in; tasks without one came through the API and are quiet:
 // acknowledged by nobody (see Submit).
-func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, quiet bool) (uint64, *store.Batch) {
+func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, p *push) (uint64, *store.Batch) {
 	now := m.opts.Now()
 	n := uint64(len(tasks))
 	first := m.nextID
@@ -238,7 +234,7 @@ func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, quiet bool) (uin
 		r := store.Record{
 			ID: first + uint64(i), App: a.name, Kind: nt.Kind, Key: nt.Key, Priority: nt.Priority,
 			Timeout: nt.Timeout, MaxAttempts: nt.MaxAttempts, State: protocol.StatePending,
-			CreatedAt: now, Payload: nt.Payload, Quiet: quiet,
+			CreatedAt: now, Payload: nt.Payload, Quiet: p == nil,
 		}
 		if r.Timeout == 0 {
 			r.Timeout = m.opts.DefaultTimeout
@@ -247,7 +243,8 @@ func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, quiet bool) (uin
 			r.MaxAttempts = uint32(m.opts.DefaultAttempts)
 		}
 		b.PutTask(&r)
-		t := m.newTask(&r)
+		t := m.newTask(&r, a)
+		t.push = p
 		m.tasks[r.ID] = t
 		m.queue.Push(&t.q)
 		m.metrics.Submitted(r.Kind, 1)
