@@ -46,8 +46,6 @@ func (p *peer) closeWith(code, msg string, wsCode int) {
 	p.conn.CloseWith(protocol.Encode(nil, &protocol.Error{Code: code, Message: msg}), wsCode, code)
 }
 
-type appConn = peer
-
 // slave is one connected slave session.
 type slave struct {
 	conn      *peer
@@ -80,7 +78,7 @@ func (s *slave) free() int {
 // app is one application id; it outlives its connections.
 type app struct {
 	name    string
-	conn    *appConn         // nil while disconnected
+	conn    *peer            // nil while disconnected
 	pending []*task          // final, not yet sent on conn
 	sent    map[uint64]*task // sent on conn, not yet acknowledged
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
@@ -100,7 +98,7 @@ type push struct {
 	count        uint32
 	left         int // tasks of the batch not yet acknowledged
 	durable      bool
-	waiters      []*appConn // connections to ack once durable
+	waiters      []*peer // connections to ack once durable
 }
 
 func (m *Master) appLocked(name string) *app {

@@ -239,14 +239,14 @@ func (m *Master) fail(err error) {
 	m.cancel(err)
 }
 
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+// waitTimeout waits for wg, at most d: shutdown must end even if a
+// connection handler is stuck.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return true
 	case <-time.After(d):
-		return false
 	}
 }
 

@@ -171,7 +171,7 @@ func (m *Master) validate(nt *protocol.NewTask) (code, msg string) {
 // submit accepts a batch from an application. Tasks are queued and may be
 // dispatched at once, before their commit: the app is told only after the
 // fsync, and a crash before it loses nothing the app believes accepted.
-func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
+func (m *Master) submit(a *app, c *peer, msg *protocol.Submit) {
 	if len(msg.Tasks) == 0 {
 		c.send(&protocol.SubmitReject{Seq: msg.Seq, Index: -1, Code: protocol.CodeInvalidTask, Message: "a batch needs at least one task"})
 		return
@@ -194,7 +194,7 @@ func (m *Master) submit(a *app, c *appConn, msg *protocol.Submit) {
 		}
 		return
 	}
-	p := &push{seq: msg.Seq, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []*appConn{c}}
+	p := &push{seq: msg.Seq, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []*peer{c}}
 	first, b := m.acceptLocked(a, msg.Tasks, p)
 	p.firstID = first
 	a.pushes[msg.Seq] = p
@@ -504,7 +504,7 @@ func (m *Master) notifyLocked(a *app) {
 // acked handles an application's NotifyAck: the notifications are done
 // with; once that is durable the app is told (NotifyDone) so it can forget
 // its duplicate guard.
-func (m *Master) acked(a *app, c *appConn, ids []uint64) {
+func (m *Master) acked(a *app, c *peer, ids []uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := new(store.Batch)
