@@ -55,6 +55,7 @@ type Master struct {
 	runOnce   sync.Once
 	closeOnce sync.Once
 	closed    chan struct{} // Close called
+	stopping  chan struct{} // Run began its shutdown
 	stopped   chan struct{} // Run finished its shutdown
 	runErr    error
 
@@ -113,6 +114,7 @@ func New(opts Options) (*Master, error) {
 		commitCh:  make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 		stopped:   make(chan struct{}),
+		stopping:  make(chan struct{}),
 		started:   opts.Now(),
 	}
 	if m.metrics, err = stats.NewMaster(opts.Metrics, opts.Now); err != nil {
@@ -191,6 +193,7 @@ func (m *Master) run(ctx context.Context) {
 	if err := context.Cause(m.ctx); err != nil {
 		m.runErr = err
 	}
+	close(m.stopping)
 
 	// Stop accepting; hijacked WebSockets are ours to close.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
@@ -223,6 +226,7 @@ func (m *Master) run(ctx context.Context) {
 func (m *Master) Close() error {
 	m.closeOnce.Do(func() { close(m.closed) })
 	m.runOnce.Do(func() {
+		close(m.stopping)
 		m.ln.Close()
 		m.cancel(nil)
 		m.runErr = m.st.Close()
@@ -231,6 +235,11 @@ func (m *Master) Close() error {
 	<-m.stopped
 	return m.runErr
 }
+
+// Stopping is closed when the master begins to shut down. Handlers attached
+// with Handle that keep connections open (the dashboard's live WebSockets)
+// end them on it: the master closes its own peers but cannot see those.
+func (m *Master) Stopping() <-chan struct{} { return m.stopping }
 
 // fail stops the master after an error it cannot serve through, such as a
 // failed commit: acknowledging anything after that would be a lie.

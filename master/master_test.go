@@ -269,3 +269,26 @@ func TestInFlightGauge(t *testing.T) {
 		return false
 	})
 }
+
+func TestStoppingClosesWhenShutdownBegins(t *testing.T) {
+	m, err := New(Options{Listen: "127.0.0.1:0", Data: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Stopping():
+		t.Fatal("Stopping closed before Run")
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	cancel()
+	<-m.Stopping()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
