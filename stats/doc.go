@@ -41,6 +41,14 @@
 // so an event lands at most one tick late; reads call it too. [Window]
 // buckets are kept per series; [Master.Series] and [Master.Since] read them.
 //
+// Per slave name and per application, Tick keeps only what a dashboard row
+// needs, since there can be many: a one-minute moving average of finished
+// tasks and the last [RecentSeconds] seconds of them, rather than [Window]
+// buckets each. [Master.Slaves] and [Master.Apps] return them, with each
+// slave's last-seen time. Tick derives all of it from the handles' counters
+// and dates a slave's last result to the second it closes, so that recording
+// a result stays a few atomic adds with no clock read.
+//
 // # Lock order
 //
 // The caller may hold its own locks while calling into stats. Stats calls

@@ -33,8 +33,19 @@ type slaveEntry struct {
 	sessions, nSlots    int
 	reconnects          uint64
 	goneAt              time.Time
+	lastSeen            time.Time
 	prevTasks, prevBusy uint64
 	rate, busyRate      float64 // per second, moving averages
+	recent              recent  // results per second
+}
+
+// later returns the later of a and b: a clock that steps back must not make
+// a name look seen earlier than it was.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // SlaveSeen records a session of slave name, which runs slots tasks at once,
@@ -64,13 +75,15 @@ func (m *Master) SlaveSeen(name string, slots int) *Slave {
 	e.sessions++
 	e.nSlots += slots
 	e.goneAt = time.Time{}
+	e.lastSeen = later(e.lastSeen, m.now())
 	e.slots.Set(float64(e.nSlots))
 	e.connected.Set(float64(e.sessions))
 	return &Slave{m: m, e: e, slots: slots}
 }
 
 // Result records a result of the slave: ok or failed, after runTime in its
-// handler.
+// handler. It reads no clock: [Master.Tick] dates results by the second it
+// closes.
 func (s *Slave) Result(ok bool, runTime time.Duration) {
 	e := s.e
 	if ok {
@@ -99,6 +112,7 @@ func (s *Slave) Gone() {
 	e.nSlots -= s.slots
 	if e.sessions == 0 {
 		e.goneAt = m.now()
+		e.lastSeen = later(e.lastSeen, e.goneAt)
 	}
 	e.slots.Set(float64(e.nSlots))
 	e.connected.Set(float64(e.sessions))
@@ -119,7 +133,11 @@ type App struct {
 	latSumNs  atomic.Uint64
 	latN      atomic.Uint64
 
-	goneAt time.Time // guarded by Master.mu; zero while known
+	// Guarded by Master.mu.
+	goneAt       time.Time // zero while known
+	prevFinished uint64
+	rate         float64 // finished per second, moving average
+	recent       recent  // finished per second
 }
 
 // App returns the handle of application name, creating it the first time
@@ -187,9 +205,12 @@ func (a *App) Gone() {
 	}
 }
 
-// tickHandles updates the slaves' moving averages over dt seconds and
-// removes the series of slaves and apps gone for Linger. Called under m.mu.
-func (m *Master) tickHandles(now time.Time, dt float64) {
+// tickHandles closes second open for the slaves and apps, sec being the one
+// now open: what they recorded since the last call counts for open, the
+// seconds between are zero. It removes the series of slaves and apps gone
+// for Linger. Called under m.mu.
+func (m *Master) tickHandles(now time.Time, open, sec int64) {
+	dt := float64(sec - open)
 	alpha := 1 - math.Exp(-dt/60) // one-minute moving average
 	for name, e := range m.slaves {
 		if e.sessions == 0 && !e.goneAt.IsZero() && now.Sub(e.goneAt) >= Linger {
@@ -204,9 +225,14 @@ func (m *Master) tickHandles(now time.Time, dt float64) {
 			continue
 		}
 		tasks, busy := e.nDone.Load()+e.nFailed.Load(), e.busyNs.Load()
-		e.rate += alpha * (float64(tasks-e.prevTasks)/dt - e.rate)
+		n := tasks - e.prevTasks
+		e.rate += alpha * (float64(n)/dt - e.rate)
 		e.busyRate += alpha * (float64(busy-e.prevBusy)/1e9/dt - e.busyRate)
 		e.prevTasks, e.prevBusy = tasks, busy
+		e.recent.close(open, sec, float64(n))
+		if n > 0 {
+			e.lastSeen = later(e.lastSeen, time.Unix(open, 0))
+		}
 	}
 	for name, a := range m.apps {
 		if !a.goneAt.IsZero() && now.Sub(a.goneAt) >= Linger {
@@ -217,7 +243,16 @@ func (m *Master) tickHandles(now time.Time, dt float64) {
 				m.appFinished.DeleteLabelValues(a.label, stateNames[s])
 			}
 			delete(m.apps, name)
+			continue
 		}
+		var fin uint64
+		for s := range numStates {
+			fin += a.nFinished[s].Load()
+		}
+		n := fin - a.prevFinished
+		a.rate += alpha * (float64(n)/dt - a.rate)
+		a.prevFinished = fin
+		a.recent.close(open, sec, float64(n))
 	}
 }
 
@@ -232,7 +267,16 @@ type SlaveSummary struct {
 	MeanTaskTime time.Duration // Busy / (Done + Failed)
 	Throughput   float64       // results per second, one-minute moving average
 	BusyFraction float64       // of its slots, one-minute moving average
-	Gone         time.Time     // when the last session ended; zero while connected
+	// Recent is the results (done and failed) of each of the last
+	// RecentSeconds closed seconds, oldest first, for a sparkline; seconds
+	// before the name was seen are zero. It is always RecentSeconds long.
+	Recent []float64
+	// LastSeen is the latest of: a session seen, the end of the name's last
+	// session, and the start of the last closed second with a result.
+	// Results are dated by their second so that recording them reads no
+	// clock.
+	LastSeen time.Time
+	Gone     time.Time // when the last session ended; zero while connected
 }
 
 // Slaves returns the slaves with series, sorted by name.
@@ -241,12 +285,18 @@ func (m *Master) Slaves() []SlaveSummary {
 	defer m.mu.Unlock()
 	m.tickLocked(m.now())
 	out := make([]SlaveSummary, 0, len(m.slaves))
+	last := m.open.Load() - 1
+	recent := make([]float64, 0, RecentSeconds*len(m.slaves)) // one allocation for all
 	for _, e := range m.slaves {
 		s := SlaveSummary{
 			Name: e.name, Sessions: e.sessions, Slots: e.nSlots,
 			Done: e.nDone.Load(), Failed: e.nFailed.Load(), Reconnects: e.reconnects,
-			Busy: time.Duration(e.busyNs.Load()), Throughput: e.rate, Gone: e.goneAt,
+			Busy: time.Duration(e.busyNs.Load()), Throughput: e.rate,
+			LastSeen: e.lastSeen, Gone: e.goneAt,
 		}
+		i := len(recent)
+		recent = e.recent.appendTo(recent, last)
+		s.Recent = recent[i:len(recent):len(recent)] // an append by the caller must not reach the next
 		if n := s.Done + s.Failed; n > 0 {
 			s.MeanTaskTime = s.Busy / time.Duration(n)
 		}
@@ -266,7 +316,13 @@ type AppSummary struct {
 	InFlight               int
 	Done, Failed, Canceled uint64
 	MeanLatency            time.Duration // of done and failed tasks, since the master started
-	Gone                   time.Time     // when the master forgot it; zero while known
+	Throughput             float64       // tasks finished (any state) per second, one-minute moving average
+	// Recent is the tasks finished (any state) in each of the last
+	// RecentSeconds closed seconds, oldest first, for a sparkline; seconds
+	// before the application was known are zero. It is always RecentSeconds
+	// long.
+	Recent []float64
+	Gone   time.Time // when the master forgot it; zero while known
 }
 
 // Apps returns the applications with series, sorted by name.
@@ -275,12 +331,17 @@ func (m *Master) Apps() []AppSummary {
 	defer m.mu.Unlock()
 	m.tickLocked(m.now())
 	out := make([]AppSummary, 0, len(m.apps))
+	last := m.open.Load() - 1
+	recent := make([]float64, 0, RecentSeconds*len(m.apps)) // one allocation for all
 	for _, a := range m.apps {
 		s := AppSummary{
 			Name: a.name, Pushed: a.nPushed.Load(), InFlight: int(a.nInFlight.Load()),
 			Done: a.nFinished[Done].Load(), Failed: a.nFinished[Failed].Load(),
-			Canceled: a.nFinished[Canceled].Load(), Gone: a.goneAt,
+			Canceled: a.nFinished[Canceled].Load(), Throughput: a.rate, Gone: a.goneAt,
 		}
+		i := len(recent)
+		recent = a.recent.appendTo(recent, last)
+		s.Recent = recent[i:len(recent):len(recent)]
 		if n := a.latN.Load(); n > 0 {
 			s.MeanLatency = time.Duration(a.latSumNs.Load() / n)
 		}

@@ -310,9 +310,11 @@ func (m *Master) SetStoreSize(bytes int64) { m.storeBytes.Set(float64(bytes)) }
 
 // Tick closes every second that has passed on the clock: it moves what was
 // recorded since the last close into the bucket of the second being closed,
-// fills skipped seconds (zero counts, the current gauges), updates the
-// slaves' moving averages and removes series that lingered long enough. It
-// returns at once, without locking, while the clock is in the same second.
+// fills skipped seconds (zero counts, the current gauges), updates what
+// the summaries of slaves and applications derive from their counters
+// (moving averages, recent seconds, last results) and removes series that
+// lingered long enough. It returns at once, without locking, while the clock
+// is in the same second.
 // A clock that goes back is ignored until it passes the open second again.
 func (m *Master) Tick() {
 	now := m.now()
@@ -356,7 +358,7 @@ func (m *Master) tickLocked(now time.Time) {
 		}
 	}
 	m.open.Store(sec)
-	m.tickHandles(now, float64(sec-open))
+	m.tickHandles(now, open, sec)
 }
 
 // Series returns series name for the seconds of the window that have

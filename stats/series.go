@@ -160,3 +160,35 @@ func (r *ring) points(i int, since, last int64) []Point {
 	}
 	return out
 }
+
+// RecentSeconds is how many closed seconds [SlaveSummary.Recent] and
+// [AppSummary.Recent] hold: enough for a sparkline, small enough to keep for
+// every slave and application.
+const RecentSeconds = 60
+
+// recent holds one count per second of the last RecentSeconds seconds of one
+// slave name or application, indexed by recentSlot. Guarded by Master.mu.
+type recent [RecentSeconds]float64
+
+func recentSlot(sec int64) int {
+	return int(((sec % RecentSeconds) + RecentSeconds) % RecentSeconds)
+}
+
+// close stores v as the count of second open, the one being closed, and
+// zero for the seconds skipped before sec, the one now open. Writing open
+// first lets a gap longer than the window zero it too.
+func (r *recent) close(open, sec int64, v float64) {
+	r[recentSlot(open)] = v
+	for s := max(open+1, sec-RecentSeconds); s < sec; s++ {
+		r[recentSlot(s)] = 0
+	}
+}
+
+// appendTo appends the counts of the RecentSeconds seconds up to last,
+// oldest first.
+func (r *recent) appendTo(dst []float64, last int64) []float64 {
+	for s := last - RecentSeconds + 1; s <= last; s++ {
+		dst = append(dst, r[recentSlot(s)])
+	}
+	return dst
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -517,8 +518,9 @@ func TestAppLingersThenGoes(t *testing.T) {
 	if m.App("render") != a {
 		t.Fatal("App returned a second handle for one name")
 	}
-	want := AppSummary{Name: "render", Pushed: 4, InFlight: 2, Done: 1, Failed: 1, MeanLatency: 200 * time.Millisecond}
-	if got := m.Apps(); len(got) != 1 || got[0] != want {
+	want := AppSummary{Name: "render", Pushed: 4, InFlight: 2, Done: 1, Failed: 1, MeanLatency: 200 * time.Millisecond,
+		Recent: make([]float64, RecentSeconds)}
+	if got := m.Apps(); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Errorf("apps = %+v, want [%+v]", got, want)
 	}
 
@@ -586,6 +588,7 @@ func TestConcurrent(t *testing.T) {
 			c.Add(100 * time.Millisecond)
 			m.Tick()
 			m.Slaves()
+			m.Apps()
 			m.Series(SeriesDone)
 		}
 	})
