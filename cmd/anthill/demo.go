@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -68,7 +69,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	tokenPath, err := attachHTTP(m, dir, reg, log)
+	parts, err := attachHTTP(m, dir, reg, log)
 	if err != nil {
 		m.Close()
 		return err
@@ -79,13 +80,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		m.Close()
 		<-mdone
 	}()
-	token, err := os.ReadFile(tokenPath)
+	token, err := os.ReadFile(parts.tokenPath)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "master   %s (store: %s)\n", m.URL(), dir)
 	fmt.Fprintf(stdout, "api      http://%s/rpc  token %s\n", m.Addr(), strings.TrimSpace(string(token)))
 	fmt.Fprintf(stdout, "metrics  http://%s/metrics\n", m.Addr())
+	fmt.Fprintf(stdout, "web      %s  (logs in once; later, with the token)\n", parts.dash.LoginURL(httpBase(m)))
 
 	var extra []string
 	if *concurrency > 0 {
@@ -145,11 +147,42 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *exit {
 		return nil
 	}
-	fmt.Fprintf(stdout, "\nThe master keeps running. Add a volunteer from another terminal:\n"+
+	fmt.Fprintf(stdout, "\nThe master keeps running, and the demo keeps zooming into the set so the\n"+
+		"dashboard has live work to show. Add a volunteer from another terminal:\n"+
 		"  go run ./cmd/anthill slave --master %s\nPress Ctrl-C to stop.\n", m.URL())
-	<-ctx.Done()
+	err = zoom(ctx, node, cfg, appnode.RunOptions{Window: 4 * *slaves * max(*concurrency, 2)})
 	fmt.Fprintln(stdout, "stopping")
-	return nil
+	return err
+}
+
+// zoomCenterX, zoomCenterY is a point on the set's edge whose neighbourhood stays
+// detailed at every depth ("seahorse valley").
+const zoomCenterX, zoomCenterY = -0.743643887037151, 0.131825904205330
+
+// zoom renders frames ever deeper into the set until ctx ends, at most one
+// a second: enough to watch on the dashboard without taking a volunteer's
+// whole machine for a demo left open. After a hundred frames it starts over.
+func zoom(ctx context.Context, node *appnode.Node, base mandelbrot.Config, ro appnode.RunOptions) error {
+	base = base.WithDefaults()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for frame := 0; ; frame = (frame + 1) % 100 {
+		c := base
+		c.CenterX, c.CenterY = zoomCenterX, zoomCenterY
+		c.Scale = 3.5 / float64(c.Width) * math.Pow(0.85, float64(frame))
+		job := mandelbrot.NewJob(c)
+		if err := node.Run(ctx, job, ro); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // startSlaves runs n `anthill slave` processes of this very binary, named

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/pprof"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
 	"github.com/anthill-project/anthill/stats"
+	"github.com/anthill-project/anthill/web"
 )
 
 // masterFlags binds one flag per master.Options field, same name.
@@ -73,13 +75,15 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	tokenPath, err := attachHTTP(m, o.Data, reg, log)
+	parts, err := attachHTTP(m, o.Data, reg, log)
 	if err != nil {
 		m.Close()
 		return err
 	}
+	base := httpBase(m)
 	fmt.Fprintf(stdout, "anthill master listening on %s (data in %s)\n", m.Addr(), o.Data)
-	fmt.Fprintf(stdout, "JSON-RPC API at http://%s%s; admin token in %s\n", m.Addr(), jsonrpc.Path, tokenPath)
+	fmt.Fprintf(stdout, "JSON-RPC API at %s%s; admin token in %s\n", base, jsonrpc.Path, parts.tokenPath)
+	fmt.Fprintf(stdout, "dashboard at %s/ (log in with the admin token, or once with %s)\n", base, parts.dash.LoginURL(base))
 	return m.Run(ctx)
 }
 
@@ -90,21 +94,45 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// attachHTTP serves the JSON-RPC API on m, with the admin token kept in the
-// data dir (created on first start), and the metrics in reg on /metrics.
-// It returns the token file's path.
-func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *slog.Logger) (string, error) {
+// httpParts is what attachHTTP mounted on a master.
+type httpParts struct {
+	tokenPath string
+	dash      *web.Server
+}
+
+// attachHTTP serves the JSON-RPC API and the dashboard on m, both behind
+// the admin token kept in the data dir (created on first start), and the
+// metrics in reg on /metrics.
+func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
 	m.Handle("/metrics", stats.Handler(reg))
 	tok, path, _, err := jsonrpc.LoadOrCreateToken(data)
 	if err != nil {
-		return "", err
+		return httpParts{}, err
 	}
 	h, err := jsonrpc.New(m, jsonrpc.Options{Token: tok, Logger: log})
 	if err != nil {
-		return "", err
+		return httpParts{}, err
 	}
 	m.Handle(jsonrpc.Path, h)
-	return path, nil
+	dash, err := web.New(m, web.Options{Token: tok, Logger: log})
+	if err != nil {
+		return httpParts{}, err
+	}
+	m.Handle("/", dash)
+	return httpParts{tokenPath: path, dash: dash}, nil
+}
+
+// httpBase is the http:// address of m for a person on this machine: a
+// master listening on every interface is reached on loopback.
+func httpBase(m *master.Master) string {
+	host, port, err := net.SplitHostPort(m.Addr().String())
+	if err != nil {
+		return "http://" + m.Addr().String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // stockRegistry holds every kind the stock slave runs: the built-ins and

@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/jsonrpc"
+)
+
+// summary is the part of Stats.Summary the overview shows.
+type summary struct {
+	Tasks struct {
+		Pending, Running                  int
+		Submitted, Done, Failed, Canceled uint64
+	} `json:"tasks"`
+	Slaves struct {
+		Connected int `json:"connected"`
+	} `json:"slaves"`
+}
+
+// overview reads the numbers the overview page shows, from the elements a
+// person reads (their data-value holds the unformatted number).
+const overviewJS = `(() => {
+  const v = (id) => { const el = document.getElementById(id); return el && el.dataset.value !== '' ? Number(el.dataset.value) : -1; };
+  return {slaves: v('ov-slaves'), pending: v('ov-pending'), running: v('ov-running'), done: v('ov-done'),
+          failed: v('ov-failed'), canceled: v('ov-canceled'), submitted: v('ov-submitted')};
+})()`
+
+type shown struct {
+	Slaves, Pending, Running          int
+	Done, Failed, Canceled, Submitted uint64
+}
+
+func (s summary) shown() shown {
+	return shown{s.Slaves.Connected, s.Tasks.Pending, s.Tasks.Running, s.Tasks.Done, s.Tasks.Failed, s.Tasks.Canceled, s.Tasks.Submitted}
+}
+
+// A person's session with the dashboard of a real master process with two
+// slave processes: log in, read the overview and compare it with what a
+// script gets from Stats.Summary, watch it move without reloading, find a
+// running task and cancel it, look at every page, and keep going through
+// a master restart.
+func TestDashboard(t *testing.T) {
+	b := newBrowser(t)
+	addr := freePort(t)
+	data := t.TempDir()
+	base := "http://" + addr
+	mp := start(t, "master", "--listen", addr, "--data", data)
+	mp.line(t, "dashboard at")
+	token := readToken(t, data)
+	rpc := &jsonrpc.Client{URL: base, Token: token}
+
+	url := "ws://" + addr
+	startSlave(t, url, "volunteer-a", "--concurrency", "2")
+	startSlave(t, url, "volunteer-b", "--concurrency", "2")
+	mp.line(t, "slave connected")
+	c := newCollector()
+	app := connect(t, url, "browser-app", c)
+	echoes := echoTasks(200)
+	fails := []*appnode.Task{
+		{Kind: "fail", Payload: []byte("disk quota exceeded"), MaxAttempts: 1},
+		{Kind: "fail", Payload: []byte("bad input"), MaxAttempts: 2},
+	}
+	push(t, app, append(echoes, fails...)...)
+	waitFor(t, 60*time.Second, "202 notifications", func() bool { return c.len() == 202 })
+
+	// Login is required: the page and the data calls turn a stranger away.
+	b.run("open dashboard", chromedp.Navigate(base+"/"))
+	b.waitJS("the login page", `location.pathname === '/login' && !!document.getElementById('token')`)
+	status := eval[int](b, `fetch('/ui/tasks').then(r => r.status)`)
+	if status != 401 {
+		t.Fatalf("/ui/tasks without a session: status %d, want 401", status)
+	}
+	b.screenshot("login")
+	b.run("wrong token", chromedp.SendKeys("#token", "not-the-token"), chromedp.Click("#login-submit"))
+	b.waitJS("the refusal", `document.getElementById('login-error').textContent.includes('not the admin token')`)
+	eval[bool](b, `document.getElementById('token').value = '', true`)
+	b.run("right token", chromedp.SendKeys("#token", token), chromedp.Click("#login-submit"))
+	b.waitJS("the overview", `document.body.dataset.page === 'overview' && document.getElementById('conn').textContent === 'live'`)
+
+	// The overview agrees with Stats.Summary. Both are read from a quiet
+	// master; the page polls until its next live update shows the numbers.
+	var want summary
+	call(t, rpc, "Stats.Summary", nil, &want)
+	if want.Tasks.Done != 200 || want.Tasks.Failed != 2 || want.Slaves.Connected != 2 {
+		t.Fatalf("Stats.Summary after the work: %+v", want)
+	}
+	waitShown(t, b, want.shown())
+	failedMinute := eval[int](b, `Number(document.getElementById('ov-failed-minute').dataset.value)`)
+	if failedMinute != 2 {
+		t.Errorf("failed in the last minute: page shows %d, want 2", failedMinute)
+	}
+	b.screenshot("overview")
+
+	// A live update appears without a reload: mark the window, add work,
+	// and see the numbers change with the mark still there.
+	eval[bool](b, `window.__noReload = 'still here', true`)
+	more := echoTasks(50)
+	push(t, app, more...)
+	waitFor(t, 60*time.Second, "252 notifications", func() bool { return c.len() == 252 })
+	b.waitJS("done to reach 250 live", `document.getElementById('ov-done').dataset.value === '250'`)
+	mark := eval[string](b, `window.__noReload || 'reloaded'`)
+	if mark != "still here" {
+		t.Fatalf("the page reloaded to update (%q)", mark)
+	}
+
+	// Slaves: both volunteers with their work; the table sorts.
+	b.run("slaves page", chromedp.Navigate(base+"/#/slaves"))
+	b.waitJS("two slave rows", `document.querySelectorAll('#slaves tr[data-slave]').length === 2`)
+	b.waitJS("slave numbers", `[...document.querySelectorAll('#slaves td[data-col=done]')].reduce((s, td) => s + Number(td.textContent.replace(/,/g, '')), 0) >= 250`)
+	slaveDone := eval[int](b, `[...document.querySelectorAll('#slaves td[data-col=done]')].reduce((s, td) => s + Number(td.textContent.replace(/,/g, '')), 0)`)
+	if slaveDone != 250 {
+		t.Errorf("slaves' done add up to %d, want 250", slaveDone)
+	}
+	b.run("sort by name, descending", chromedp.Click(`th[data-sort=name]`))
+	b.waitJS("descending order", `document.querySelector('#slaves tr[data-slave]').dataset.slave === 'volunteer-b'`)
+	b.screenshot("slaves")
+
+	// Applications: the progress of browser-app.
+	b.run("apps page", chromedp.Navigate(base+"/#/apps"))
+	b.waitJS("browser-app's bar", `(() => { const el = document.querySelector('[data-app="browser-app"] [role=progressbar]'); return el && el.getAttribute('aria-valuenow') === '252' && el.getAttribute('aria-valuemax') === '252'; })()`)
+	b.screenshot("apps")
+
+	// Cancel from the page: a long task is running; find it through the
+	// tasks filter, open it and press Cancel.
+	long := &appnode.Task{Kind: "sleep", Payload: []byte("600000"), Timeout: 20 * time.Minute}
+	push(t, app, long)
+	waitFor(t, 30*time.Second, "the long task to run", func() bool {
+		var ti struct{ State string }
+		call(t, rpc, "Tasks.Get", map[string]any{"id": long.ID}, &ti)
+		return ti.State == "running"
+	})
+	b.run("tasks page", chromedp.Navigate(base+"/#/tasks"))
+	b.waitJS("the task list", `document.querySelectorAll('#tasks tr[data-task]').length === 50`)
+	b.screenshot("tasks")
+	eval[bool](b, `document.getElementById('filter-state').value = 'running', true`)
+	b.run("filter running", chromedp.Click("#filter-apply"))
+	sel := fmt.Sprintf(`#tasks tr[data-task="%d"]`, long.ID)
+	b.waitJS("the running task alone", fmt.Sprintf(`document.querySelectorAll('#tasks tr[data-task]').length === 1 && !!document.querySelector('%s')`, sel))
+	b.run("open it", chromedp.Click(sel))
+	b.waitJS("its detail", `!!document.getElementById('task-cancel') && document.querySelector('#task-state').textContent === 'running'`)
+	b.screenshot("task-running")
+	b.run("cancel it", chromedp.Click("#task-cancel"))
+	b.waitJS("canceled on the page", `document.querySelector('#task-state').textContent === 'canceled'`)
+	var ti struct {
+		State string `json:"state"`
+	}
+	call(t, rpc, "Tasks.Get", map[string]any{"id": long.ID}, &ti)
+	if ti.State != "canceled" {
+		t.Fatalf("after Cancel on the page, Tasks.Get says %q", ti.State)
+	}
+	waitFor(t, 30*time.Second, "the app to hear of the cancel", func() bool { _, ok := c.get(long.ID); return ok })
+	b.screenshot("task-canceled")
+
+	// A failed task's detail shows its error.
+	b.run("failed tasks", chromedp.Navigate(base+"/#/tasks?state=failed"))
+	b.waitJS("two failed tasks", `document.querySelectorAll('#tasks tr[data-task]').length === 2`)
+	b.run("open one", chromedp.Click(fmt.Sprintf(`#tasks tr[data-task="%d"]`, fails[0].ID)))
+	b.waitJS("its error", `(document.getElementById('task-error') || {}).textContent === 'disk quota exceeded'`)
+	b.screenshot("task-failed")
+
+	// The master restarts; the open page reconnects on its own, with the
+	// same session, and shows the restarted master's numbers.
+	b.run("overview", chromedp.Navigate(base+"/#/overview"))
+	b.waitJS("live", `document.getElementById('conn').textContent === 'live'`)
+	eval[bool](b, `window.__noReload = 'still here', true`)
+	mp.stop(t)
+	b.waitJS("the page to notice", `document.getElementById('conn').textContent !== 'live'`)
+	mp = start(t, "master", "--listen", addr, "--data", data)
+	mp.line(t, "dashboard at")
+	b.waitJS("live again", `document.getElementById('conn').textContent === 'live'`)
+	mark = eval[string](b, `window.__noReload || 'reloaded'`)
+	if mark != "still here" {
+		t.Fatalf("the page reloaded across the restart (%q)", mark)
+	}
+	call(t, rpc, "Stats.Summary", nil, &want)
+	waitShown(t, b, want.shown())
+
+	if *readmeShot {
+		readmeScreenshot(t, b, base, app)
+	}
+}
+
+// waitShown waits until the overview shows want.
+func waitShown(t *testing.T, b *browser, want shown) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := eval[shown](b, overviewJS)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the overview shows %+v; Stats.Summary says %+v", got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func call(t *testing.T, c *jsonrpc.Client, method string, params, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Call(ctx, method, params, out); err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+}
+
+func readToken(t *testing.T, data string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, jsonrpc.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// readmeScreenshot runs a minute of uneven work so the charts have a shape,
+// then writes the overview to docs/dashboard.png for the README.
+func readmeScreenshot(t *testing.T, b *browser, base string, app *appnode.Node) {
+	for i := range 60 {
+		n := 20 + 15*(i%7)
+		batch := make([]*appnode.Task, 0, n+1)
+		for range n {
+			batch = append(batch, &appnode.Task{Kind: "sleep", Payload: []byte(fmt.Sprint(5 + i%4*5))})
+		}
+		if i%9 == 4 {
+			batch = append(batch, &appnode.Task{Kind: "fail", Payload: []byte("tile out of range"), MaxAttempts: 1})
+		}
+		push(t, app, batch...)
+		time.Sleep(time.Second)
+	}
+	b.run("overview", chromedp.Navigate("about:blank"), chromedp.Navigate(base+"/#/overview"))
+	b.waitJS("live", `document.getElementById('conn').textContent === 'live'`)
+	time.Sleep(2 * time.Second) // let the charts draw their last points
+	path := b.screenshot("readme-overview")
+	png, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The README's first command, as a new user meets it: the demo prints a
+// login link, and the page it opens shows the demo's work moving.
+func TestDemoDashboardShowsLiveWork(t *testing.T) {
+	b := newBrowser(t)
+	demo := start(t, "demo", "--listen", "127.0.0.1:0", "--width", "400", "--height", "300", "--tile", "50",
+		"--out", filepath.Join(t.TempDir(), "m.png"))
+	line := demo.line(t, "/login?code=")
+	link := strings.Fields(line)[1]
+	demo.line(t, "keeps zooming")
+	b.run("open the printed link", chromedp.Navigate(link))
+	b.waitJS("the overview, live", `document.body.dataset.page === 'overview' && document.getElementById('conn').textContent === 'live'`)
+	first := eval[int](b, `Number(document.getElementById('ov-done').dataset.value)`)
+	b.waitJS("more tiles done", fmt.Sprintf(`Number(document.getElementById('ov-done').dataset.value) >= %d`, first+48))
+	b.screenshot("demo-overview")
+	demo.stop(t)
+	if demo.err != nil {
+		t.Fatalf("demo exited with %v after SIGTERM", demo.err)
+	}
+}

@@ -1,0 +1,263 @@
+package web
+
+import (
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/anthill-project/anthill/master"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Options configures the dashboard.
+type Options struct {
+	// Token is the admin token that logs in; required. The JSON-RPC API
+	// takes the same one.
+	Token string
+	// SessionTTL is how long a login lasts. Default 12h.
+	SessionTTL time.Duration
+	// Interval is the period of live updates. Default 1s.
+	Interval time.Duration
+	// MaxLive bounds the live feeds served at once, so open tabs cannot
+	// load the master. Default 32.
+	MaxLive int
+	// Now is the clock for sessions and login codes. Default time.Now.
+	Now func() time.Time
+	// Logger receives the dashboard's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server serves the dashboard. Mount it at "/" on the master with
+// master.Handle; it stops its live feeds when the master stops.
+type Server struct {
+	m      *master.Master
+	opts   Options
+	auth   *auth
+	mux    *http.ServeMux
+	index  *template.Template
+	static http.Handler
+	up     websocket.Upgrader
+
+	mu     sync.Mutex
+	live   int // feeds being served
+	closed bool
+	feeds  sync.WaitGroup
+	quit   chan struct{}
+}
+
+// New returns the dashboard of m.
+func New(m *master.Master, o Options) (*Server, error) {
+	if o.Token == "" {
+		return nil, errors.New("web: the admin token is required")
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 12 * time.Hour
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.MaxLive <= 0 {
+		o.MaxLive = 32
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	sub, err := fs.Sub(assets, "assets")
+	if err != nil {
+		return nil, err
+	}
+	index, err := template.ParseFS(sub, "index.html")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		m: m, opts: o, auth: newAuth(o.Token, o.SessionTTL, o.Now),
+		mux: http.NewServeMux(), index: index,
+		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
+		quit:   make(chan struct{}),
+	}
+	s.up = websocket.Upgrader{
+		ReadBufferSize: 1024, WriteBufferSize: 16 << 10,
+		EnableCompression: true,
+		CheckOrigin:       sameOrigin,
+	}
+	s.mux.HandleFunc("GET /{$}", s.serveIndex)
+	s.mux.HandleFunc("GET /login", s.serveLoginPage)
+	s.mux.HandleFunc("POST /login", s.serveLogin)
+	s.mux.HandleFunc("POST /logout", s.action(s.serveLogout))
+	s.mux.HandleFunc("GET /static/", s.serveStatic)
+	s.mux.HandleFunc("GET /ui/session", s.authed(s.serveSession))
+	s.mux.HandleFunc("GET /ui/live", s.authed(s.serveLive))
+	s.mux.HandleFunc("GET /ui/tasks", s.authed(s.serveTasks))
+	s.mux.HandleFunc("GET /ui/task", s.authed(s.serveTask))
+	s.mux.HandleFunc("POST /ui/cancel", s.action(s.serveCancel))
+	s.mux.HandleFunc("POST /ui/retry", s.action(s.serveRetry))
+	s.mux.HandleFunc("POST /ui/drain", s.action(s.serveDrain))
+	go func() {
+		select {
+		case <-m.Stopping():
+			s.Close()
+		case <-s.quit:
+		}
+	}()
+	return s, nil
+}
+
+// LoginURL returns a link to the dashboard at base (such as
+// "http://127.0.0.1:7070") that logs in once, within 15 minutes, without
+// typing the token: for the demo and for `anthill master` to print.
+func (s *Server) LoginURL(base string) string {
+	return strings.TrimSuffix(base, "/") + "/login?code=" + s.auth.newCode()
+}
+
+// Close ends the live feeds and waits for them. The master's Stopping
+// calls it too; it is idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.quit)
+	}
+	s.mu.Unlock()
+	s.feeds.Wait()
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// The pages run only our own scripts and styles and are never framed:
+	// that leaves an injected string nothing to run and nothing to click.
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	// Not no-referrer: under it Chromium sends "Origin: null" with form
+	// posts, and the login could not tell itself from a foreign page.
+	h.Set("Referrer-Policy", "same-origin")
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) serveStatic(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, ".html") || strings.HasSuffix(r.URL.Path, "/") {
+		http.NotFound(w, r) // pages go through their handlers, which check the session
+		return
+	}
+	// Assets change with the binary; revalidating is cheap on a LAN.
+	w.Header().Set("Cache-Control", "no-cache")
+	s.static.ServeHTTP(w, r)
+}
+
+func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
+	sess := s.auth.session(r)
+	if sess == "" {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	in := s.m.Info()
+	_ = s.index.Execute(w, map[string]string{"CSRF": s.auth.csrf(sess), "Version": in.Version})
+}
+
+func (s *Server) serveLoginPage(w http.ResponseWriter, r *http.Request) {
+	if code := r.URL.Query().Get("code"); code != "" {
+		if s.auth.useCode(code) {
+			s.login(w, r)
+			return
+		}
+		s.loginPage(w, http.StatusUnauthorized, "That login link was used already or has expired. Log in with the admin token.")
+		return
+	}
+	if s.auth.session(r) != "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	s.loginPage(w, http.StatusOK, "")
+}
+
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "cross-origin login refused", http.StatusForbidden)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if !s.auth.tokenOK(r.PostFormValue("token")) {
+		s.opts.Logger.Warn("dashboard login refused", "remote", r.RemoteAddr)
+		s.loginPage(w, http.StatusUnauthorized, "That is not the admin token.")
+		return
+	}
+	s.login(w, r)
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: s.auth.issue(), Path: "/",
+		MaxAge: int(s.opts.SessionTTL / time.Second), HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+	})
+	s.opts.Logger.Info("dashboard login", "remote", r.RemoteAddr)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, http.StatusOK, okOut{true})
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, code int, msg string) {
+	page, err := assets.ReadFile("assets/login.html")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	out := strings.Replace(string(page), "<!--message-->", template.HTMLEscapeString(msg), 1)
+	_, _ = w.Write([]byte(out))
+}
+
+func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, okOut{true})
+}
+
+// authed refuses requests without a valid session.
+func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.auth.session(r) == "" {
+			writeError(w, http.StatusUnauthorized, "log in first")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// action guards a state-changing call: a session, its CSRF token and, when
+// the browser names one, our own Origin.
+func (s *Server) action(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess := s.auth.session(r)
+		switch {
+		case sess == "":
+			writeError(w, http.StatusUnauthorized, "log in first")
+		case !sameOrigin(r):
+			writeError(w, http.StatusForbidden, "cross-origin request refused")
+		case !hmacEqual(r.Header.Get(csrfHeader), s.auth.csrf(sess)):
+			writeError(w, http.StatusForbidden, "missing or wrong CSRF token")
+		default:
+			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+			h(w, r)
+		}
+	}
+}
