@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -40,9 +41,21 @@ func TestSubmitWaitGet(t *testing.T) {
 	if wire["payload"] != base64.StdEncoding.EncodeToString([]byte("hello")) || wire["result"] != "aGVsbG8=" || string(r.ID) != `"x"` {
 		t.Fatalf("wire task %s", r.Result)
 	}
-	for _, k := range []string{"id", "app", "kind", "state", "attempts", "priority", "created_at", "started_at", "finished_at", "slave", "result", "error", "max_attempts", "timeout_ms", "key"} {
+	for _, k := range []string{"id", "app", "kind", "state", "attempts", "priority", "created_at", "started_at", "finished_at", "slave", "result", "error", "max_attempts", "timeout_ms", "key", "history"} {
 		if _, ok := wire[k]; !ok {
 			t.Errorf("task lacks %q: %s", k, r.Result)
+		}
+	}
+	// One attempt, with the slave's name, UTC times and its outcome.
+	if h := task.History; len(h) != 1 || h[0].Slave != "s1" || h[0].Outcome != "done" || h[0].Error != "" ||
+		h[0].EndedAt == nil || h[0].StartedAt.Location() != time.UTC || h[0].EndedAt.Before(h[0].StartedAt) ||
+		!h[0].StartedAt.Equal(*task.StartedAt) || !h[0].EndedAt.Equal(*task.FinishedAt) {
+		t.Fatalf("history %+v", h)
+	}
+	attempt := wire["history"].([]any)[0].(map[string]any)
+	for _, k := range []string{"slave", "started_at", "ended_at", "outcome", "error"} {
+		if _, ok := attempt[k]; !ok || len(attempt) != 5 {
+			t.Errorf("attempt lacks %q or has more: %v", k, attempt)
 		}
 	}
 
@@ -54,6 +67,11 @@ func TestSubmitWaitGet(t *testing.T) {
 	pending := e.submit("scripts", "nobody-runs-this", "")
 	if got := e.get(pending); got.State != "pending" || got.StartedAt != nil || got.FinishedAt != nil || got.Result != nil {
 		t.Fatalf("pending task %+v", got)
+	}
+	// No attempt yet: an empty history, not null.
+	_, r = e.post(fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"Tasks.Get","params":{"id":%d}}`, pending))
+	if !strings.Contains(string(r.Result), `"history":[]`) {
+		t.Fatalf("pending task on the wire: %s", r.Result)
 	}
 }
 
@@ -87,7 +105,8 @@ func TestSubmitBatchAndList(t *testing.T) {
 			t.Fatalf("wait order: task %d is %d, want %d", i, task.ID, ask[i])
 		}
 	}
-	if f := e.get(batch.IDs[6]); f.State != "failed" || f.Error != "boom" || f.Attempts != 1 {
+	if f := e.get(batch.IDs[6]); f.State != "failed" || f.Error != "boom" || f.Attempts != 1 ||
+		len(f.History) != 1 || f.History[0].Outcome != "failed" || f.History[0].Error != "boom" || f.History[0].EndedAt == nil {
 		t.Fatalf("fail task %+v", f)
 	}
 	e.submit("other-app", "echo", "x")

@@ -84,7 +84,8 @@ type OKResult struct {
 }
 
 // Task is a task as the API shows it. Payload is filled by Tasks.Get only.
-// Times are nil until reached.
+// Times are nil until reached. History is never nil: [] before the first
+// attempt.
 type Task struct {
 	ID          uint64     `json:"id"`
 	App         string     `json:"app"`
@@ -102,6 +103,17 @@ type Task struct {
 	Payload     []byte     `json:"payload,omitempty"`
 	Result      []byte     `json:"result"`
 	Error       string     `json:"error"`
+	History     []Attempt  `json:"history"` // the most recent attempts (at most 16), oldest first
+}
+
+// Attempt is one run of a task on a slave. Outcome is running, done,
+// failed, timeout, lost, returned or canceled (see docs/api.md).
+type Attempt struct {
+	Slave     string     `json:"slave"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at"` // nil while it runs
+	Outcome   string     `json:"outcome"`
+	Error     string     `json:"error"` // at most 256 bytes
 }
 
 // SessionParams name one slave session: Slaves.Get, Slaves.Drain.
@@ -233,6 +245,10 @@ func taskOut(ti *master.TaskInfo, withPayload bool) Task {
 		TimeoutMS: ti.Timeout.Milliseconds(), CreatedAt: timePtr(ti.CreatedAt),
 		StartedAt: timePtr(ti.StartedAt), FinishedAt: timePtr(ti.FinishedAt),
 		Slave: ti.Slave, Result: ti.Result, Error: ti.Err,
+		History: make([]Attempt, len(ti.History)),
+	}
+	for i, a := range ti.History {
+		t.History[i] = Attempt{Slave: a.Slave, StartedAt: a.Started.UTC(), EndedAt: timePtr(a.Ended), Outcome: a.Outcome, Error: a.Err}
 	}
 	if withPayload {
 		t.Payload = ti.Payload

@@ -47,6 +47,7 @@ type TaskInfo struct {
 	Payload     []byte
 	Result      []byte
 	Err         string
+	History     []Attempt // the most recent attempts, oldest first; nil before the first
 }
 
 func infoOf(r *store.Record) TaskInfo {
@@ -54,7 +55,7 @@ func infoOf(r *store.Record) TaskInfo {
 		ID: r.ID, App: r.App, Kind: r.Kind, Key: r.Key, State: r.State, Attempts: r.Attempts,
 		MaxAttempts: r.MaxAttempts, Priority: r.Priority, Timeout: r.Timeout, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Slave: r.Slave, Payload: r.Payload,
-		Result: r.Result, Err: r.Err,
+		Result: r.Result, Err: r.Err, History: attemptsOf(r.History),
 	}
 }
 
@@ -196,12 +197,14 @@ func (m *Master) Tasks(f TaskFilter) ([]TaskInfo, uint64, error) {
 	var out []TaskInfo
 	m.mu.Lock()
 	for i, r := range found {
-		info := infoOf(r)
 		// Memory is ahead of the store (dispatch is not written, a final
 		// commit may be under way); the store has the payload.
+		var info TaskInfo
 		if t := m.tasks[r.ID]; t != nil {
 			info = infoOf(&t.rec)
 			info.Payload = r.Payload
+		} else {
+			info = infoOf(r)
 		}
 		if f.match(&info) {
 			out = append(out, info)
@@ -318,6 +321,7 @@ func (m *Master) Cancel(id uint64) error {
 		s.conn.send(&protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{id}})
 		m.dispatchLocked(s)
 	}
+	t.endAttempt(now, store.OutcomeCanceled, "canceled by an operator")
 	m.detachLocked(t)
 	t.rec.State, t.rec.Err = protocol.StateCanceled, "canceled by an operator"
 	b := new(store.Batch)
@@ -327,7 +331,8 @@ func (m *Master) Cancel(id uint64) error {
 }
 
 // Retry runs a failed or canceled task again from its first attempt. Its
-// application is notified again when the new run is final.
+// application is notified again when the new run is final. The attempt
+// history is kept: the new attempts follow the old ones.
 func (m *Master) Retry(id uint64) error {
 	// The payload of a final task is only in the store.
 	r, err := m.st.Get(id)
@@ -355,6 +360,9 @@ func (m *Master) Retry(id uint64) error {
 	}
 	rec.State, rec.Attempts, rec.Err, rec.Result = protocol.StatePending, 0, "", nil
 	rec.StartedAt, rec.FinishedAt, rec.Slave, rec.Acked = time.Time{}, time.Time{}, "", false
+	// The history stays, to show why the task needed a retry; the old
+	// task must not share its array.
+	rec.History = slices.Clone(rec.History)
 	t := m.newTask(&rec, m.appLocked(rec.App))
 	if old != nil {
 		t.push = old.push // released when the new outcome is acknowledged

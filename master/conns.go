@@ -316,7 +316,7 @@ func (m *Master) returned(s *slave, ids []uint64) {
 		}
 		delete(s.running, id)
 		if t.slave == s && t.rec.State == protocol.StateRunning {
-			m.requeueLocked(t, false, "", now, b, &final)
+			m.requeueLocked(t, store.OutcomeReturned, "slave "+s.view.Name+" handed the task back while stopping", now, b, &final)
 		}
 	}
 	m.pumpLocked()
@@ -343,7 +343,7 @@ func (m *Master) slaveGone(s *slave) {
 	n := 0
 	for _, t := range s.running {
 		if t.slave == s && t.rec.State == protocol.StateRunning {
-			m.requeueLocked(t, true, fmt.Sprintf("slave %s disconnected while running the task", s.view.Name), now, b, &final)
+			m.requeueLocked(t, store.OutcomeLost, fmt.Sprintf("slave %s disconnected while running the task", s.view.Name), now, b, &final)
 			n++
 		}
 	}

@@ -283,6 +283,7 @@ func (m *Master) dispatchLocked(s *slave) {
 		t.rec.Attempts++
 		t.rec.StartedAt = now
 		t.rec.Slave = s.view.Name
+		t.beginAttempt(s.view.Name, now)
 		t.slave = s
 		t.deadline = now.Add(t.rec.Timeout + m.opts.LeaseGrace)
 		s.running[t.rec.ID] = t
@@ -313,6 +314,11 @@ func (m *Master) dispatchLocked(s *slave) {
 // results handles a slave's finished attempts. Any result for an unfinished
 // task is accepted, whatever attempt it answers: a valid result is a valid
 // result. Results for final or unknown tasks are late duplicates.
+//
+// A result closes the attempt it answers in the history if that attempt
+// still runs. One for an attempt already closed (its lease expired, its
+// slave reconnected) leaves that entry as it is; an attempt of the task
+// running elsewhere meanwhile is abandoned, and closed as canceled.
 func (m *Master) results(s *slave, msg *protocol.Results) {
 	now := m.opts.Now()
 	m.mu.Lock()
@@ -335,6 +341,11 @@ func (m *Master) results(s *slave, msg *protocol.Results) {
 		}
 		s.metrics.Result(r.Err == "", r.Duration)
 		s.busy += r.Duration
+		if t.rec.State == protocol.StateRunning && t.slave == s && r.Attempt == t.rec.Attempts {
+			t.endAttempt(now, outcomeOf(r, t.rec.Timeout), r.Err)
+		} else {
+			t.endAttempt(now, store.OutcomeCanceled, "abandoned: slave "+s.view.Name+" delivered a result of an earlier attempt")
+		}
 		m.detachLocked(t)
 		t.rec.Slave = s.view.Name
 		if r.Err != "" && t.rec.Attempts < t.rec.MaxAttempts {
@@ -384,11 +395,14 @@ func (m *Master) retryLocked(t *task, now time.Time) {
 	m.metrics.Retried(t.rec.Kind)
 }
 
-// requeueLocked puts t back to pending after its slave vanished, its lease
-// expired or it was handed back. spent says whether that cost an attempt;
-// when none are left the task fails with why.
-func (m *Master) requeueLocked(t *task, spent bool, why string, now time.Time, b *store.Batch, final *[]*task) {
+// requeueLocked puts t back to pending after its slave vanished or its
+// lease expired (OutcomeLost: that cost an attempt) or it was handed back
+// (OutcomeReturned: no attempt spent), and closes the running attempt with
+// that outcome and why. When no attempts are left the task fails with why.
+func (m *Master) requeueLocked(t *task, o store.Outcome, why string, now time.Time, b *store.Batch, final *[]*task) {
 	t.slave = nil
+	t.endAttempt(now, o, why)
+	spent := o != store.OutcomeReturned
 	if !spent {
 		t.rec.Attempts--
 	}
@@ -572,7 +586,7 @@ func (m *Master) timers() {
 				}
 				// The slave keeps the slot until it answers; the task may
 				// run elsewhere meanwhile.
-				m.requeueLocked(t, true, fmt.Sprintf("no result from slave %s within the lease of %v", s.view.Name, t.rec.Timeout+m.opts.LeaseGrace), now, b, &final)
+				m.requeueLocked(t, store.OutcomeLost, fmt.Sprintf("no result from slave %s within the lease of %v", s.view.Name, t.rec.Timeout+m.opts.LeaseGrace), now, b, &final)
 			}
 		}
 		m.metrics.Tick()

@@ -209,13 +209,14 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 	return next, nil
 }
 
-// ack sets the flag on a copy: bbolt's bytes are read-only.
+// ack sets the flag on a copy: bbolt's bytes are read-only. Both record
+// formats share the header, so a format 1 record stays format 1.
 func (s *Store) ack(tasks *bbolt.Bucket, key []byte) error {
 	v := tasks.Get(key)
 	if v == nil {
 		return nil
 	}
-	if len(v) < headerLen || v[offFormat] != recordFormat {
+	if len(v) < headerLen || (v[offFormat] != recordFormat && v[offFormat] != recordFormatV1) {
 		return corruptRecord(binary.BigEndian.Uint64(key), "bad header")
 	}
 	if v[offFlags]&flagAcked != 0 {

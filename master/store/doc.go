@@ -12,5 +12,7 @@
 //
 // Caveats: the file is locked for one process at a time; a file written by a
 // newer Anthill is refused (ErrNewerFormat), and a damaged one is refused
-// without being modified rather than reset.
+// without being modified rather than reset. Opening a file of an older
+// format marks it with the current one, so the older Anthill refuses it
+// afterwards.
 package store

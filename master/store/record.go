@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -31,6 +32,67 @@ type Record struct {
 	// Quiet marks a task submitted over the API: no application connection
 	// acknowledges it, so it is stored acknowledged once final.
 	Quiet bool
+	// History holds the task's attempts, oldest first: at most MaxHistory,
+	// the most recent ones (Attempts still counts them all). Records of
+	// format 1 have none (nil).
+	History []Attempt
+}
+
+// Attempt is one run of a task on a slave.
+type Attempt struct {
+	Slave   string
+	Started time.Time
+	Ended   time.Time // zero while the attempt runs
+	Outcome Outcome
+	Err     string // the attempt's error, at most MaxAttemptErr bytes (see ClipErr)
+}
+
+// Bounds of a record's history, so that it cannot bloat the record: the
+// encoder keeps the last MaxHistory entries and clips longer errors with
+// ClipErr, and the decoder refuses more as corrupt.
+const (
+	MaxHistory    = 16
+	MaxAttemptErr = 256
+)
+
+// Outcome is how an attempt ended. Its values are stored: never renumber
+// them.
+type Outcome uint8
+
+const (
+	OutcomeRunning  Outcome = iota // not ended yet
+	OutcomeDone                    // the handler succeeded
+	OutcomeFailed                  // the handler returned an error
+	OutcomeTimeout                 // the handler ran past the task's timeout
+	OutcomeLost                    // the slave disconnected or its lease expired
+	OutcomeReturned                // the stopping slave handed the task back; no attempt spent
+	OutcomeCanceled                // the master abandoned the run: canceled, or finished by another attempt's result
+
+	maxOutcome = OutcomeCanceled
+)
+
+var outcomeNames = [...]string{"running", "done", "failed", "timeout", "lost", "returned", "canceled"}
+
+// String is the outcome's lower-case name, as the operator API shows it.
+func (o Outcome) String() string {
+	if o > maxOutcome {
+		return fmt.Sprintf("outcome(%d)", uint8(o))
+	}
+	return outcomeNames[o]
+}
+
+// ClipErr returns s if it fits MaxAttemptErr bytes, otherwise its longest
+// prefix that ends on a rune boundary and leaves room for a trailing "…".
+func ClipErr(s string) string {
+	if len(s) <= MaxAttemptErr {
+		return s
+	}
+	const ellipsis = "…"
+	cut := MaxAttemptErr - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 // Push remembers that an application's submit batch Seq was given the ids
@@ -44,7 +106,7 @@ type Push struct {
 	At      time.Time
 }
 
-// Record encoding, format 1. The header is fixed so AckTask can flip the
+// Record encoding, format 2. The header is fixed so AckTask can flip the
 // flag on a copy of the stored bytes without decoding the record:
 //
 //	[0] format  [1] flags  [2] state
@@ -52,13 +114,21 @@ type Push struct {
 //	varint createdAt, startedAt, finishedAt (unix ns, 0 = zero time),
 //	uvarint len of app, kind, key, slave, err,
 //	uvarint len+1 of payload, result (0 = nil),
-//	then the bytes of app, kind, key, slave, err, payload, result.
+//	then the bytes of app, kind, key, slave, err, payload, result,
+//	then the history: uvarint count, and per attempt
+//	  varint started, ended (unix ns, 0 = zero time), byte outcome,
+//	  uvarint len of slave, err;
+//	then the bytes of every attempt's slave and err, attempt by attempt.
+//
+// Format 1 is format 2 without the history; it is still read (History
+// nil) and its header is the same, so AckTask flips either.
 //
 // The id is the bucket key, not part of the value. The strings come before
 // the byte slices and are contiguous so decoding needs one string conversion
-// and one copy.
+// and one copy; the history's strings likewise need one conversion.
 const (
-	recordFormat = 1
+	recordFormat   = 2
+	recordFormatV1 = 1
 
 	offFormat = 0
 	offFlags  = 1
@@ -69,8 +139,12 @@ const (
 	flagQuiet = 1 << 1
 )
 
-// maxHeaderLen bounds the encoded fields before the variable-length bytes.
-const maxHeaderLen = headerLen + 14*binary.MaxVarintLen64
+// maxHeaderLen bounds the encoded fields before the variable-length bytes,
+// the history's count included.
+const maxHeaderLen = headerLen + 15*binary.MaxVarintLen64
+
+// maxAttemptLen bounds an attempt's encoded fields before its strings.
+const maxAttemptLen = 1 + 4*binary.MaxVarintLen64
 
 func appendRecord(dst []byte, r *Record) []byte {
 	var flags byte
@@ -102,14 +176,37 @@ func appendRecord(dst []byte, r *Record) []byte {
 	dst = append(dst, r.Err...)
 	dst = append(dst, r.Payload...)
 	dst = append(dst, r.Result...)
+	h := history(r)
+	dst = binary.AppendUvarint(dst, uint64(len(h)))
+	for i := range h {
+		a := &h[i]
+		dst = binary.AppendVarint(dst, unixNano(a.Started))
+		dst = binary.AppendVarint(dst, unixNano(a.Ended))
+		dst = append(dst, byte(a.Outcome))
+		dst = binary.AppendUvarint(dst, uint64(len(a.Slave)))
+		dst = binary.AppendUvarint(dst, uint64(len(ClipErr(a.Err))))
+	}
+	for i := range h {
+		dst = append(dst, h[i].Slave...)
+		dst = append(dst, ClipErr(h[i].Err)...)
+	}
 	return dst
+}
+
+// history is what appendRecord keeps of r.History: the last MaxHistory.
+func history(r *Record) []Attempt {
+	return r.History[max(len(r.History)-MaxHistory, 0):]
 }
 
 // encodedLen is an upper bound of appendRecord's output, used to grow the
 // batch buffer once instead of several times per record.
 func encodedLen(r *Record) int {
-	return maxHeaderLen + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
+	n := maxHeaderLen + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
 		len(r.Err) + len(r.Payload) + len(r.Result)
+	for _, a := range history(r) {
+		n += maxAttemptLen + len(a.Slave) + min(len(a.Err), MaxAttemptErr)
+	}
+	return n
 }
 
 // appendNilLen keeps nil and empty apart: a failed attempt's empty Result
@@ -186,8 +283,9 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	if len(data) < headerLen {
 		return nil, corruptRecord(id, fmt.Sprintf("%d bytes", len(data)))
 	}
-	if f := data[offFormat]; f != recordFormat {
-		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d", f, recordFormat))
+	rf := data[offFormat]
+	if rf != recordFormat && rf != recordFormatV1 {
+		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d or %d", rf, recordFormatV1, recordFormat))
 	}
 	flags := data[offFlags]
 	if flags&^(flagAcked|flagQuiet) != 0 {
@@ -245,7 +343,7 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	if pay > left || res > left-pay {
 		return nil, corruptRecord(id, "payload or result length past the end")
 	}
-	if pay+res != left {
+	if rf == recordFormatV1 && pay+res != left {
 		return nil, corruptRecord(id, fmt.Sprintf("%d trailing bytes", left-pay-res))
 	}
 
@@ -272,7 +370,75 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 			r.Result = b[pay:]
 		}
 	}
+	if rf == recordFormatV1 {
+		return r, nil
+	}
+	var err string
+	if r.History, err = decodeHistory(d.buf[strTotal+pay+res:]); err != "" {
+		return nil, corruptRecord(id, err)
+	}
 	return r, nil
+}
+
+// decodeHistory reads the history section of a format 2 record, which must
+// fill buf exactly; it returns why not, or "".
+func decodeHistory(buf []byte) ([]Attempt, string) {
+	d := decoder{buf: buf}
+	n := d.uvarint("history length")
+	if d.err != "" {
+		return nil, d.err
+	}
+	if n > MaxHistory {
+		return nil, fmt.Sprintf("%d attempts in the history, more than %d", n, MaxHistory)
+	}
+	if n == 0 {
+		if len(d.buf) != 0 {
+			return nil, fmt.Sprintf("%d trailing bytes", len(d.buf))
+		}
+		return nil, ""
+	}
+	h := make([]Attempt, n)
+	var lens [2 * MaxHistory]uint64
+	for i := range h {
+		a := &h[i]
+		a.Started = fromUnixNano(d.varint("attempt start"))
+		a.Ended = fromUnixNano(d.varint("attempt end"))
+		if d.err == "" {
+			if len(d.buf) == 0 {
+				d.err = "bad attempt outcome"
+			} else if a.Outcome = Outcome(d.buf[0]); a.Outcome > maxOutcome {
+				d.err = fmt.Sprintf("invalid attempt outcome %d", d.buf[0])
+			} else {
+				d.buf = d.buf[1:]
+			}
+		}
+		lens[2*i] = d.uvarint("attempt slave length")
+		lens[2*i+1] = d.uvarint("attempt err length")
+		if lens[2*i+1] > MaxAttemptErr && d.err == "" {
+			d.err = fmt.Sprintf("attempt error of %d bytes, more than %d", lens[2*i+1], MaxAttemptErr)
+		}
+	}
+	if d.err != "" {
+		return nil, d.err
+	}
+	// As in decodeRecord: one length at a time, so none can overflow.
+	rest := uint64(len(d.buf))
+	var total uint64
+	for _, l := range lens[:2*n] {
+		if l > rest-total {
+			return nil, "attempt string length past the end"
+		}
+		total += l
+	}
+	if total != rest {
+		return nil, fmt.Sprintf("%d trailing bytes", rest-total)
+	}
+	s := string(d.buf)
+	for i := range h {
+		h[i].Slave, s = s[:lens[2*i]], s[lens[2*i]:]
+		h[i].Err, s = s[:lens[2*i+1]], s[lens[2*i+1]:]
+	}
+	return h, ""
 }
 
 // Push keys sort by app, then by seq, so one app's pushes are adjacent.

@@ -19,7 +19,14 @@ import (
 
 // Format is the store file format this package reads and writes. Bump it on
 // any change an older binary would misread, and keep reading the old one.
-const format = 1
+//
+//	1: the first format.
+//	2: task records may have record format 2 (with the attempt history),
+//	   which an Anthill that knows format 1 only would call corrupt.
+//
+// Open raises an older file's number (see initialize), so that an older
+// Anthill refuses the file by its format instead of by its records.
+const format = 2
 
 // Errors returned by the store. Match them with errors.Is.
 var (
@@ -323,8 +330,9 @@ func openWritable(path string, opts Options) (db *bbolt.DB, err error) {
 }
 
 // initialize creates the buckets of a new store, or checks an existing
-// one again (the file may have changed since precheck), and returns the
-// next id.
+// one again (the file may have changed since precheck) and raises its
+// format number to the current one, and returns the next id. Nothing else
+// needs upgrading: old records are read as they are.
 func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 	defer recoverCorrupt(path, &err, nil)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -341,6 +349,11 @@ func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 		}
 		if tx.Bucket(bucketTasks) == nil || tx.Bucket(bucketPushes) == nil {
 			return corrupt(path, errors.New("missing tasks or pushes bucket"))
+		}
+		if binary.BigEndian.Uint64(meta.Get(keyFormat)) < format {
+			if err := meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, format)); err != nil {
+				return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
+			}
 		}
 		return nil
 	})

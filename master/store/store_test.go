@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,31 @@ func fullRecord(id uint64) *Record {
 		Err:         "exit status 2",
 		Acked:       true,
 		Quiet:       true,
+		History: []Attempt{
+			{Slave: "gpu-box-1", Started: base.Add(100 * time.Millisecond), Ended: base.Add(200 * time.Millisecond),
+				Outcome: OutcomeFailed, Err: "exit status 1"},
+			{Slave: "gpu-box-2", Started: base.Add(300 * time.Millisecond), Ended: base.Add(400 * time.Millisecond),
+				Outcome: OutcomeReturned},
+			{Slave: "gpu-box-3", Started: base.Add(time.Second), Ended: base.Add(time.Minute),
+				Outcome: OutcomeFailed, Err: "exit status 2"},
+			{Slave: "", Started: base.Add(2 * time.Minute)}, // running: no end, no slave name
+		},
 	}
+}
+
+// fullHistory is a record whose history is as long as it may be, with
+// errors as long as they may be.
+func fullHistory(id uint64) *Record {
+	r := &Record{ID: id, State: protocol.StateDone, Attempts: 40, MaxAttempts: 1000}
+	at := time.Unix(1_750_000_000, 123)
+	for i := range MaxHistory {
+		r.History = append(r.History, Attempt{
+			Slave: fmt.Sprintf("slave-%d", i), Started: at, Ended: at.Add(time.Duration(i) * time.Hour),
+			Outcome: Outcome(i) % (maxOutcome + 1), Err: strings.Repeat(string(rune('a'+i)), MaxAttemptErr),
+		})
+		at = at.Add(time.Duration(i) * time.Hour)
+	}
+	return r
 }
 
 // sameRecord compares times by instant: the store keeps instants, not
@@ -83,9 +108,17 @@ func fullRecord(id uint64) *Record {
 func sameRecord(t *testing.T, got, want *Record) {
 	t.Helper()
 	g, w := *got, *want
-	for _, p := range []struct{ g, w *time.Time }{
+	times := []struct{ g, w *time.Time }{
 		{&g.CreatedAt, &w.CreatedAt}, {&g.StartedAt, &w.StartedAt}, {&g.FinishedAt, &w.FinishedAt},
-	} {
+	}
+	if len(g.History) == len(w.History) {
+		g.History, w.History = slices.Clone(g.History), slices.Clone(w.History)
+		for i := range g.History {
+			times = append(times, struct{ g, w *time.Time }{&g.History[i].Started, &w.History[i].Started},
+				struct{ g, w *time.Time }{&g.History[i].Ended, &w.History[i].Ended})
+		}
+	}
+	for _, p := range times {
 		if !p.g.Equal(*p.w) || p.g.IsZero() != p.w.IsZero() {
 			t.Errorf("task %d: time %v, want %v", w.ID, *p.g, *p.w)
 		}
@@ -113,6 +146,7 @@ func TestRoundTrip(t *testing.T) {
 		{ID: 7, State: protocol.StateRunning, Payload: []byte{}, Priority: 1 << 30, App: "a\x00b"}, // empty, not nil
 		{ID: 1<<64 - 1, State: protocol.StateCanceled, MaxAttempts: 1<<32 - 1, Timeout: -1,
 			CreatedAt: time.Unix(-5, 3), Priority: -1 << 31, Result: bytes.Repeat([]byte("r"), 70000)},
+		fullHistory(11),
 	}
 	b := new(Batch)
 	for _, r := range want {
@@ -126,7 +160,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Load returned %d records, want %d", len(got), len(want))
 	}
 	// Load is in id order.
-	order := []int{1, 2, 0, 3}
+	order := []int{1, 2, 4, 0, 3}
 	for i, r := range got {
 		sameRecord(t, r, want[order[i]])
 	}
@@ -847,7 +881,7 @@ func TestOpenNewerFormat(t *testing.T) {
 	if !errors.Is(err, ErrNewerFormat) {
 		t.Errorf("error does not wrap ErrNewerFormat: %v", err)
 	}
-	want := "store " + path + " has format 7; this anthill understands format 1: upgrade anthill"
+	want := "store " + path + " has format 7; this anthill understands format 2: upgrade anthill"
 	if err.Error() != want {
 		t.Errorf("error = %q, want %q", err, want)
 	}
@@ -895,7 +929,9 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		}
 	}
 	for _, mutate := range []func([]byte){
-		func(b []byte) { b[offFormat] = 2 },
+		func(b []byte) { b[offFormat] = 0 },
+		func(b []byte) { b[offFormat] = 3 },
+		func(b []byte) { b[offFormat] = 1 }, // format 1 has no history: trailing bytes
 		func(b []byte) { b[offFlags] = 0x80 },
 		func(b []byte) { b[offState] = 0 },
 		func(b []byte) { b[offState] = 200 },
@@ -918,6 +954,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(appendRecord(nil, fullRecord(1)))
 	f.Add(appendRecord(nil, &Record{State: protocol.StatePending}))
 	f.Add([]byte{1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte(format1Record))
+	f.Add([]byte(format1Empty))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeRecord(5, data)
 		if err != nil {
