@@ -166,6 +166,11 @@ func TestDashboard(t *testing.T) {
 	b.run("open one", chromedp.Click(fmt.Sprintf(`#tasks tr[data-task="%d"]`, fails[0].ID)))
 	b.waitJS("its error", `(document.getElementById('task-error') || {}).textContent === 'disk quota exceeded'`)
 	b.screenshot("task-failed")
+	// The one with two attempts lists both, failed, on the slaves that ran them.
+	b.run("failed tasks", chromedp.Navigate(base+"/#/tasks?state=failed"))
+	b.run("open the other", chromedp.Click(fmt.Sprintf(`#tasks tr[data-task="%d"]`, fails[1].ID)))
+	b.waitJS("its two attempts", `document.querySelectorAll('#task-history tbody tr').length === 2 &&
+		[...document.querySelectorAll('#task-history tbody tr')].every(tr => tr.textContent.includes('failed') && tr.textContent.includes('bad input') && /volunteer-[ab]/.test(tr.textContent))`)
 
 	// The master restarts; the open page reconnects on its own, with the
 	// same session, and shows the restarted master's numbers.

@@ -225,6 +225,11 @@ func (s *Server) serveTask(w http.ResponseWriter, r *http.Request) {
 		Payload: previewOf(t.Payload), Result: previewOf(t.Result), History: []attempt{},
 	}
 	d.Error = t.Err
+	for _, a := range t.History {
+		d.History = append(d.History, attempt{
+			Slave: a.Slave, StartedAt: ms(a.Started), EndedAt: ms(a.Ended), Outcome: a.Outcome, Error: a.Err,
+		})
+	}
 	writeJSON(w, http.StatusOK, d)
 }
 

@@ -33,6 +33,7 @@ function h(tag, attrs, ...kids) {
 }
 
 const fmtInt = (n) => Number(n).toLocaleString('en-US');
+const plural = (n, word) => fmtInt(n) + ' ' + word + (n === 1 ? '' : 's');
 function fmtRate(r) {
   if (!r) return '0';
   return r >= 100 ? fmtInt(Math.round(r)) : r.toFixed(r >= 10 ? 1 : 2);
@@ -146,15 +147,21 @@ function lineChart(canvas, lines, unit) {
   const c = canvas.getContext('2d');
   c.scale(dpr, dpr);
   c.clearRect(0, 0, w, ht);
-  let tMax = 0;
-  for (const l of lines) if (l.points.length) tMax = Math.max(tMax, l.points[l.points.length - 1].t);
+  let tMax = 0, tFirst = Infinity;
+  for (const l of lines) {
+    if (!l.points.length) continue;
+    tMax = Math.max(tMax, l.points[l.points.length - 1].t);
+    tFirst = Math.min(tFirst, l.points[0].t);
+  }
   if (!tMax) tMax = Math.floor(Date.now() / 1000);
-  const tMin = tMax - CHART_SPAN;
+  // A young master's history fills the chart rather than a corner of it.
+  const span = Math.min(CHART_SPAN, Math.max(60, tMax - tFirst));
+  const tMin = tMax - span;
   let vMax = 0;
   for (const l of lines) for (const p of l.points) if (p.t >= tMin) vMax = Math.max(vMax, p.v * (l.scale || 1));
   vMax = niceMax(vMax);
   const left = 52, right = 8, top = 8, bottom = 20;
-  const x = (t) => left + (t - tMin) / CHART_SPAN * (w - left - right);
+  const x = (t) => left + (t - tMin) / span * (w - left - right);
   const y = (v) => top + (1 - v / vMax) * (ht - top - bottom);
   c.strokeStyle = '#e3e6ec'; c.fillStyle = '#6b7385'; c.font = '11px system-ui, sans-serif';
   c.lineWidth = 1;
@@ -163,7 +170,7 @@ function lineChart(canvas, lines, unit) {
     c.beginPath(); c.moveTo(left, yy); c.lineTo(w - right, yy); c.stroke();
     c.textAlign = 'right'; c.fillText(shortNum(v) + unit, left - 6, yy + 4);
   }
-  c.textAlign = 'left'; c.fillText('-5 min', left, ht - 4);
+  c.textAlign = 'left'; c.fillText('-' + fmtDuration(span), left, ht - 4);
   c.textAlign = 'right'; c.fillText('now', w - right, ht - 4);
   c.lineWidth = 1.8;
   for (const l of lines) {
@@ -242,7 +249,7 @@ function overviewPage() {
       card('ov-failed', 'Failed', 'failed'),
       card('ov-canceled', 'Canceled'),
       card('ov-submitted', 'Submitted'),
-      card('ov-failed-minute', 'Failed, last minute', 'failed')),
+      card('ov-failed-minute', 'Failed, last min', 'failed')),
     h('div', { class: 'charts' },
       h('div', { class: 'panel' }, h('h3', {}, 'Throughput, tasks per second'), tput,
         legend([['done', '#2f9e44'], ['failed', '#d6336c'], ['submitted', '#adb5bd']])),
@@ -258,7 +265,7 @@ function overviewPage() {
     setStat('ov-pending', s.tasks.pending);
     setStat('ov-running', s.tasks.running);
     setStat('ov-done', s.tasks.done);
-    setStat('ov-failed', s.tasks.failed, undefined, fmtInt(s.tasks.retried) + ' attempts retried');
+    setStat('ov-failed', s.tasks.failed, undefined, plural(s.tasks.retried, 'attempt') + ' retried');
     setStat('ov-canceled', s.tasks.canceled);
     setStat('ov-submitted', s.tasks.submitted, undefined, 'up ' + fmtDuration(s.uptime_ms / 1000));
     setStat('ov-failed-minute', s.failed_last_minute);
