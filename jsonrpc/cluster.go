@@ -3,10 +3,15 @@ package jsonrpc
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // slavesService is the Slaves.* methods.
@@ -132,6 +137,45 @@ func (s *statsService) Summary(r *http.Request, raw *json.RawMessage, out *Summa
 	if d := out.Throughput.DispatchedPerSec; d > 0 {
 		ms := float64(st.Pending) / d * 1000
 		out.DispatchLatencyEstimateMS = &ms
+	}
+	return nil
+}
+
+// defaultSeriesSpan is what Stats.Series returns without since.
+const defaultSeriesSpan = 5 * time.Minute
+
+// Series returns the master's per-second series: the numbers behind the
+// dashboard's charts.
+func (s *statsService) Series(r *http.Request, raw *json.RawMessage, out *SeriesResult) error {
+	var p SeriesParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	known := stats.SeriesNames()
+	names := p.Names
+	if len(names) == 0 {
+		names = known
+	}
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			return invalidParam("names", fmt.Sprintf("unknown series %q; known: %s", clip(n), strings.Join(known, ", ")))
+		}
+	}
+	if p.Since < 0 {
+		return invalidParam("since", "must be a Unix time in seconds, or 0")
+	}
+	since := s.h.opts.Now().Add(-defaultSeriesSpan)
+	if p.Since > 0 {
+		since = time.Unix(p.Since, 0)
+	}
+	met := s.h.m.Metrics()
+	out.Series = make(map[string][]stats.Point, len(names))
+	for _, n := range names {
+		pts := met.Since(n, since)
+		if pts == nil {
+			pts = []stats.Point{}
+		}
+		out.Series[n] = pts
 	}
 	return nil
 }

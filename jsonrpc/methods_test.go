@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
 )
 
 func TestSubmitWaitGet(t *testing.T) {
@@ -301,4 +302,52 @@ func TestRetryRightAfterCancel(t *testing.T) {
 		t.Fatalf("retried task %+v", got)
 	}
 	e.wantError("Tasks.Retry", obj{"id": id}, CodeConflict, fmt.Sprintf("task %d is pending", id), "failed or canceled")
+}
+
+// Stats.Series returns the per-second numbers the dashboard charts: the
+// tasks counted in its seconds add up to the tasks done.
+func TestStatsSeries(t *testing.T) {
+	e := start(t, envOpts{slave: true})
+	ids := []uint64{e.submit("series", "echo", ""), e.submit("series", "echo", ""), e.submit("series", "fail", "x", "max_attempts", 1)}
+	e.waitAll(ids...)
+	var res SeriesResult
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The second of the results must close before it is counted.
+		e.call("Stats.Series", obj{"names": []string{"done", "failed"}}, &res)
+		sum := func(name string) (n float64) {
+			for _, p := range res.Series[name] {
+				n += p.V
+			}
+			return n
+		}
+		if len(res.Series) == 2 && sum("done") == 2 && sum("failed") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("series never added up to 2 done, 1 failed: %+v", res.Series)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pts := res.Series["done"]
+	for i := 1; i < len(pts); i++ {
+		if pts[i].T != pts[i-1].T+1 {
+			t.Fatalf("seconds not consecutive at %d: %d after %d", i, pts[i].T, pts[i-1].T)
+		}
+	}
+	// since cuts: only seconds after it.
+	last := pts[len(pts)-1].T
+	e.call("Stats.Series", obj{"names": []string{"done"}, "since": last}, &res)
+	for _, p := range res.Series["done"] {
+		if p.T <= last {
+			t.Fatalf("point %d returned for since %d", p.T, last)
+		}
+	}
+	// Without names, every series.
+	e.call("Stats.Series", nil, &res)
+	if len(res.Series) != len(stats.SeriesNames()) {
+		t.Fatalf("%d series, want %d", len(res.Series), len(stats.SeriesNames()))
+	}
+	e.wantError("Stats.Series", obj{"names": []string{"bogus"}}, CodeInvalidParams, "names", "bogus")
+	e.wantError("Stats.Series", obj{"since": -1}, CodeInvalidParams, "since")
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // The parameter and result types of every method, as they travel in JSON.
@@ -216,6 +217,21 @@ type Throughput struct {
 	FinishedPerSec   float64 `json:"finished_per_sec"`
 	SubmittedPerSec  float64 `json:"submitted_per_sec"`
 	DispatchedPerSec float64 `json:"dispatched_per_sec"`
+}
+
+// SeriesParams selects Stats.Series.
+type SeriesParams struct {
+	// Names of the series; empty means all of them.
+	Names []string `json:"names"`
+	// Since is a Unix time in seconds: only seconds after it are returned.
+	// Zero means the last five minutes. The master keeps one hour.
+	Since int64 `json:"since"`
+}
+
+// SeriesResult is Stats.Series's result: each series by name, one point
+// per second, oldest first.
+type SeriesResult struct {
+	Series map[string][]stats.Point `json:"series"`
 }
 
 // MasterInfo is Master.Info's result.
