@@ -141,6 +141,13 @@ func TestDashboard(t *testing.T) {
 	b.run("tasks page", chromedp.Navigate(base+"/#/tasks"))
 	b.waitJS("the task list", `document.querySelectorAll('#tasks tr[data-task]').length === 50`)
 	b.screenshot("tasks")
+	// Pages: Next shows the following 50 ids, Previous the first 50 again.
+	firstID := eval[string](b, `document.querySelector('#tasks tr[data-task]').dataset.task`)
+	lastID := eval[string](b, `[...document.querySelectorAll('#tasks tr[data-task]')].pop().dataset.task`)
+	b.run("next page", chromedp.Click("#tasks-next"))
+	b.waitJS("page 2", fmt.Sprintf(`(() => { const r = document.querySelectorAll('#tasks tr[data-task]'); return r.length === 50 && BigInt(r[0].dataset.task) > %sn; })()`, lastID))
+	b.run("previous page", chromedp.Click("#tasks-prev"))
+	b.waitJS("page 1 again", fmt.Sprintf(`document.querySelector('#tasks tr[data-task]').dataset.task === '%s'`, firstID))
 	eval[bool](b, `document.getElementById('filter-state').value = 'running', true`)
 	b.run("filter running", chromedp.Click("#filter-apply"))
 	sel := fmt.Sprintf(`#tasks tr[data-task="%d"]`, long.ID)
@@ -171,6 +178,29 @@ func TestDashboard(t *testing.T) {
 	b.run("open the other", chromedp.Click(fmt.Sprintf(`#tasks tr[data-task="%d"]`, fails[1].ID)))
 	b.waitJS("its two attempts", `document.querySelectorAll('#task-history tbody tr').length === 2 &&
 		[...document.querySelectorAll('#task-history tbody tr')].every(tr => tr.textContent.includes('failed') && tr.textContent.includes('bad input') && /volunteer-[ab]/.test(tr.textContent))`)
+	// Retry from the page: it runs its two attempts again, fails again, and
+	// the new attempts follow the old ones.
+	b.run("retry it", chromedp.Click("#task-retry"))
+	b.waitJS("four attempts", `document.querySelectorAll('#task-history tbody tr').length === 4 && document.querySelector('#task-state').textContent === 'failed'`)
+
+	// Drain from the slaves page (the confirmation is answered yes).
+	b.run("slaves page", chromedp.Navigate(base+"/#/slaves"))
+	b.waitJS("drain buttons", `document.querySelectorAll('button[data-drain]').length === 2`)
+	eval[bool](b, `window.confirm = () => true, true`)
+	b.run("drain volunteer-b", chromedp.Click(`button[data-drain="volunteer-b"]`))
+	b.waitJS("volunteer-b draining", `document.querySelector('tr[data-slave="volunteer-b"]').textContent.includes('draining')`)
+	var slaves struct {
+		Slaves []struct {
+			Name     string `json:"name"`
+			Draining bool   `json:"draining"`
+		} `json:"slaves"`
+	}
+	call(t, rpc, "Slaves.List", nil, &slaves)
+	for _, s := range slaves.Slaves {
+		if s.Draining != (s.Name == "volunteer-b") {
+			t.Fatalf("after draining volunteer-b from the page: %+v", slaves.Slaves)
+		}
+	}
 
 	// The master restarts; the open page reconnects on its own, with the
 	// same session, and shows the restarted master's numbers.
@@ -188,6 +218,19 @@ func TestDashboard(t *testing.T) {
 	}
 	call(t, rpc, "Stats.Summary", nil, &want)
 	waitShown(t, b, want.shown())
+
+	// Names come from strangers: markup in them is shown, never run.
+	hostile := `<img src=x onerror="window.__xss=1">`
+	var sub struct {
+		ID uint64 `json:"id"`
+	}
+	call(t, rpc, "Tasks.Submit", map[string]any{"app": hostile, "kind": "<script>window.__xss=2</script>", "payload": ""}, &sub)
+	b.waitJS("the kind listed as text", `document.getElementById('kinds').textContent.includes('<script>window.__xss=2</script>')`)
+	b.run("apps page", chromedp.Navigate(base+"/#/apps"))
+	b.waitJS("the app listed as text", fmt.Sprintf(`document.getElementById('apps').textContent.includes(%q)`, hostile))
+	if xss := eval[string](b, `String(window.__xss)`); xss != "undefined" {
+		t.Fatalf("markup from a task ran in the page: __xss = %s", xss)
+	}
 
 	if *readmeShot {
 		readmeScreenshot(t, b, base, app)
