@@ -363,7 +363,7 @@ function tasksPage(params) {
   const stateSel = h('select', { id: 'filter-state' }, states.map((s) => h('option', { value: s, selected: s === f.state }, s || 'any')));
   const appIn = h('input', { id: 'filter-app', list: 'app-names', value: f.app, placeholder: 'any' });
   const kindIn = h('input', { id: 'filter-kind', value: f.kind, placeholder: 'any' });
-  const apply = (ev) => {
+  const applyFilter = (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams();
     if (stateSel.value) q.set('state', stateSel.value);
@@ -372,7 +372,7 @@ function tasksPage(params) {
     location.hash = '#/tasks' + (q.toString() ? '?' + q : '');
   };
   main().replaceChildren(h('h2', {}, 'Tasks'),
-    h('form', { class: 'filters', onsubmit: apply },
+    h('form', { class: 'filters', onsubmit: applyFilter },
       h('label', {}, 'State', stateSel), h('label', {}, 'Application', appIn),
       h('datalist', { id: 'app-names' }, live.apps.map((a) => h('option', { value: a.name }))),
       h('label', {}, 'Kind', kindIn), h('button', { type: 'submit', id: 'filter-apply' }, 'Filter'),
@@ -422,7 +422,7 @@ function taskPage(id) {
     const act = async (what) => {
       try { await post('/ui/' + what, { id: t.id }); toast('Task ' + t.id + ': ' + what + ' done'); last = null; load(); } catch (e) { toast(e.message); }
     };
-    const live = t.state === 'pending' || t.state === 'running';
+    const active = t.state === 'pending' || t.state === 'running';
     box.replaceChildren(
       h('div', { class: 'panel' },
         h('dl', { class: 'fields' },
@@ -438,7 +438,7 @@ function taskPage(id) {
           h('dt', {}, 'Finished'), h('dd', {}, fmtTime(t.finished_at)),
           t.finished_at ? [h('dt', {}, 'Submit to final'), h('dd', {}, fmtDuration((t.finished_at - t.created_at) / 1000))] : null),
         h('div', { class: 'actions' },
-          h('button', { id: 'task-cancel', class: 'danger', disabled: !live, onclick: () => act('cancel') }, 'Cancel'),
+          h('button', { id: 'task-cancel', class: 'danger', disabled: !active, onclick: () => act('cancel') }, 'Cancel'),
           h('button', { id: 'task-retry', disabled: !(t.state === 'failed' || t.state === 'canceled'), onclick: () => act('retry') }, 'Retry'))),
       t.error ? h('div', { class: 'panel' }, h('h3', {}, 'Error'), h('pre', { class: 'preview err', id: 'task-error' }, t.error)) : null,
       h('div', { class: 'panel' }, h('h3', {}, 'Attempts'), history(t.history)),
