@@ -160,27 +160,27 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 const zoomCenterX, zoomCenterY = -0.743643887037151, 0.131825904205330
 
 // zoom renders frames ever deeper into the set until ctx ends, at most one
-// a second: enough to watch on the dashboard without taking a volunteer's
-// whole machine for a demo left open. After a hundred frames it starts over.
+// a second and idle at least as long as it computes: enough to watch on the
+// dashboard without taking the whole machine for a demo left open. After a
+// hundred frames it starts over.
 func zoom(ctx context.Context, node *appnode.Node, base mandelbrot.Config, ro appnode.RunOptions) error {
 	base = base.WithDefaults()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for frame := 0; ; frame = (frame + 1) % 100 {
 		c := base
 		c.CenterX, c.CenterY = zoomCenterX, zoomCenterY
 		c.Scale = 3.5 / float64(c.Width) * math.Pow(0.85, float64(frame))
-		job := mandelbrot.NewJob(c)
-		if err := node.Run(ctx, job, ro); err != nil {
+		start := time.Now()
+		if err := node.Run(ctx, mandelbrot.NewJob(c), ro); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		took := time.Since(start)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-time.After(max(time.Second-took, took)):
 		}
 	}
 }
