@@ -249,30 +249,20 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, field string) boo
 	return true
 }
 
-func (s *Server) serveCancel(w http.ResponseWriter, r *http.Request) {
-	var in idIn
-	if !decodeBody(w, r, &in, "id") {
-		return
+// taskAction serves an action on one task, such as m.Cancel or m.Retry.
+func (s *Server) taskAction(what string, act func(id uint64) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in idIn
+		if !decodeBody(w, r, &in, "id") {
+			return
+		}
+		if err := act(in.ID); err != nil {
+			s.masterError(w, err)
+			return
+		}
+		s.opts.Logger.Info("task "+what+" from the dashboard", "id", in.ID, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, okOut{true})
 	}
-	if err := s.m.Cancel(in.ID); err != nil {
-		s.masterError(w, err)
-		return
-	}
-	s.opts.Logger.Info("task canceled from the dashboard", "id", in.ID, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, okOut{true})
-}
-
-func (s *Server) serveRetry(w http.ResponseWriter, r *http.Request) {
-	var in idIn
-	if !decodeBody(w, r, &in, "id") {
-		return
-	}
-	if err := s.m.Retry(in.ID); err != nil {
-		s.masterError(w, err)
-		return
-	}
-	s.opts.Logger.Info("task retried from the dashboard", "id", in.ID, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, okOut{true})
 }
 
 // serveDrain drains every session of a slave name: the table shows names,

@@ -103,8 +103,8 @@ func New(m *master.Master, o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /ui/live", s.authed(s.serveLive))
 	s.mux.HandleFunc("GET /ui/tasks", s.authed(s.serveTasks))
 	s.mux.HandleFunc("GET /ui/task", s.authed(s.serveTask))
-	s.mux.HandleFunc("POST /ui/cancel", s.action(s.serveCancel))
-	s.mux.HandleFunc("POST /ui/retry", s.action(s.serveRetry))
+	s.mux.HandleFunc("POST /ui/cancel", s.action(s.taskAction("canceled", m.Cancel)))
+	s.mux.HandleFunc("POST /ui/retry", s.action(s.taskAction("retried", m.Retry)))
 	s.mux.HandleFunc("POST /ui/drain", s.action(s.serveDrain))
 	go func() {
 		select {

@@ -58,29 +58,17 @@ func TestDecodeFormat1(t *testing.T) {
 // the file's format so that an older Anthill refuses it, and AckTask still
 // flips the flag in place.
 func TestOpenFormat1Store(t *testing.T) {
-	path := tempPath(t)
-	s, err := Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	path := newStoreFile(t)
+	tamper(t, path, func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, 1)); err != nil {
 			return err
 		}
 		old := []byte(format1Record)
 		old[offFlags] &^= flagAcked
 		return tx.Bucket(bucketTasks).Put(taskKey(nil, 5), old)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	})
 
-	s = openStore(t, path, Options{NoSync: true})
+	s := openStore(t, path, Options{NoSync: true})
 	want := format1Want(5)
 	want.Acked = false
 	got, err := s.Get(5)

@@ -844,40 +844,47 @@ func TestOpenDamagedPages(t *testing.T) {
 	}
 }
 
-func TestOpenForeignBoltFile(t *testing.T) {
-	path := tempPath(t)
+// tamper changes the bolt file at path behind the store's back, as another
+// program or an older Anthill would.
+func tamper(t *testing.T, path string, change func(tx *bbolt.Tx) error) {
+	t.Helper()
 	db, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucket([]byte("somebody-else"))
-		return err
-	}); err != nil {
+	defer db.Close()
+	if err := db.Update(change); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	expectRefused(t, path, "not a valid Anthill store")
 }
 
-func TestOpenNewerFormat(t *testing.T) {
+// newStoreFile creates an empty store at a new path and closes it.
+func newStoreFile(t *testing.T) string {
+	t.Helper()
 	path := tempPath(t)
 	s, err := Open(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	return path
+}
+
+func TestOpenForeignBoltFile(t *testing.T) {
+	path := tempPath(t)
+	tamper(t, path, func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("somebody-else"))
+		return err
+	})
+	expectRefused(t, path, "not a valid Anthill store")
+}
+
+func TestOpenNewerFormat(t *testing.T) {
+	path := newStoreFile(t)
+	tamper(t, path, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, 7))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	err = expectRefused(t, path)
+	})
+	err := expectRefused(t, path)
 	if !errors.Is(err, ErrNewerFormat) {
 		t.Errorf("error does not wrap ErrNewerFormat: %v", err)
 	}
