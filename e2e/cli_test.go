@@ -139,6 +139,11 @@ func TestScriptingCommands(t *testing.T) {
 	if out, code := cli("tasks", "--app", "shell", "--json"); code != 0 || !strings.Contains(out, id) {
 		t.Fatalf("tasks: exit %d:\n%s", code, out)
 	}
+	// Newest first: the failing task, submitted second, comes first.
+	out, code = cli("tasks", "--app", "shell", "--newest", "--limit", "1")
+	if code != 0 || !strings.Contains(out, strings.TrimSpace(bad)) || strings.Contains(out, id) {
+		t.Fatalf("tasks --newest --limit 1: exit %d:\n%s", code, out)
+	}
 	if out, code := run(t, "stats", "--token", "not-the-token"); code != 4 {
 		t.Fatalf("wrong token: exit %d, want 4:\n%s", code, out)
 	}

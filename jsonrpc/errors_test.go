@@ -175,6 +175,7 @@ func TestInvalidParams(t *testing.T) {
 		{"Tasks.List", `{"state":"sleeping"}`, "state", "invalid params: state: must be one of pending, running, done, failed, canceled"},
 		{"Tasks.List", `{"limit":5000}`, "limit", "invalid params: limit: must be from 1 to 1000"},
 		{"Tasks.List", `{"cursor":-1}`, "cursor", "invalid params: cursor: must be a non-negative integer"},
+		{"Tasks.List", `{"order":"random"}`, "order", `invalid params: order: must be "asc" or "desc"`},
 		{"Tasks.Cancel", `{"id":true}`, "id", "invalid params: id: must be a non-negative integer"},
 		{"Slaves.Get", `{"id":5}`, "id", "invalid params: id: must be a string"},
 		{"Slaves.Drain", `{}`, "id", "invalid params: id: is required"},

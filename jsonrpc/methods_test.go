@@ -125,6 +125,16 @@ func TestSubmitBatchAndList(t *testing.T) {
 	if i := all[3]; string(i.Result) != "3" {
 		t.Fatalf("listed result %q", i.Result)
 	}
+	// Newest first, the same tasks backwards.
+	desc := e.list(obj{"app": "batch", "limit": 2, "order": "desc"})
+	if len(desc) != len(all) {
+		t.Fatalf("listed %d tasks newest first, want %d", len(desc), len(all))
+	}
+	for i, task := range desc {
+		if task.ID != all[len(all)-1-i].ID {
+			t.Fatalf("newest first [%d] = %d, want %d", i, task.ID, all[len(all)-1-i].ID)
+		}
+	}
 	if done := e.list(obj{"app": "batch", "state": "done"}); len(done) != 6 {
 		t.Fatalf("%d done tasks, want 6", len(done))
 	}

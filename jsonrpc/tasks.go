@@ -159,6 +159,13 @@ func (s *tasksService) List(r *http.Request, raw *json.RawMessage, out *ListResu
 		return err
 	}
 	f := master.TaskFilter{App: p.App, Kind: p.Kind, Limit: p.Limit, After: p.Cursor}
+	switch p.Order {
+	case "", "asc":
+	case "desc":
+		f.Desc, f.Before, f.After = true, p.Cursor, 0
+	default:
+		return invalidParam("order", `must be "asc" or "desc"`)
+	}
 	if p.State != "" {
 		st, ok := protocol.ParseState(p.State)
 		if !ok {

@@ -70,9 +70,10 @@ type ListParams struct {
 	Kind   string `json:"kind,omitempty"`
 	Limit  int    `json:"limit,omitempty"`  // 1 to 1000; default 100
 	Cursor uint64 `json:"cursor,omitempty"` // a previous page's NextCursor
+	Order  string `json:"order,omitempty"`  // "asc" (default, oldest first) or "desc"
 }
 
-// ListResult is a page of Tasks.List in ascending id order. NextCursor is
+// ListResult is a page of Tasks.List in the order asked for. NextCursor is
 // nil on the last page.
 type ListResult struct {
 	Tasks      []Task  `json:"tasks"`

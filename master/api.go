@@ -66,6 +66,10 @@ type TaskFilter struct {
 	Kind  string
 	Limit int    // at most this many; zero means 100, the cap is 1000
 	After uint64 // the cursor: only ids above it
+	// Desc lists newest first. The cursor is then Before: only ids below
+	// it (zero: from the newest), and After is ignored.
+	Desc   bool
+	Before uint64
 }
 
 func (f *TaskFilter) match(t *TaskInfo) bool {
@@ -165,10 +169,11 @@ func (m *Master) Task(id uint64) (TaskInfo, error) {
 	return infoOf(r), nil
 }
 
-// Tasks lists tasks in id order from the store, with live state from
-// memory laid over it. It scans a bounded number of records per call, so a
-// filter that matches rarely returns a short page (maybe empty) with a
-// cursor to continue from; next is 0 at the end.
+// Tasks lists tasks in id order (descending with f.Desc) from the store,
+// with live state from memory laid over it. It scans a bounded number of
+// records per call, so a filter that matches rarely returns a short page
+// (maybe empty) with a cursor to continue from, as After or, with Desc,
+// as Before; next is 0 at the end.
 func (m *Master) Tasks(f TaskFilter) ([]TaskInfo, uint64, error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -179,7 +184,11 @@ func (m *Master) Tasks(f TaskFilter) ([]TaskInfo, uint64, error) {
 	var found []*store.Record
 	var last uint64
 	exhausted := true
-	err := m.st.Scan(f.After, func(r *store.Record) (bool, error) {
+	scan, from := m.st.Scan, f.After
+	if f.Desc {
+		scan, from = m.st.ScanDesc, f.Before
+	}
+	err := scan(from, func(r *store.Record) (bool, error) {
 		last = r.ID
 		budget--
 		// Filter after the overlay below: a running task is still

@@ -123,6 +123,34 @@ func TestListPaginatesAndFilters(t *testing.T) {
 	if none, _, _ := m.Tasks(TaskFilter{App: "other"}); len(none) != 0 {
 		t.Fatalf("filter by another app found %d", len(none))
 	}
+
+	// Newest first, with Before as the cursor.
+	var desc []uint64
+	before := uint64(0)
+	for pages := 0; ; pages++ {
+		page, next, err := m.Tasks(TaskFilter{Limit: 7, Desc: true, Before: before, After: first + 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range page {
+			desc = append(desc, ti.ID)
+		}
+		if next == 0 {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("descending pagination does not end")
+		}
+		before = next
+	}
+	for i, id := range desc {
+		if id != first+24-uint64(i) {
+			t.Fatalf("newest first: %v", desc)
+		}
+	}
+	if len(desc) != 25 {
+		t.Fatalf("newest first paged %d tasks", len(desc))
+	}
 }
 
 func TestCancelAndRetry(t *testing.T) {

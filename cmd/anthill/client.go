@@ -709,10 +709,11 @@ var taskColumns = []column{
 }
 
 func runTasks(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newClientFlags("tasks", "[--state S] [--app A] [--kind K] [--limit N] [--cursor C] [--all] [flags]",
-		`Lists tasks in ascending id order, a page at a time (Tasks.List). When
-there are more, the command for the next page is printed to stderr; --all
-fetches every page (with --json, one document holding every task).`, stderr)
+	c := newClientFlags("tasks", "[--state S] [--app A] [--kind K] [--newest] [--limit N] [--cursor C] [--all] [flags]",
+		`Lists tasks in ascending id order (--newest: descending), a page at a time
+(Tasks.List). When there are more, the command for the next page is printed
+to stderr; --all fetches every page (with --json, one document holding every
+task).`, stderr)
 	fs := c.fs
 	state := fs.String("state", "", "only tasks in this state: pending, running, done, failed or canceled")
 	app := fs.String("app", "", "only tasks of this application")
@@ -720,6 +721,7 @@ fetches every page (with --json, one document holding every task).`, stderr)
 	limit := fs.Int("limit", 0, "tasks per page (default: the master's, 100)")
 	cursor := fs.Uint64("cursor", 0, "start after this cursor, a previous page's next_cursor")
 	all := fs.Bool("all", false, "fetch every page")
+	newest := fs.Bool("newest", false, "newest first")
 	operands, err := c.parse(args)
 	if err != nil {
 		return err
@@ -743,6 +745,9 @@ fetches every page (with --json, one document holding every task).`, stderr)
 	}
 	if *limit > 0 {
 		params["limit"] = *limit
+	}
+	if *newest {
+		params["order"] = "desc"
 	}
 	next := *cursor
 	var (
@@ -815,7 +820,7 @@ fetches every page (with --json, one document holding every task).`, stderr)
 		return err
 	}
 	if next != 0 {
-		fmt.Fprintf(stderr, "more tasks: add --cursor %d for the next page, or use --all\n", next)
+		fmt.Fprintf(stderr, "more tasks: add --cursor %d (and the same filters) for the next page, or use --all\n", next)
 	}
 	return nil
 }

@@ -452,21 +452,44 @@ func (s *Store) Scan(after uint64, fn func(*Record) (bool, error)) error {
 			}
 			k, v = c.Seek(taskKey(make([]byte, 0, 8), after+1))
 		}
-		for ; k != nil; k, v = c.Next() {
-			if len(k) != 8 {
-				return corrupt(s.path, fmt.Errorf("task key %x", k))
-			}
-			r, err := decodeRecord(binary.BigEndian.Uint64(k), v)
-			if err != nil {
-				return fmt.Errorf("store %s: %w", s.path, err)
-			}
-			more, err := fn(r)
-			if err != nil || !more {
-				return err
+		return s.walk(k, v, c.Next, fn)
+	})
+}
+
+// ScanDesc is Scan newest first: the records with an id below before
+// (every record when before is 0), in descending id order.
+func (s *Store) ScanDesc(before uint64, fn func(*Record) (bool, error)) error {
+	return s.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketTasks).Cursor()
+		k, v := c.Last()
+		if before > 0 {
+			// Seek lands on the first key >= before, or past the end.
+			if k, _ = c.Seek(taskKey(make([]byte, 0, 8), before)); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
 			}
 		}
-		return nil
+		return s.walk(k, v, c.Prev, fn)
 	})
+}
+
+// walk decodes records from k, v on, stepping with next.
+func (s *Store) walk(k, v []byte, next func() ([]byte, []byte), fn func(*Record) (bool, error)) error {
+	for ; k != nil; k, v = next() {
+		if len(k) != 8 {
+			return corrupt(s.path, fmt.Errorf("task key %x", k))
+		}
+		r, err := decodeRecord(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", s.path, err)
+		}
+		more, err := fn(r)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 // LoadPushes calls fn for every push record, ordered by app then seq.

@@ -1112,4 +1112,26 @@ func TestScanFromCursor(t *testing.T) {
 			t.Errorf("Scan(%d) limit %d = %s, want %s", tc.after, tc.limit, got, tc.want)
 		}
 	}
+	desc := func(before uint64, limit int) []uint64 {
+		var ids []uint64
+		err := s.ScanDesc(before, func(r *Record) (bool, error) {
+			ids = append(ids, r.ID)
+			return len(ids) < limit, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		before uint64
+		limit  int
+		want   string
+	}{
+		{0, 10, "[13 8 5 3]"}, {13, 10, "[8 5 3]"}, {12, 2, "[8 5]"}, {3, 10, "[]"}, {1, 10, "[]"}, {^uint64(0), 1, "[13]"}, {100, 10, "[13 8 5 3]"},
+	} {
+		if got := fmt.Sprint(desc(tc.before, tc.limit)); got != tc.want {
+			t.Errorf("ScanDesc(%d) limit %d = %s, want %s", tc.before, tc.limit, got, tc.want)
+		}
+	}
 }
