@@ -159,13 +159,24 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 		}
 		f.State = st
 	}
-	if v := q.Get("after"); v != "" {
-		after, err := strconv.ParseUint(v, 10, 64)
+	// Newest first unless asked otherwise: an operator opens the list to
+	// see what just happened.
+	switch q.Get("order") {
+	case "", "desc":
+		f.Desc = true
+	case "asc":
+	default:
+		badField(w, "order", `must be "asc" or "desc"`)
+		return
+	}
+	var cursor uint64
+	if v := q.Get("cursor"); v != "" {
+		c, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			badField(w, "after", "must be a task id")
+			badField(w, "cursor", "must be a previous page's next cursor")
 			return
 		}
-		f.After = after
+		cursor = c
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -177,6 +188,7 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	out := taskPage{Tasks: []taskRow{}}
 	want := f.Limit
+	f.After, f.Before = cursor, cursor
 	// master.Tasks scans about twice its limit per call and filters what
 	// it scanned; a filtered page asks for big stretches so that sparse
 	// matches still fill it, and keeps only what it shows.
@@ -201,7 +213,7 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 			out.Next = ""
 			break
 		}
-		out.Next, f.After = strconv.FormatUint(next, 10), next
+		out.Next, f.After, f.Before = strconv.FormatUint(next, 10), next, next
 		if len(out.Tasks) >= want {
 			break
 		}

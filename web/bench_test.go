@@ -33,8 +33,8 @@ func BenchmarkTaskPage(b *testing.B) {
 	c := e.client()
 	e.login(c)
 	for _, bc := range []struct{ name, q string }{
-		{"first", "limit=50"},
-		{"deep", fmt.Sprintf("limit=50&after=%d", first+90_000)},
+		{"newest", "limit=50"},
+		{"deep", fmt.Sprintf("limit=50&order=asc&cursor=%d", first+90_000)},
 		{"sparse-filter", "limit=50&state=canceled"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -500,7 +500,7 @@ func TestTaskPagesAndFilters(t *testing.T) {
 		if pages > 20 {
 			t.Fatal("paging does not end")
 		}
-		p := e.page(c, "limit=100&app=pager&after="+after)
+		p := e.page(c, "limit=100&app=pager&order=asc&cursor="+after)
 		for _, tk := range p.Tasks {
 			ids = append(ids, tk.ID)
 		}
@@ -517,7 +517,16 @@ func TestTaskPagesAndFilters(t *testing.T) {
 			t.Fatalf("ids out of order at %d: %s after %s", i, ids[i], ids[i-1])
 		}
 	}
-	p := e.page(c, "state=canceled")
+	// Newest first by default.
+	p := e.page(c, "app=pager&limit=3")
+	if len(p.Tasks) != 3 || p.Tasks[0].ID != fmt.Sprint(first+n-1) || p.Tasks[2].ID != fmt.Sprint(first+n-3) {
+		t.Fatalf("newest first: %+v", p.Tasks)
+	}
+	p = e.page(c, "app=pager&limit=3&cursor="+p.Next)
+	if len(p.Tasks) != 3 || p.Tasks[0].ID != fmt.Sprint(first+n-4) {
+		t.Fatalf("newest first, page 2: %+v", p.Tasks)
+	}
+	p = e.page(c, "state=canceled")
 	if len(p.Tasks) != 1 || p.Tasks[0].ID != fmt.Sprint(first+1000) || p.Next != "" {
 		t.Fatalf("canceled filter: %+v", p)
 	}
@@ -527,6 +536,9 @@ func TestTaskPagesAndFilters(t *testing.T) {
 	}
 	if p := e.page(c, "state=sleeping"); p.Field != "state" {
 		t.Fatalf("bad state: %+v", p)
+	}
+	if p := e.page(c, "order=sideways"); p.Field != "order" {
+		t.Fatalf("bad order: %+v", p)
 	}
 	if p := e.page(c, "limit=100000"); p.Field != "limit" {
 		t.Fatalf("bad limit: %+v", p)

@@ -354,8 +354,8 @@ async function drain(s) {
 const states = ['', 'pending', 'running', 'done', 'failed', 'canceled'];
 
 function tasksPage(params) {
-  const f = { state: params.get('state') || '', app: params.get('app') || '', kind: params.get('kind') || '' };
-  const cursors = [params.get('after') || ''];
+  const f = { state: params.get('state') || '', app: params.get('app') || '', kind: params.get('kind') || '', order: params.get('order') || '' };
+  const cursors = [params.get('cursor') || ''];
   const body = h('tbody', { id: 'tasks' });
   const info = h('span', { class: 'muted', id: 'tasks-info' });
   const prev = h('button', { id: 'tasks-prev', onclick: () => { cursors.pop(); load(); } }, '← Previous');
@@ -363,19 +363,24 @@ function tasksPage(params) {
   const stateSel = h('select', { id: 'filter-state' }, states.map((s) => h('option', { value: s, selected: s === f.state }, s || 'any')));
   const appIn = h('input', { id: 'filter-app', list: 'app-names', value: f.app, placeholder: 'any' });
   const kindIn = h('input', { id: 'filter-kind', value: f.kind, placeholder: 'any' });
+  const orderSel = h('select', { id: 'filter-order' },
+    h('option', { value: '', selected: f.order !== 'asc' }, 'newest first'),
+    h('option', { value: 'asc', selected: f.order === 'asc' }, 'oldest first'));
   const applyFilter = (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams();
     if (stateSel.value) q.set('state', stateSel.value);
     if (appIn.value) q.set('app', appIn.value);
     if (kindIn.value) q.set('kind', kindIn.value);
+    if (orderSel.value) q.set('order', orderSel.value);
     location.hash = '#/tasks' + (q.toString() ? '?' + q : '');
   };
   main().replaceChildren(h('h2', {}, 'Tasks'),
     h('form', { class: 'filters', onsubmit: applyFilter },
       h('label', {}, 'State', stateSel), h('label', {}, 'Application', appIn),
       h('datalist', { id: 'app-names' }, live.apps.map((a) => h('option', { value: a.name }))),
-      h('label', {}, 'Kind', kindIn), h('button', { type: 'submit', id: 'filter-apply' }, 'Filter'),
+      h('label', {}, 'Kind', kindIn), h('label', {}, 'Order', orderSel),
+      h('button', { type: 'submit', id: 'filter-apply' }, 'Filter'),
       h('button', { type: 'button', onclick: () => load() }, 'Refresh')),
     h('div', { class: 'panel' },
       h('table', {}, h('thead', {}, h('tr', {}, ['ID', 'App', 'Kind', 'State', 'Attempts', 'Slave', 'Created', 'Took', 'Error']
@@ -385,8 +390,8 @@ function tasksPage(params) {
   async function load() {
     const q = new URLSearchParams({ limit: 50 });
     for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
-    const after = cursors[cursors.length - 1];
-    if (after) q.set('after', after);
+    const cursor = cursors[cursors.length - 1];
+    if (cursor) q.set('cursor', cursor);
     let pg;
     try { pg = await getJSON('/ui/tasks?' + q); } catch (e) { info.textContent = e.message; return; }
     body.replaceChildren(...(pg.tasks.length ? pg.tasks.map((t) => h('tr', {
