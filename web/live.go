@@ -68,6 +68,17 @@ type summary struct {
 	Kinds            []kindRow `json:"kinds"`
 	FailedLastMinute uint64    `json:"failed_last_minute"`
 	UptimeMS         int64     `json:"uptime_ms"`
+	Store            storeOut  `json:"store"`
+}
+
+// storeOut shows group commit at work: how many changes share a commit
+// and what a commit, fsync included, costs.
+type storeOut struct {
+	Commits      uint64  `json:"commits"`
+	Ops          uint64  `json:"ops"`
+	LastBatchOps int     `json:"last_batch_ops"`
+	LastCommitMS float64 `json:"last_commit_ms"`
+	MeanCommitMS float64 `json:"mean_commit_ms"`
 }
 
 type kindRow struct {
@@ -216,6 +227,13 @@ func (s *Server) snapshot(since time.Time, withInfo bool) update {
 	sm.Tasks.Done, sm.Tasks.Failed, sm.Tasks.Canceled = st.Done, st.Failed, st.Canceled
 	sm.Tasks.Retried, sm.Tasks.Requeued, sm.Tasks.LateResults = st.Retried, st.Requeued, st.LateResults
 	sm.UptimeMS = st.Uptime.Milliseconds()
+	sm.Store = storeOut{
+		Commits: st.Store.Commits, Ops: st.Store.Ops, LastBatchOps: st.Store.LastBatchOps,
+		LastCommitMS: float64(st.Store.LastCommit) / float64(time.Millisecond),
+	}
+	if st.Store.Commits > 0 {
+		sm.Store.MeanCommitMS = float64(st.Store.TotalCommit) / float64(st.Store.Commits) / float64(time.Millisecond)
+	}
 	sm.Kinds = make([]kindRow, len(st.Kinds))
 	for i, k := range st.Kinds {
 		sm.Kinds[i] = kindRow{k.Kind, k.Pending, k.Slaves}

@@ -368,6 +368,10 @@ type liveUpdate struct {
 			Submitted uint64 `json:"submitted"`
 			Canceled  uint64 `json:"canceled"`
 		} `json:"tasks"`
+		Store struct {
+			Commits uint64 `json:"commits"`
+			Ops     uint64 `json:"ops"`
+		} `json:"store"`
 	} `json:"summary"`
 	Series map[string][]struct{ T int64 } `json:"series"`
 	Apps   []struct {
@@ -422,7 +426,7 @@ func TestLiveFeed(t *testing.T) {
 			}
 			seen[p.T] = true
 		}
-		if u.Summary.Tasks.Submitted == 3 && u.Summary.Tasks.Pending == 3 &&
+		if u.Summary.Tasks.Submitted == 3 && u.Summary.Tasks.Pending == 3 && u.Summary.Store.Ops >= 3 && u.Summary.Store.Commits >= 1 &&
 			len(u.Apps) == 1 && u.Apps[0].Name == "feed-app" && u.Apps[0].Pushed == 3 {
 			break
 		}

@@ -40,6 +40,7 @@ function fmtRate(r) {
 }
 function fmtDuration(s) {
   if (s === null || s === undefined) return '—';
+  if (s > 0 && s < 0.0005) return '<1 ms';
   if (s < 1) return Math.round(s * 1000) + ' ms';
   if (s < 90) return s.toFixed(s < 10 ? 1 : 0) + ' s';
   if (s < 5400) return Math.round(s / 60) + ' min';
@@ -249,7 +250,8 @@ function overviewPage() {
       card('ov-failed', 'Failed', 'failed'),
       card('ov-canceled', 'Canceled'),
       card('ov-submitted', 'Submitted'),
-      card('ov-failed-minute', 'Failed, last min', 'failed')),
+      card('ov-failed-minute', 'Failed, last min', 'failed'),
+      card('ov-store', 'Store commits')),
     h('div', { class: 'charts' },
       h('div', { class: 'panel' }, h('h3', {}, 'Throughput, tasks per second'), tput,
         legend([['done', '#2f9e44'], ['failed', '#d6336c'], ['submitted', '#adb5bd']])),
@@ -269,6 +271,9 @@ function overviewPage() {
     setStat('ov-canceled', s.tasks.canceled);
     setStat('ov-submitted', s.tasks.submitted, undefined, 'up ' + fmtDuration(s.uptime_ms / 1000));
     setStat('ov-failed-minute', s.failed_last_minute);
+    const st = s.store;
+    setStat('ov-store', st.commits, undefined, st.commits ?
+      (st.ops / st.commits).toFixed(1) + ' changes each · ' + st.mean_commit_ms.toFixed(2) + ' ms mean' : 'none yet');
     const ser = (n) => live.series[n] || [];
     lineChart(tput, [
       { points: ser('submitted'), color: '#adb5bd' },
@@ -293,7 +298,7 @@ function legend(items) {
 const slaveCols = [
   ['name', 'Name'], ['host', 'Host'], ['platform', 'Platform'], ['cores', 'Cores', 1],
   ['running', 'Running', 1], ['done', 'Done', 1], ['failed', 'Failed', 1],
-  ['throughput', 'Tasks/s', 1], ['busy_fraction', 'Busy', 1], ['last_seen', 'Last seen', 1],
+  ['throughput', 'Tasks/s', 1], ['mean_task_ms', 'Mean task', 1], ['busy_fraction', 'Busy', 1], ['last_seen', 'Last seen', 1],
 ];
 let slaveSort = { key: 'name', asc: true };
 
@@ -318,7 +323,7 @@ function slavesPage() {
       return slaveSort.asc ? c : -c;
     });
     if (!rows.length) {
-      body.replaceChildren(h('tr', {}, h('td', { colspan: 12, class: 'empty' },
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 13, class: 'empty' },
         'No slave has connected. Volunteers run: anthill slave --master ws://' + location.host)));
       return;
     }
@@ -329,12 +334,14 @@ function slavesPage() {
       else if (s.draining) action = h('span', { class: 'warn' }, 'draining');
       else action = h('button', { class: 'danger', 'data-drain': s.name, onclick: () => drain(s) }, 'Drain');
       return h('tr', { class: online ? '' : 'offline', 'data-slave': s.name },
-        h('td', {}, s.name), h('td', {}, s.host || '—'), h('td', {}, s.platform || '—'),
+        h('td', {}, s.name, s.reconnects ? h('span', { class: 'muted', title: 'reconnections' }, ' ↻' + s.reconnects) : null),
+        h('td', {}, s.host || '—'), h('td', {}, s.platform || '—'),
         h('td', { class: 'num' }, s.cores || '—'),
         h('td', { class: 'num' }, fmtInt(s.running) + ' / ' + fmtInt(s.slots)),
         h('td', { class: 'num', 'data-col': 'done' }, fmtInt(s.done)),
         h('td', { class: 'num', 'data-col': 'failed' }, fmtInt(s.failed)),
         h('td', { class: 'num' }, fmtRate(s.throughput)),
+        h('td', { class: 'num' }, s.done + s.failed ? fmtDuration(s.mean_task_ms / 1000) : '—'),
         h('td', { class: 'num' }, Math.round(s.busy_fraction * 100) + '%'),
         h('td', { class: 'num' }, online ? 'now' : fmtAgo(s.last_seen)),
         h('td', {}, sparkline(s.recent)), h('td', {}, action));
