@@ -14,8 +14,8 @@ const (
 	// history is how much of each series a new feed starts with: enough
 	// for the charts, a fraction of the hour stats keeps.
 	history = 10 * time.Minute
-	// failureWindow is the span of the overview's "failed in the last
-	// minute".
+	// failureWindow is the span, in closed seconds, of the overview's
+	// "failed in the last minute".
 	failureWindow = 60
 	liveWriteWait = 10 * time.Second
 	livePing      = 20 * time.Second
@@ -238,8 +238,9 @@ func (s *Server) snapshot(since time.Time, withInfo bool) update {
 	for i, k := range st.Kinds {
 		sm.Kinds[i] = kindRow{k.Kind, k.Pending, k.Slaves}
 	}
-	failed := met.Series(stats.SeriesFailed)
-	for _, p := range failed[max(0, len(failed)-failureWindow):] {
+	// Since, not Series: a feed does this every second, and the whole
+	// hour is 3,600 points to copy.
+	for _, p := range met.Since(stats.SeriesFailed, s.opts.Now().Add(-(failureWindow+1)*time.Second)) {
 		sm.FailedLastMinute += uint64(p.V)
 	}
 

@@ -7,8 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -18,7 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/jsonrpc"
 )
 
 // runBench measures the whole path a task takes: an appnode pushes no-op
@@ -37,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	runs := fs.Int("runs", 3, "repetitions; medians are reported")
 	noSync := fs.Bool("no-sync", false, "run the master without fsync (to see what durability costs)")
 	profile := fs.String("master-profile", "", "write the master's CPU profile to this file")
+	dashboards := fs.Int("dashboards", 0, "live dashboard feeds kept open during the runs, to measure what watching costs")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -83,6 +90,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	var updates atomic.Int64
+	if *dashboards > 0 {
+		stop, err := watchDashboards(ctx, addr, dir, *dashboards, &updates)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	var lat latencies
 	node, err := appnode.Connect(ctx, appnode.Options{Master: url, App: "bench", TaskFinished: lat.finished})
 	if err != nil {
@@ -90,8 +106,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer node.Shutdown(context.WithoutCancel(ctx))
 
-	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v\n",
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, *slaves, !*noSync)
+	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v; %d dashboards open\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, *slaves, !*noSync, *dashboards)
 	// Warm up connections, pages and the slaves' windows.
 	if _, err := throughput(ctx, node, 20000, *batch, *window); err != nil {
 		return err
@@ -123,7 +139,65 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "median of %d: %.0f tasks/s, %.1f µs master CPU/task, latency p50 %.3f ms p99 %.3f ms at %d tasks/s\n",
 		*runs, median(tput), median(cpu), median(p50), median(p99), *rate)
+	if *dashboards > 0 {
+		fmt.Fprintf(stdout, "dashboards received %d live updates\n", updates.Load())
+	}
 	return nil
+}
+
+// watchDashboards logs in to the master's dashboard with the admin token in
+// dir and keeps n live feeds open, reading them as a browser would, until
+// the returned stop is called. Each update read is counted in updates.
+func watchDashboards(ctx context.Context, addr, dir string, n int, updates *atomic.Int64) (stop func(), err error) {
+	tok, err := os.ReadFile(filepath.Join(dir, jsonrpc.TokenFile))
+	if err != nil {
+		return nil, err
+	}
+	base := "http://" + addr
+	noRedirect := &http.Client{Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(base+"/login", neturl.Values{"token": {strings.TrimSpace(string(tok))}})
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	var cookie string
+	for _, c := range resp.Cookies() {
+		if c.Name == "anthill_session" {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	if cookie == "" {
+		return nil, fmt.Errorf("dashboard login: %s, no session cookie", resp.Status)
+	}
+	hdr := http.Header{"Cookie": {cookie}, "Origin": {base}}
+	var wg sync.WaitGroup
+	var conns []*websocket.Conn
+	stop = func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	}
+	for range n {
+		ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+addr+"/ui/live", hdr)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("dashboard feed: %w", err)
+		}
+		conns = append(conns, ws)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+				updates.Add(1)
+			}
+		}()
+	}
+	return stop, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
