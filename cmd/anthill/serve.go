@@ -83,7 +83,13 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	base := httpBase(m)
 	fmt.Fprintf(stdout, "anthill master listening on %s (data in %s)\n", m.Addr(), o.Data)
 	fmt.Fprintf(stdout, "JSON-RPC API at %s%s; admin token in %s\n", base, jsonrpc.Path, parts.tokenPath)
-	fmt.Fprintf(stdout, "dashboard at %s/ (log in with the admin token, or once with %s)\n", base, parts.dash.LoginURL(base))
+	// A one-time login link is a credential for 15 minutes: print it to a
+	// person at a terminal, not into logs that others may read.
+	if isTerminal(stdout) {
+		fmt.Fprintf(stdout, "dashboard at %s/ (log in with the admin token, or once with %s)\n", base, parts.dash.LoginURL(base))
+	} else {
+		fmt.Fprintf(stdout, "dashboard at %s/ (log in with the admin token)\n", base)
+	}
 	return m.Run(ctx)
 }
 
@@ -120,6 +126,16 @@ func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *sl
 	}
 	m.Handle("/", dash)
 	return httpParts{tokenPath: path, dash: dash}, nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // httpBase is the http:// address of m for a person on this machine: a
