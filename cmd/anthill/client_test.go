@@ -732,7 +732,7 @@ func TestTasks(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[0], "ATTEMPTS") || !strings.Contains(lines[1], "1/3") {
 		t.Errorf("stdout:\n%s", out)
 	}
-	if !strings.Contains(stderr, "add --cursor 2 for the next page") {
+	if !strings.Contains(stderr, "add --cursor 2 (and the same filters) for the next page") {
 		t.Errorf("stderr %q", stderr)
 	}
 	wantParams(t, f.callsOf("Tasks.List")[0], `{"limit":2}`)
