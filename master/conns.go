@@ -82,11 +82,9 @@ type app struct {
 	pending []*task          // final, not yet sent on conn
 	sent    map[uint64]*task // sent on conn, not yet acknowledged
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
-	stats   appStats
-	metrics *stats.App
+	acked   uint64           // notifications acknowledged: the protocol's, not a statistic
+	metrics *stats.App       // every other number of the application
 }
-
-type appStats struct{ pushed, done, failed, acked uint64 }
 
 // push remembers a submit batch so a re-sent one gets its original ids.
 // It is needed only until the application has acknowledged every task of

@@ -50,7 +50,7 @@ type SlaveStats struct {
 type AppStats struct {
 	Name                        string
 	Connected                   bool
-	Pushed, Done, Failed, Acked uint64
+	Pushed, Done, Failed, Acked uint64 // Failed counts canceled tasks too
 	PendingNotifications        int
 }
 
@@ -58,11 +58,14 @@ type AppStats struct {
 func (m *Master) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The counters are stats' own: recorded under m.mu, so read under it
+	// they agree with the states walked below.
+	tot := m.metrics.Totals()
 	s := Stats{
 		Strategy: m.queue.Name(), Dispatch: m.opts.Dispatch, Uptime: m.opts.Now().Sub(m.started),
-		Submitted: m.counts.submitted, Dispatched: m.counts.dispatched, Done: m.counts.done,
-		Failed: m.counts.failed, Canceled: m.counts.canceled, Retried: m.counts.retried,
-		Requeued: m.counts.requeued, LateResults: m.counts.late,
+		Submitted: tot.Submitted, Dispatched: tot.Dispatched, Done: tot.Done,
+		Failed: tot.Failed, Canceled: tot.Canceled, Retried: tot.Retried,
+		Requeued: tot.Requeued, LateResults: tot.Late,
 		Store: m.st.Stats(),
 	}
 	kinds := map[string]*KindStats{}
@@ -90,9 +93,10 @@ func (m *Master) Stats() Stats {
 	for _, a := range m.apps {
 		n := len(a.pending) + len(a.sent)
 		s.Unacked += n
+		pushed, done, failed, canceled := a.metrics.Counts()
 		s.Apps = append(s.Apps, AppStats{
-			Name: a.name, Connected: a.conn != nil, Pushed: a.stats.pushed, Done: a.stats.done,
-			Failed: a.stats.failed, Acked: a.stats.acked, PendingNotifications: n,
+			Name: a.name, Connected: a.conn != nil, Pushed: pushed, Done: done,
+			Failed: failed + canceled, Acked: a.acked, PendingNotifications: n,
 		})
 	}
 	for k := range m.seenKinds {

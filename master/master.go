@@ -77,7 +77,6 @@ type Master struct {
 	expiry    []expiring            // acknowledged tasks in finish order, for retention
 	commitQ   []commitReq
 	commitCh  chan struct{}
-	counts    counters
 	draining  bool
 }
 

@@ -27,10 +27,6 @@ type task struct {
 	push     *push     // the batch it came in, until acknowledged
 }
 
-type counters struct {
-	submitted, dispatched, done, failed, canceled, retried, requeued, late uint64
-}
-
 type commitReq struct {
 	b    *store.Batch
 	done func(error)
@@ -251,8 +247,6 @@ func (m *Master) acceptLocked(a *app, tasks []protocol.NewTask, p *push) (uint64
 	}
 	b.SetNextID(m.nextID)
 	a.metrics.Pushed(int(n))
-	a.stats.pushed += n
-	m.counts.submitted += n
 	return first, b
 }
 
@@ -307,7 +301,6 @@ func (m *Master) dispatchLocked(s *slave) {
 	if len(d.Tasks) == 0 {
 		return
 	}
-	m.counts.dispatched += uint64(len(d.Tasks))
 	s.conn.send(&d)
 }
 
@@ -330,7 +323,6 @@ func (m *Master) results(s *slave, msg *protocol.Results) {
 		delete(s.running, r.ID) // frees the slot, whoever finished the task
 		t := m.tasks[r.ID]
 		if t == nil || t.rec.State.Final() {
-			m.counts.late++
 			m.metrics.LateResult()
 			continue
 		}
@@ -391,7 +383,6 @@ func (m *Master) retryLocked(t *task, now time.Time) {
 	t.slave = nil
 	t.retryAt = now.Add(d)
 	heap.Push(&m.retries, t)
-	m.counts.retried++
 	m.metrics.Retried(t.rec.Kind)
 }
 
@@ -415,7 +406,6 @@ func (m *Master) requeueLocked(t *task, o store.Outcome, why string, now time.Ti
 	}
 	t.rec.State = protocol.StatePending
 	m.queue.Push(&t.q)
-	m.counts.requeued++
 	m.metrics.Requeued(t.rec.Kind, 1)
 	if spent {
 		b.PutTask(&t.rec)
@@ -431,16 +421,10 @@ func (m *Master) finishLocked(t *task, now time.Time, b *store.Batch) {
 	var st stats.State
 	switch t.rec.State {
 	case protocol.StateDone:
-		m.counts.done++
-		t.app.stats.done++
 		st = stats.Done
 	case protocol.StateFailed:
-		m.counts.failed++
-		t.app.stats.failed++
 		st = stats.Failed
 	case protocol.StateCanceled:
-		m.counts.canceled++
-		t.app.stats.failed++
 		st = stats.Canceled
 	}
 	latency := now.Sub(t.rec.CreatedAt)
@@ -541,7 +525,7 @@ func (m *Master) acked(a *app, c *peer, ids []uint64) {
 			b.AckTask(id)
 			m.expiry = append(m.expiry, expiring{id, t.rec.FinishedAt})
 		}
-		a.stats.acked++
+		a.acked++
 	}
 	done := &protocol.IDs{T: protocol.TypeNotifyDone, IDs: ids}
 	m.commitLocked(b, func(err error) {
@@ -627,8 +611,9 @@ func (m *Master) gaugesLocked() {
 		if a.conn != nil {
 			apps++
 		}
-		if final := a.stats.done + a.stats.failed; a.stats.pushed >= final {
-			a.metrics.InFlight(int(a.stats.pushed - final))
+		pushed, done, failed, canceled := a.metrics.Counts()
+		if final := done + failed + canceled; pushed >= final {
+			a.metrics.InFlight(int(pushed - final))
 		}
 	}
 	m.metrics.SetTasks(pending, running, unacked)

@@ -32,6 +32,12 @@
 //	slave busy fraction  rate(anthill_slave_busy_seconds_total[1m]) / anthill_slave_slots
 //	slave mean task time rate(anthill_slave_busy_seconds_total[5m]) / sum without(state) (rate(anthill_slave_tasks_total[5m]))
 //
+// # Totals
+//
+// Master.Totals and App.Counts give the same events summed over kinds: the
+// master's Stats, the Stats.Summary RPC and the dashboard read them, so
+// there is one count of everything and it lives here.
+//
 // # Time series
 //
 // [Master.Tick] closes the seconds that have passed on the clock given to

@@ -195,6 +195,12 @@ func (a *App) Finished(state State, latency time.Duration) {
 	}
 }
 
+// Counts returns the tasks the application pushed and those that finished
+// in each state.
+func (a *App) Counts() (pushed, done, failed, canceled uint64) {
+	return a.nPushed.Load(), a.nFinished[Done].Load(), a.nFinished[Failed].Load(), a.nFinished[Canceled].Load()
+}
+
 // Gone records that the master forgot the application. Its series linger
 // for [Linger], then go, unless [Master.App] brings it back.
 func (a *App) Gone() {

@@ -95,6 +95,13 @@ type Master struct {
 
 	open atomic.Int64 // the second the accumulators are filling
 
+	// Totals over every kind, for Totals: summing the Prometheus
+	// counters would mean walking every kind's collectors.
+	total struct {
+		submitted, dispatched, retried, requeued, late atomic.Uint64
+		finished                                       [numStates]atomic.Uint64
+	}
+
 	mu     sync.Mutex // guards ring, slaves, apps, and the handles' fields marked so
 	ring   *ring
 	slaves map[string]*slaveEntry
@@ -235,6 +242,7 @@ func (m *Master) Submitted(kind string, n int) {
 	}
 	m.kind(kind).submitted.Add(float64(n))
 	m.acc.n[sSubmitted].Add(uint64(n))
+	m.total.submitted.Add(uint64(n))
 }
 
 // Dispatched records n tasks of kind sent to a slave.
@@ -244,6 +252,7 @@ func (m *Master) Dispatched(kind string, n int) {
 	}
 	m.kind(kind).dispatched.Add(float64(n))
 	m.acc.n[sDispatched].Add(uint64(n))
+	m.total.dispatched.Add(uint64(n))
 }
 
 // Finished records a task of kind reaching state, latency after it was
@@ -255,6 +264,7 @@ func (m *Master) Finished(kind string, state State, latency time.Duration) {
 	kd := m.kind(kind)
 	kd.finished[state].Inc()
 	m.acc.n[sDone+int(state)].Add(1)
+	m.total.finished[state].Add(1)
 	if state != Canceled {
 		kd.latency.Observe(latency.Seconds())
 		m.acc.lat.observe(latency)
@@ -262,17 +272,43 @@ func (m *Master) Finished(kind string, state State, latency time.Duration) {
 }
 
 // Retried records a failed attempt of kind that will be tried again.
-func (m *Master) Retried(kind string) { m.kind(kind).retried.Inc() }
+func (m *Master) Retried(kind string) {
+	m.kind(kind).retried.Inc()
+	m.total.retried.Add(1)
+}
 
 // Requeued records n running tasks of kind put back in the queue.
 func (m *Master) Requeued(kind string, n int) {
 	if n > 0 {
 		m.kind(kind).requeued.Add(float64(n))
+		m.total.requeued.Add(uint64(n))
 	}
 }
 
 // LateResult records a result that was ignored: late, duplicate or unknown.
-func (m *Master) LateResult() { m.late.Inc() }
+func (m *Master) LateResult() {
+	m.late.Inc()
+	m.total.late.Add(1)
+}
+
+// Totals are the master's task events since it started, over every kind.
+type Totals struct {
+	Submitted, Dispatched   uint64
+	Done, Failed, Canceled  uint64
+	Retried, Requeued, Late uint64
+}
+
+// Totals returns the task events recorded so far. Each field is exact; a
+// caller that records under its own lock and reads under it too gets them
+// consistent with each other.
+func (m *Master) Totals() Totals {
+	return Totals{
+		Submitted: m.total.submitted.Load(), Dispatched: m.total.dispatched.Load(),
+		Done: m.total.finished[Done].Load(), Failed: m.total.finished[Failed].Load(),
+		Canceled: m.total.finished[Canceled].Load(),
+		Retried:  m.total.retried.Load(), Requeued: m.total.requeued.Load(), Late: m.total.late.Load(),
+	}
+}
 
 // Commit records one store transaction of ops changes that took d, fsync
 // included. The store's committer calls it; it is safe off the master's lock.

@@ -634,3 +634,32 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Totals and App.Counts are the master's numbers for Stats and the
+// Stats.Summary RPC: every recording counts once, whatever the kind,
+// including kinds past MaxKinds.
+func TestTotalsAndAppCounts(t *testing.T) {
+	m, _, _ := newMaster(t)
+	a := m.App("totals")
+	m.Submitted("a", 3)
+	m.Submitted("b", 2)
+	for i := range MaxKinds + 5 {
+		m.Submitted(fmt.Sprintf("k%d", i), 1)
+	}
+	a.Pushed(5)
+	m.Dispatched("a", 4)
+	m.Retried("a")
+	m.Requeued("b", 2)
+	m.LateResult()
+	for _, st := range []State{Done, Done, Failed, Canceled} {
+		m.Finished("a", st, time.Millisecond)
+		a.Finished(st, time.Millisecond)
+	}
+	want := Totals{Submitted: 5 + MaxKinds + 5, Dispatched: 4, Done: 2, Failed: 1, Canceled: 1, Retried: 1, Requeued: 2, Late: 1}
+	if got := m.Totals(); got != want {
+		t.Fatalf("Totals = %+v, want %+v", got, want)
+	}
+	if p, d, f, c := a.Counts(); p != 5 || d != 2 || f != 1 || c != 1 {
+		t.Fatalf("App.Counts = %d %d %d %d, want 5 2 1 1", p, d, f, c)
+	}
+}
