@@ -191,9 +191,12 @@ func (m *Master) Tasks(f TaskFilter) ([]TaskInfo, uint64, error) {
 	err := scan(from, func(r *store.Record) (bool, error) {
 		last = r.ID
 		budget--
-		// Filter after the overlay below: a running task is still
-		// "pending" in the store.
-		found = append(found, r)
+		// App and kind never change, so those filters run here, outside
+		// the lock. State is filtered after the overlay below: a running
+		// task is still "pending" in the store.
+		if (f.App == "" || r.App == f.App) && (f.Kind == "" || r.Kind == f.Kind) {
+			found = append(found, r)
+		}
 		if len(found) >= 2*limit || budget == 0 {
 			exhausted = false
 			return false, nil

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -119,6 +120,25 @@ func TestListPaginatesAndFilters(t *testing.T) {
 	bs, _, err := m.Tasks(TaskFilter{Kind: "b", App: "lister", State: protocol.StatePending})
 	if err != nil || len(bs) != 5 {
 		t.Fatalf("filter kind b: %d %v", len(bs), err)
+	}
+	// Filtered pages with a cursor: every fifth task, two at a time, none
+	// skipped or repeated where a page ends.
+	var bids []uint64
+	for cursor, pages := uint64(0), 0; ; pages++ {
+		page, next, err := m.Tasks(TaskFilter{Kind: "b", Limit: 2, After: cursor})
+		if err != nil || pages > 10 {
+			t.Fatalf("kind b pages: %v after %d pages", err, pages)
+		}
+		for _, ti := range page {
+			bids = append(bids, ti.ID)
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	if !slices.Equal(bids, []uint64{first, first + 5, first + 10, first + 15, first + 20}) {
+		t.Fatalf("kind b paged: %v", bids)
 	}
 	if none, _, _ := m.Tasks(TaskFilter{App: "other"}); len(none) != 0 {
 		t.Fatalf("filter by another app found %d", len(none))

@@ -13,7 +13,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newMaster(t *testing.T, dir string, o Options) *Master {
+func newMaster(t testing.TB, dir string, o Options) *Master {
 	t.Helper()
 	o.Listen, o.Data = "127.0.0.1:0", dir
 	m, err := New(o)
