@@ -85,6 +85,28 @@ func TestSubmitRefusals(t *testing.T) {
 	}
 }
 
+// pageAll follows Tasks' cursor from the start and returns the ids it saw.
+func pageAll(t *testing.T, m *Master, f TaskFilter) []uint64 {
+	t.Helper()
+	var ids []uint64
+	for pages := 0; ; pages++ {
+		page, next, err := m.Tasks(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range page {
+			ids = append(ids, ti.ID)
+		}
+		if next == 0 {
+			return ids
+		}
+		if pages > 30 {
+			t.Fatalf("pagination of %+v does not end", f)
+		}
+		f.After, f.Before = next, next
+	}
+}
+
 func TestListPaginatesAndFilters(t *testing.T) {
 	m := newMaster(t, t.TempDir(), Options{})
 	var tasks []protocol.NewTask
@@ -96,25 +118,11 @@ func TestListPaginatesAndFilters(t *testing.T) {
 		tasks = append(tasks, protocol.NewTask{Kind: kind})
 	}
 	first := submit(t, m, "lister", tasks...)
-	var seen []uint64
-	cursor := uint64(0)
-	for pages := 0; ; pages++ {
-		page, next, err := m.Tasks(TaskFilter{Limit: 7, After: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ti := range page {
-			seen = append(seen, ti.ID)
-		}
-		if next == 0 {
-			break
-		}
-		if pages > 10 {
-			t.Fatal("pagination does not end")
-		}
-		cursor = next
+	var all, newest []uint64
+	for i := range uint64(25) {
+		all, newest = append(all, first+i), append(newest, first+24-i)
 	}
-	if len(seen) != 25 || seen[0] != first || seen[24] != first+24 {
+	if seen := pageAll(t, m, TaskFilter{Limit: 7}); !slices.Equal(seen, all) {
 		t.Fatalf("paged through %d tasks: %v", len(seen), seen)
 	}
 	bs, _, err := m.Tasks(TaskFilter{Kind: "b", App: "lister", State: protocol.StatePending})
@@ -123,53 +131,16 @@ func TestListPaginatesAndFilters(t *testing.T) {
 	}
 	// Filtered pages with a cursor: every fifth task, two at a time, none
 	// skipped or repeated where a page ends.
-	var bids []uint64
-	for cursor, pages := uint64(0), 0; ; pages++ {
-		page, next, err := m.Tasks(TaskFilter{Kind: "b", Limit: 2, After: cursor})
-		if err != nil || pages > 10 {
-			t.Fatalf("kind b pages: %v after %d pages", err, pages)
-		}
-		for _, ti := range page {
-			bids = append(bids, ti.ID)
-		}
-		if next == 0 {
-			break
-		}
-		cursor = next
-	}
+	bids := pageAll(t, m, TaskFilter{Kind: "b", Limit: 2})
 	if !slices.Equal(bids, []uint64{first, first + 5, first + 10, first + 15, first + 20}) {
 		t.Fatalf("kind b paged: %v", bids)
 	}
 	if none, _, _ := m.Tasks(TaskFilter{App: "other"}); len(none) != 0 {
 		t.Fatalf("filter by another app found %d", len(none))
 	}
-
-	// Newest first, with Before as the cursor.
-	var desc []uint64
-	before := uint64(0)
-	for pages := 0; ; pages++ {
-		page, next, err := m.Tasks(TaskFilter{Limit: 7, Desc: true, Before: before, After: first + 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ti := range page {
-			desc = append(desc, ti.ID)
-		}
-		if next == 0 {
-			break
-		}
-		if pages > 10 {
-			t.Fatal("descending pagination does not end")
-		}
-		before = next
-	}
-	for i, id := range desc {
-		if id != first+24-uint64(i) {
-			t.Fatalf("newest first: %v", desc)
-		}
-	}
-	if len(desc) != 25 {
-		t.Fatalf("newest first paged %d tasks", len(desc))
+	// Newest first, with Before as the cursor; After is ignored.
+	if desc := pageAll(t, m, TaskFilter{Limit: 7, Desc: true, After: first + 100}); !slices.Equal(desc, newest) {
+		t.Fatalf("newest first: %v", desc)
 	}
 }
 
