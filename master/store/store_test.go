@@ -1090,9 +1090,11 @@ func TestScanFromCursor(t *testing.T) {
 		b.PutTask(fullRecord(id))
 	}
 	commit(t, s, b)
-	scan := func(after uint64, limit int) []uint64 {
+	// collect runs one of the two scans from a cursor and keeps the first
+	// limit ids it is given.
+	collect := func(scan func(uint64, func(*Record) (bool, error)) error, from uint64, limit int) []uint64 {
 		var ids []uint64
-		err := s.Scan(after, func(r *Record) (bool, error) {
+		err := scan(from, func(r *Record) (bool, error) {
 			ids = append(ids, r.ID)
 			return len(ids) < limit, nil
 		})
@@ -1108,20 +1110,9 @@ func TestScanFromCursor(t *testing.T) {
 	}{
 		{0, 10, "[3 5 8 13]"}, {3, 10, "[5 8 13]"}, {4, 2, "[5 8]"}, {13, 10, "[]"}, {^uint64(0), 10, "[]"},
 	} {
-		if got := fmt.Sprint(scan(tc.after, tc.limit)); got != tc.want {
+		if got := fmt.Sprint(collect(s.Scan, tc.after, tc.limit)); got != tc.want {
 			t.Errorf("Scan(%d) limit %d = %s, want %s", tc.after, tc.limit, got, tc.want)
 		}
-	}
-	desc := func(before uint64, limit int) []uint64 {
-		var ids []uint64
-		err := s.ScanDesc(before, func(r *Record) (bool, error) {
-			ids = append(ids, r.ID)
-			return len(ids) < limit, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ids
 	}
 	for _, tc := range []struct {
 		before uint64
@@ -1130,7 +1121,7 @@ func TestScanFromCursor(t *testing.T) {
 	}{
 		{0, 10, "[13 8 5 3]"}, {13, 10, "[8 5 3]"}, {12, 2, "[8 5]"}, {3, 10, "[]"}, {1, 10, "[]"}, {^uint64(0), 1, "[13]"}, {100, 10, "[13 8 5 3]"},
 	} {
-		if got := fmt.Sprint(desc(tc.before, tc.limit)); got != tc.want {
+		if got := fmt.Sprint(collect(s.ScanDesc, tc.before, tc.limit)); got != tc.want {
 			t.Errorf("ScanDesc(%d) limit %d = %s, want %s", tc.before, tc.limit, got, tc.want)
 		}
 	}
