@@ -36,6 +36,7 @@ func BenchmarkTaskPage(b *testing.B) {
 		{"newest", "limit=50"},
 		{"deep", fmt.Sprintf("limit=50&order=asc&cursor=%d", first+90_000)},
 		{"sparse-filter", "limit=50&state=canceled"},
+		{"no-such-app", "limit=50&app=nobody"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
