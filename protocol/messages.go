@@ -81,16 +81,6 @@ type Hello struct {
 	Prefetch    int      `json:"prefetch,omitempty"`
 }
 
-// Limits on a Hello. The master refuses a Hello outside them with
-// CodeBadHandshake; clients check them first so a misconfiguration fails at
-// once instead of being refused on every reconnect.
-const (
-	MaxNameBytes   = 128   // Hello.Name: 1 to this many bytes
-	MaxKinds       = 1024  // a slave announces 1 to this many kinds
-	MaxConcurrency = 4096  // a slave's Concurrency: 1 to this
-	MaxPrefetch    = 65536 // a slave's Prefetch: 0 to this
-)
-
 // Welcome accepts a Hello and tells the client the master's limits.
 type Welcome struct {
 	Version         int    `json:"version"`

@@ -1,0 +1,110 @@
+package protocol
+
+import (
+	"fmt"
+	"time"
+)
+
+// Limits of the contract. The master refuses what lies outside them;
+// clients check them first, so a misconfiguration fails at once instead of
+// being refused on every reconnect, and every client names the same bound.
+
+// Limits on a Hello, refused with CodeBadHandshake.
+const (
+	MaxNameBytes   = 128   // Hello.Name (an app id, a slave name): 1 to this many bytes
+	MaxKinds       = 1024  // a slave announces 1 to this many kinds
+	MaxConcurrency = 4096  // a slave's Concurrency: 1 to this
+	MaxPrefetch    = 65536 // a slave's Prefetch: 0 to this
+	// MaxHandshakeBytes bounds a Hello, a Welcome or a refusal: every side
+	// reads the first frame with this limit, before it knows the other's.
+	MaxHandshakeBytes = 64 << 10
+)
+
+// DefaultHeartbeat is the ping interval of a peer whose Welcome announces
+// none, and the master's default.
+const DefaultHeartbeat = 5 * time.Second
+
+// Limits on a submitted task and batch, refused with CodeInvalidTask.
+// The payload's limit is the master's own (Welcome.MaxPayloadBytes) and is
+// refused with CodePayloadTooLarge; the timeout's limit is the master's
+// too.
+const (
+	MaxKindBytes   = 128    // NewTask.Kind: 1 to this many bytes
+	MaxKeyBytes    = 1024   // NewTask.Key: at most this many bytes
+	MaxAttempts    = 1000   // NewTask.MaxAttempts: at most this (0: the master's default)
+	MaxSubmitTasks = 100000 // tasks in one Submit: 1 to this
+)
+
+// TaskField names the field of a NewTask a TaskError is about.
+type TaskField string
+
+// The fields of a NewTask that can be refused.
+const (
+	FieldKind        TaskField = "kind"
+	FieldPayload     TaskField = "payload"
+	FieldTimeout     TaskField = "timeout"
+	FieldMaxAttempts TaskField = "max_attempts"
+	FieldKey         TaskField = "key"
+)
+
+// TaskError refuses one task of a batch. Message names the problem, not
+// the task: callers add where it is (its index, or a field path of their
+// own) from Index and Field rather than from the text.
+type TaskError struct {
+	Index   int // the task's index in its batch; -1 for the batch itself
+	Field   TaskField
+	Code    string // CodeInvalidTask or CodePayloadTooLarge
+	Message string
+}
+
+func (e *TaskError) Error() string {
+	if e.Index < 0 {
+		return e.Message
+	}
+	return fmt.Sprintf("task %d: %s", e.Index, e.Message)
+}
+
+// CheckTask checks nt against the contract's limits and the master's:
+// maxPayload bytes and maxTimeout, either of which is not checked when
+// zero (a client that does not know it). It returns nil or the first
+// problem found, with Index i.
+func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *TaskError {
+	bad := func(f TaskField, format string, a ...any) *TaskError {
+		return &TaskError{Index: i, Field: f, Code: CodeInvalidTask, Message: fmt.Sprintf(format, a...)}
+	}
+	switch {
+	case nt.Kind == "":
+		return bad(FieldKind, "kind is empty")
+	case len(nt.Kind) > MaxKindBytes:
+		return bad(FieldKind, "kind is longer than %d bytes", MaxKindBytes)
+	case maxPayload > 0 && len(nt.Payload) > maxPayload:
+		return &TaskError{Index: i, Field: FieldPayload, Code: CodePayloadTooLarge,
+			Message: fmt.Sprintf("payload is %d bytes; the limit is %d", len(nt.Payload), maxPayload)}
+	case nt.Timeout < 0:
+		return bad(FieldTimeout, "timeout %v is negative", nt.Timeout)
+	case maxTimeout > 0 && nt.Timeout > maxTimeout:
+		return bad(FieldTimeout, "timeout %v exceeds the limit of %v", nt.Timeout, maxTimeout)
+	case nt.MaxAttempts > MaxAttempts:
+		return bad(FieldMaxAttempts, "max attempts exceeds %d", MaxAttempts)
+	case len(nt.Key) > MaxKeyBytes:
+		return bad(FieldKey, "key is longer than %d bytes", MaxKeyBytes)
+	}
+	return nil
+}
+
+// CheckBatch checks a batch's size, then each task with CheckTask.
+func CheckBatch(tasks []NewTask, maxPayload int, maxTimeout time.Duration) *TaskError {
+	switch {
+	case len(tasks) == 0:
+		return &TaskError{Index: -1, Code: CodeInvalidTask, Message: "a batch needs at least one task"}
+	case len(tasks) > MaxSubmitTasks:
+		return &TaskError{Index: -1, Code: CodeInvalidTask,
+			Message: fmt.Sprintf("a batch of %d tasks; the limit is %d", len(tasks), MaxSubmitTasks)}
+	}
+	for i := range tasks {
+		if err := CheckTask(i, &tasks[i], maxPayload, maxTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
