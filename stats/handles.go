@@ -19,6 +19,26 @@ type Slave struct {
 	e     *slaveEntry
 	slots int
 	gone  atomic.Bool
+
+	// The session's own counts, beside the name's.
+	dispatched, done, failed, busyNs atomic.Uint64
+}
+
+// SessionCounts are one session's numbers since it connected.
+type SessionCounts struct {
+	Dispatched, Done, Failed uint64
+	Busy                     time.Duration // summed handler time
+}
+
+// Dispatched records n tasks sent to the session.
+func (s *Slave) Dispatched(n int) { s.dispatched.Add(uint64(n)) }
+
+// Session returns the session's numbers.
+func (s *Slave) Session() SessionCounts {
+	return SessionCounts{
+		Dispatched: s.dispatched.Load(), Done: s.done.Load(), Failed: s.failed.Load(),
+		Busy: time.Duration(s.busyNs.Load()),
+	}
 }
 
 // slaveEntry is everything recorded under one slave name.
@@ -89,13 +109,16 @@ func (s *Slave) Result(ok bool, runTime time.Duration) {
 	if ok {
 		e.done.Inc()
 		e.nDone.Add(1)
+		s.done.Add(1)
 	} else {
 		e.failed.Inc()
 		e.nFailed.Add(1)
+		s.failed.Add(1)
 	}
 	if runTime > 0 {
 		e.busy.Add(runTime.Seconds())
 		e.busyNs.Add(uint64(runTime))
+		s.busyNs.Add(uint64(runTime))
 	}
 }
 
