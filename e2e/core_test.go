@@ -66,7 +66,7 @@ func TestEchoThroughSlaveProcesses(t *testing.T) {
 			push(t, app, tasks...)
 			checkEchoed(t, c, tasks)
 			waitSlaves(t, m, 2)
-			st := m.Stats()
+			st := m.Scheduler().Stats()
 			for _, s := range st.Slaves {
 				if s.Done == 0 {
 					t.Errorf("slave %s ran nothing; dispatch should use every slave", s.Name)
@@ -110,13 +110,13 @@ func TestBuiltinKindsAndFailures(t *testing.T) {
 		t.Error("a task of a kind no slave runs finished")
 	}
 	var found bool
-	for _, k := range m.Stats().Kinds {
+	for _, k := range m.Scheduler().Stats().Kinds {
 		if k.Kind == "no-such-kind" {
 			found = k.Pending == 1 && k.Slaves == 0
 		}
 	}
 	if !found {
-		t.Errorf("stats do not show the waiting kind: %+v", m.Stats().Kinds)
+		t.Errorf("stats do not show the waiting kind: %+v", m.Scheduler().Stats().Kinds)
 	}
 }
 
@@ -136,7 +136,7 @@ func TestPayloadTooLargeIsRefused(t *testing.T) {
 	ok := echoTasks(10)
 	push(t, app, ok...)
 	checkEchoed(t, c, ok)
-	if s := m.Stats(); s.Submitted != 10 {
+	if s := m.Scheduler().Stats(); s.Submitted != 10 {
 		t.Fatalf("submitted %d, want 10: the refused batch must store nothing", s.Submitted)
 	}
 }
@@ -155,7 +155,7 @@ func TestSlaveKilledMidTask(t *testing.T) {
 	}
 	push(t, app, tasks...)
 	waitFor(t, 10*time.Second, "victim busy", func() bool {
-		st := m.Stats()
+		st := m.Scheduler().Stats()
 		return len(st.Slaves) == 1 && st.Slaves[0].Running > 0 && st.Slaves[0].Done > 0
 	})
 	victim.kill9()
@@ -169,7 +169,7 @@ func TestSlaveKilledMidTask(t *testing.T) {
 	if d := c.duplicates(); len(d) > 0 {
 		t.Fatalf("duplicates: %v", d)
 	}
-	if st := m.Stats(); st.Requeued == 0 {
+	if st := m.Scheduler().Stats(); st.Requeued == 0 {
 		t.Fatal("no task was re-queued: the kill did not hit running work")
 	}
 }

@@ -183,7 +183,7 @@ func TestPanickingTaskBecomesError(t *testing.T) {
 	if o, _ := c.get(good.ID); string(o.result) != "still alive" {
 		t.Fatalf("after the panic: %q %v", o.result, o.err)
 	}
-	if st := m.Stats(); len(st.Slaves) != 1 || st.Slaves[0].Name != "brave" {
+	if st := m.Scheduler().Stats(); len(st.Slaves) != 1 || st.Slaves[0].Name != "brave" {
 		t.Fatalf("the slave did not stay connected: %+v", st.Slaves)
 	}
 }
@@ -202,7 +202,7 @@ func TestSlaveGracefulShutdown(t *testing.T) {
 	}
 	push(t, app, tasks...)
 	waitFor(t, 10*time.Second, "a full window", func() bool {
-		st := m.Stats()
+		st := m.Scheduler().Stats()
 		return len(st.Slaves) == 1 && st.Slaves[0].Running == 22
 	})
 	leaving.stop(t)

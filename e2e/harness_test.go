@@ -158,7 +158,7 @@ func startSlave(t *testing.T, url, name string, extra ...string) *proc {
 // waitSlaves waits until the master has n slaves connected.
 func waitSlaves(t *testing.T, m *master.Master, n int) {
 	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d slaves", n), func() bool { return len(m.Stats().Slaves) == n })
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d slaves", n), func() bool { return len(m.Scheduler().Stats().Slaves) == n })
 }
 
 // waitFor polls cond until it holds or the deadline passes; tests never

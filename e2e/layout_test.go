@@ -53,14 +53,16 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/wire": {},
 		"sandbox":       {"protocol"},
 		"master/store":  {"protocol"},
-		"master":        {"protocol", "stats", "internal/wire", "master/store"},
-		"slave":         {"protocol", "stats", "internal/wire", "sandbox"},
-		"appnode":       {"protocol", "internal/wire"},
-		// jsonrpc attaches to the master; it sees the master's own
-		// dependencies through it, and nothing of slave or appnode.
-		"jsonrpc": {"master", "protocol", "stats", "internal/wire", "master/store"},
+		// The scheduler knows no sockets: no wire, no HTTP.
+		"master/sched": {"protocol", "stats", "master/store"},
+		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched"},
+		"slave":        {"protocol", "stats", "internal/wire", "sandbox"},
+		"appnode":      {"protocol", "internal/wire"},
+		// jsonrpc serves the scheduler's operator API; it sees nothing of
+		// the transport, slave or appnode.
+		"jsonrpc": {"master/sched", "protocol", "stats", "master/store"},
 		// So does the dashboard, beside the API rather than on top of it.
-		"web": {"master", "protocol", "stats", "internal/wire", "master/store"},
+		"web": {"master/sched", "protocol", "stats", "master/store"},
 	}
 	for _, p := range listPackages(t) {
 		name := strings.TrimPrefix(p.ImportPath, module)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/stats"
 )
@@ -54,7 +54,7 @@ func (s *slavesService) Drain(r *http.Request, raw *json.RawMessage, out *OKResu
 		return err
 	}
 	if err := s.h.m.Drain(p.ID); err != nil {
-		if errors.Is(err, master.ErrUnknownSlave) {
+		if errors.Is(err, sched.ErrUnknownSlave) {
 			return rpcError(CodeNotFound, sessionData{p.ID}, "slave session %q not found", clip(p.ID))
 		}
 		return s.h.masterError(err)
@@ -67,7 +67,7 @@ type sessionData struct {
 	ID string `json:"id"`
 }
 
-func slaveOut(s *master.SlaveStats) Slave {
+func slaveOut(s *sched.SlaveStats) Slave {
 	kinds := s.Kinds
 	if kinds == nil {
 		kinds = []string{}

@@ -39,7 +39,7 @@ func TestUnauthorized(t *testing.T) {
 	if status != http.StatusOK || r.Error != nil {
 		t.Fatalf("lower-case bearer: HTTP %d %v", status, r.Error)
 	}
-	if st := e.m.Stats(); st.Submitted != 0 || len(st.Apps) != 0 {
+	if st := e.m.Scheduler().Stats(); st.Submitted != 0 || len(st.Apps) != 0 {
 		t.Fatalf("a refused call changed the master: %d submitted, apps %v", st.Submitted, st.Apps)
 	}
 	if got := e.list(obj{"app": "intruder"}); len(got) != 0 {
@@ -158,9 +158,10 @@ func TestInvalidParams(t *testing.T) {
 		{"Tasks.Submit", `{"app":"a","kind":"echo","timeout_ms":-1}`, "timeout_ms", "invalid params: timeout_ms: must not be negative"},
 		{"Tasks.Submit", `{"app":"a","kind":"echo","timeout_ms":1.5}`, "timeout_ms", "invalid params: timeout_ms: must be an integer"},
 		{"Tasks.Submit", `{"app":"a","kind":"echo","max_attempts":-1}`, "max_attempts", "invalid params: max_attempts: must be an integer from 0 to 4294967295"},
-		{"Tasks.Submit", `{"app":"a","kind":"` + long + `"}`, "", "invalid params: kind is longer than 128 bytes"},
-		{"Tasks.Submit", `{"app":"a","kind":"echo","max_attempts":5000}`, "", "invalid params: max attempts exceeds 1000"},
-		{"Tasks.Submit", `{"app":"a","kind":"echo","timeout_ms":100000000000}`, "", "invalid params: timeout"},
+		{"Tasks.Submit", `{"app":"a","kind":"` + long + `"}`, "kind", "invalid params: kind: is longer than 128 bytes"},
+		{"Tasks.Submit", `{"app":"a","kind":"echo","max_attempts":5000}`, "max_attempts", "invalid params: max_attempts: exceeds 1000"},
+		{"Tasks.Submit", `{"app":"a","kind":"echo","timeout_ms":100000000000}`, "timeout_ms", "invalid params: timeout_ms: of 27777h46m40s exceeds the limit of 24h0m0s"},
+		{"Tasks.Submit", `{"app":"a","kind":"echo","key":"` + strings.Repeat("k", 1025) + `"}`, "key", "invalid params: key: is longer than 1024 bytes"},
 		{"Tasks.SubmitBatch", `{"app":"a"}`, "tasks", "invalid params: tasks: is required"},
 		{"Tasks.SubmitBatch", `{"app":"a","tasks":[]}`, "tasks", "invalid params: tasks: must hold at least one task"},
 		{"Tasks.SubmitBatch", `{"app":"a","tasks":{}}`, "tasks", "invalid params: tasks: must be an array of objects"},
@@ -195,7 +196,7 @@ func TestInvalidParams(t *testing.T) {
 			}
 		})
 	}
-	if st := e.m.Stats(); st.Submitted != 0 {
+	if st := e.m.Scheduler().Stats(); st.Submitted != 0 {
 		t.Fatalf("invalid calls submitted %d tasks", st.Submitted)
 	}
 }
@@ -228,7 +229,7 @@ func TestBatchRejected(t *testing.T) {
 		{"empty kind", []any{ok, ok, obj{"kind": ""}, ok}, CodeInvalidParams, 2, "invalid params: tasks[2].kind: must not be empty"},
 		{"bad type", []any{ok, obj{"kind": "echo", "priority": "x"}}, CodeInvalidParams, 1, "invalid params: tasks[1].priority: must be an integer"},
 		{"unknown field", []any{obj{"kind": "echo", "app": "x"}}, CodeInvalidParams, 0, "invalid params: tasks[0].app: unknown parameter"},
-		{"master's limit", []any{ok, obj{"kind": "echo", "max_attempts": 2000}}, CodeInvalidParams, 1, "invalid params: tasks[1]: max attempts exceeds 1000"},
+		{"master's limit", []any{ok, obj{"kind": "echo", "max_attempts": 2000}}, CodeInvalidParams, 1, "invalid params: tasks[1].max_attempts: exceeds 1000"},
 		{"payload too large", []any{ok, ok, ok, obj{"kind": "echo", "payload": make([]byte, 65)}}, CodeTooLarge, 3, "payload too large: tasks[3].payload is 65 bytes; the limit is 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,7 +243,7 @@ func TestBatchRejected(t *testing.T) {
 	if got := e.list(obj{"app": "bad-batch"}); len(got) != 0 {
 		t.Fatalf("a refused batch stored %d tasks", len(got))
 	}
-	if st := e.m.Stats(); st.Submitted != 0 {
+	if st := e.m.Scheduler().Stats(); st.Submitted != 0 {
 		t.Fatalf("refused batches counted %d submitted", st.Submitted)
 	}
 }
@@ -254,7 +255,7 @@ func TestPayloadTooLarge(t *testing.T) {
 	e.submit("big", "nobody-runs-this", string(make([]byte, 1024))) // the limit itself is fine
 
 	// A body over MaxBody is refused before it is read whole.
-	h, err := New(e.m, Options{Token: testToken, MaxBody: 4096})
+	h, err := New(e.m.Scheduler(), Options{Token: testToken, MaxBody: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func TestPayloadTooLarge(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	e := start(t, envOpts{})
 	for _, o := range []Options{{}, {Token: "short"}, {Token: "has a space in the token"}, {Token: testToken, MaxWait: -1}} {
-		if _, err := New(e.m, o); err == nil {
+		if _, err := New(e.m.Scheduler(), o); err == nil {
 			t.Errorf("New(%+v) accepted", o)
 		}
 	}

@@ -55,7 +55,7 @@ func start(t testing.TB, o envOpts) *env {
 	if ro.Token == "" {
 		ro.Token = testToken
 	}
-	h, err := New(m, ro)
+	h, err := New(m.Scheduler(), ro)
 	if err != nil {
 		m.Close()
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 	"github.com/gorilla/rpc/v2"
 	"github.com/gorilla/rpc/v2/json2"
 
-	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/protocol"
 )
 
 // Options configures the handler. Every field's zero value means the
@@ -36,7 +36,8 @@ type Options struct {
 	// CodeTooLarge. Default: the larger of 32 MiB and twice the master's
 	// MaxPayload (base64 inflates a payload by a third).
 	MaxBody int64
-	// MaxBatch caps the tasks of one Tasks.SubmitBatch. Default 10000.
+	// MaxBatch caps the tasks of one Tasks.SubmitBatch. Default 10000; at
+	// most protocol.MaxSubmitTasks.
 	MaxBatch int
 	// MaxWait caps Tasks.Wait's timeout_ms. Default 60s.
 	MaxWait time.Duration
@@ -53,7 +54,7 @@ const MaxWaitIDs = 10000
 const Path = "/rpc"
 
 type handler struct {
-	m       *master.Master
+	m       Master
 	opts    Options
 	log     *slog.Logger
 	token   [sha256.Size]byte // compared as hashes: constant time, whatever the lengths
@@ -64,7 +65,7 @@ type handler struct {
 // New returns the http.Handler of the JSON-RPC API of m. Attach it before
 // m.Run: m.Handle(jsonrpc.Path, h). It holds no goroutines and needs no
 // closing.
-func New(m *master.Master, opts Options) (http.Handler, error) {
+func New(m Master, opts Options) (http.Handler, error) {
 	if m == nil {
 		return nil, errors.New("jsonrpc: nil master")
 	}
@@ -85,6 +86,9 @@ func New(m *master.Master, opts Options) (http.Handler, error) {
 	}
 	if opts.MaxWait == 0 {
 		opts.MaxWait = 60 * time.Second
+	}
+	if opts.MaxBatch > protocol.MaxSubmitTasks {
+		return nil, fmt.Errorf("jsonrpc: MaxBatch %d exceeds the protocol's %d", opts.MaxBatch, protocol.MaxSubmitTasks)
 	}
 	if opts.MaxBody < 0 || opts.MaxBatch < 0 || opts.MaxWait < 0 {
 		return nil, errors.New("jsonrpc: negative MaxBody, MaxBatch or MaxWait")

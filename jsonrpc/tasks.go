@@ -8,12 +8,11 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gorilla/rpc/v2/json2"
 
-	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -31,7 +30,7 @@ func (s *tasksService) Submit(r *http.Request, raw *json.RawMessage, out *Submit
 	if err := checkApp(p.App); err != nil {
 		return err
 	}
-	nt, err := s.h.newTask(&p.TaskSpec, "")
+	nt, err := newTask(&p.TaskSpec, "")
 	if err != nil {
 		return err
 	}
@@ -60,7 +59,7 @@ func (s *tasksService) SubmitBatch(r *http.Request, raw *json.RawMessage, out *S
 	}
 	tasks := make([]protocol.NewTask, len(p.Tasks))
 	for i := range p.Tasks {
-		nt, err := s.h.newTask(&p.Tasks[i], fmt.Sprintf("tasks[%d]", i))
+		nt, err := newTask(&p.Tasks[i], fmt.Sprintf("tasks[%d]", i))
 		if err != nil {
 			if fd, ok := err.Data.(fieldData); ok {
 				fd.Index = &i
@@ -129,10 +128,10 @@ func (s *tasksService) Wait(r *http.Request, raw *json.RawMessage, out *WaitResu
 	defer cancel()
 	final, err := s.h.m.Wait(ctx, ids)
 	if err != nil && !(ctx.Err() != nil && errors.Is(err, ctx.Err())) {
-		if errors.Is(err, master.ErrNotFound) {
+		if errors.Is(err, sched.ErrNotFound) {
 			// Name the first unknown id the way Tasks.Get does.
 			for _, id := range ids {
-				if _, terr := s.h.m.Task(id); errors.Is(terr, master.ErrNotFound) {
+				if _, terr := s.h.m.Task(id); errors.Is(terr, sched.ErrNotFound) {
 					return s.h.taskError(terr, id)
 				}
 			}
@@ -158,7 +157,7 @@ func (s *tasksService) List(r *http.Request, raw *json.RawMessage, out *ListResu
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	f := master.TaskFilter{App: p.App, Kind: p.Kind, Limit: p.Limit, After: p.Cursor}
+	f := sched.TaskFilter{App: p.App, Kind: p.Kind, Limit: p.Limit, After: p.Cursor}
 	switch p.Order {
 	case "", "asc":
 	case "desc":
@@ -231,20 +230,11 @@ func checkApp(app string) *json2.Error {
 	return nil
 }
 
-// newTask checks what the master's own validation cannot name as a
-// parameter and converts. path prefixes field names ("tasks[3]").
-func (h *handler) newTask(t *TaskSpec, path string) (protocol.NewTask, *json2.Error) {
-	switch {
-	case t.Kind == "":
-		return protocol.NewTask{}, invalidParam(join(path, "kind"), "must not be empty")
-	case t.TimeoutMS < 0:
-		return protocol.NewTask{}, invalidParam(join(path, "timeout_ms"), "must not be negative")
-	case t.TimeoutMS > math.MaxInt64/int64(time.Millisecond):
+// newTask converts t. The master checks the task's limits (see
+// submitError); only what cannot survive the conversion is checked here.
+func newTask(t *TaskSpec, path string) (protocol.NewTask, *json2.Error) {
+	if maxMS := math.MaxInt64 / int64(time.Millisecond); t.TimeoutMS > maxMS || t.TimeoutMS < -maxMS {
 		return protocol.NewTask{}, invalidParam(join(path, "timeout_ms"), "is too large")
-	case len(t.Payload) > h.m.MaxPayload():
-		f := join(path, "payload")
-		return protocol.NewTask{}, rpcError(CodeTooLarge, fieldData{Field: f},
-			"payload too large: %s is %d bytes; the limit is %d", f, len(t.Payload), h.m.MaxPayload())
 	}
 	return protocol.NewTask{
 		Kind: t.Kind, Payload: t.Payload, Priority: t.Priority, Key: t.Key,
@@ -252,41 +242,40 @@ func (h *handler) newTask(t *TaskSpec, path string) (protocol.NewTask, *json2.Er
 	}, nil
 }
 
-// submitError maps a refused submission.
+// paramOf names a task's field as the API's parameters do.
+var paramOf = map[protocol.TaskField]string{
+	protocol.FieldKind: "kind", protocol.FieldPayload: "payload", protocol.FieldTimeout: "timeout_ms",
+	protocol.FieldMaxAttempts: "max_attempts", protocol.FieldKey: "key",
+}
+
+// submitError maps a refused submission. In a batch the field is the
+// task's path ("tasks[3].kind") and the data carries its index.
 func (h *handler) submitError(err error, batch bool) error {
-	se, ok := errors.AsType[*master.SubmitError](err)
+	te, ok := errors.AsType[*sched.SubmitError](err)
 	if !ok {
 		return h.masterError(err)
 	}
-	field := ""
-	var data *fieldData
-	if batch && se.Index >= 0 {
-		field = fmt.Sprintf("tasks[%d]", se.Index)
-		data = &fieldData{Field: field, Index: &se.Index}
+	if te.Index < 0 {
+		return rpcError(CodeInvalidParams, nil, "invalid params: %s", te.Problem)
 	}
-	// The master says "task 3: kind is empty"; the field path says it here.
-	msg := strings.TrimPrefix(se.Message, fmt.Sprintf("task %d: ", se.Index))
-	if field != "" {
-		msg = field + ": " + msg
+	data := fieldData{Field: paramOf[te.Field]}
+	if batch {
+		data.Field, data.Index = join(fmt.Sprintf("tasks[%d]", te.Index), data.Field), &te.Index
 	}
-	code, prefix := CodeInvalidParams, "invalid params: "
-	if se.Code == protocol.CodePayloadTooLarge {
-		code, prefix = CodeTooLarge, "payload too large: "
+	if te.Code == protocol.CodePayloadTooLarge {
+		return rpcError(CodeTooLarge, data, "payload too large: %s %s", data.Field, te.Problem)
 	}
-	if data == nil {
-		return rpcError(code, nil, "%s%s", prefix, msg)
-	}
-	return rpcError(code, *data, "%s%s", prefix, msg)
+	return rpcError(CodeInvalidParams, data, "invalid params: %s: %s", data.Field, te.Problem)
 }
 
 // taskError maps the master's errors about task id.
 func (h *handler) taskError(err error, id uint64) error {
 	switch {
-	case errors.Is(err, master.ErrNotFound):
+	case errors.Is(err, sched.ErrNotFound):
 		return rpcError(CodeNotFound, idData{id}, "task %d not found", id)
-	case errors.Is(err, master.ErrFinal):
+	case errors.Is(err, sched.ErrFinal):
 		return rpcError(CodeConflict, idData{id}, "task %d is already %s; only pending or running tasks can be canceled", id, h.stateOf(id))
-	case errors.Is(err, master.ErrNotFinal):
+	case errors.Is(err, sched.ErrNotFinal):
 		return rpcError(CodeConflict, idData{id}, "task %d is %s; only failed or canceled tasks can be retried", id, h.stateOf(id))
 	}
 	return h.masterError(err)
@@ -305,7 +294,7 @@ func (h *handler) stateOf(id uint64) string {
 
 // masterError maps an error the caller cannot fix.
 func (h *handler) masterError(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, master.ErrShuttingDown) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sched.ErrStopping) {
 		return rpcError(CodeUnavailable, nil, "unavailable: %v", err)
 	}
 	h.log.Error("jsonrpc: master call failed", "err", err)

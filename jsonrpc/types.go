@@ -3,7 +3,7 @@ package jsonrpc
 import (
 	"time"
 
-	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/stats"
 )
 
@@ -255,7 +255,7 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-func taskOut(ti *master.TaskInfo, withPayload bool) Task {
+func taskOut(ti *sched.TaskInfo, withPayload bool) Task {
 	t := Task{
 		ID: ti.ID, App: ti.App, Kind: ti.Kind, Key: ti.Key, State: ti.State.String(),
 		Attempts: ti.Attempts, MaxAttempts: ti.MaxAttempts, Priority: ti.Priority,
@@ -265,7 +265,7 @@ func taskOut(ti *master.TaskInfo, withPayload bool) Task {
 		History: make([]Attempt, len(ti.History)),
 	}
 	for i, a := range ti.History {
-		t.History[i] = Attempt{Slave: a.Slave, StartedAt: a.Started.UTC(), EndedAt: timePtr(a.Ended), Outcome: a.Outcome, Error: a.Err}
+		t.History[i] = Attempt{Slave: a.Slave, StartedAt: a.Started.UTC(), EndedAt: timePtr(a.Ended), Outcome: a.Outcome.String(), Error: a.Err}
 	}
 	if withPayload {
 		t.Payload = ti.Payload

@@ -1,21 +1,20 @@
-// Package master is the MasterNode: it accepts slaves and applications over
-// WebSockets, keeps every task durably in its store, schedules pending tasks
-// to slaves through a pluggable Strategy, enforces leases and retries, and
-// notifies each application exactly once when its task is final. It does not
-// parse flags or handle signals (cmd/anthill does) and never imports slave.
+// Package master is the MasterNode's server: it opens the store, binds the
+// listener and the HTTP mux, accepts slaves and applications over
+// WebSockets, checks their handshakes and turns the frames they send into
+// calls of its scheduler (master/sched), which owns every task's life. It
+// owns the shutdown order. It does not parse flags or handle signals
+// (cmd/anthill does) and never imports slave.
 //
 // # Locking
 //
-// One mutex, Master.mu, guards all scheduling state: tasks, queue, slaves,
-// apps. It is never held across network writes (frames go to each peer's
-// bounded queue) nor across a store transaction: changes are handed to the
-// commit pump under the lock, which keeps their order, and the store's
-// completion callbacks take the lock again to deliver acks and notifications.
+// Master.mu guards only the connections being tracked for shutdown; the
+// scheduler has its own lock. Master.mu is never held while calling the
+// scheduler, and the scheduler never calls back into the master, so the
+// two never nest.
 package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/anthill-project/anthill/internal/wire"
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/stats"
@@ -43,14 +43,12 @@ type Master struct {
 	srv      *http.Server
 	mux      *http.ServeMux
 	st       *store.Store
-	metrics  *stats.Master
+	sched    *sched.Scheduler
 	upgrader websocket.Upgrader
-	started  time.Time
 
 	ctx    context.Context // root lifetime: ends when Run stops
 	cancel context.CancelCauseFunc
 	conns  sync.WaitGroup // connection handlers
-	loops  sync.WaitGroup // commit pump and timers
 
 	runOnce   sync.Once
 	closeOnce sync.Once
@@ -59,35 +57,16 @@ type Master struct {
 	stopped   chan struct{} // Run finished its shutdown
 	runErr    error
 
-	mu     sync.Mutex
-	tasks  map[uint64]*task // unfinished, and final but not yet acknowledged
-	queue  Strategy
-	nextID uint64
-	slaves map[*slave]struct{}
-	hungry map[*slave]struct{} // slaves with free window
-	kinds  map[string]int      // connected slaves per kind
-	// seenKinds holds every kind ever submitted, so Stats can show kinds
-	// that wait for a slave without walking the tasks.
-	seenKinds map[string]struct{}
-	apps      map[string]*app
-	live      map[*wire.Conn]struct{}
-	raw       map[*websocket.Conn]struct{} // still in the handshake
-	retries   retryHeap
-	watch     map[uint64][]*watcher // Wait callers by task id
-	expiry    []expiring            // acknowledged tasks in finish order, for retention
-	commitQ   []commitReq
-	commitCh  chan struct{}
-	draining  bool
+	mu      sync.Mutex
+	live    map[*wire.Conn]struct{}
+	raw     map[*websocket.Conn]struct{} // still in the handshake
+	closing bool                         // no more connections are accepted
 }
 
 // New validates opts, opens the store, reloads unfinished work and binds the
 // listener, so Addr works before Run.
 func New(opts Options) (*Master, error) {
 	if err := opts.setDefaults(); err != nil {
-		return nil, err
-	}
-	queue, err := NewStrategy(opts.Strategy)
-	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Data, 0o700); err != nil {
@@ -98,29 +77,29 @@ func New(opts Options) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{
-		opts:      opts,
-		st:        st,
-		queue:     queue,
-		tasks:     map[uint64]*task{},
-		slaves:    map[*slave]struct{}{},
-		hungry:    map[*slave]struct{}{},
-		kinds:     map[string]int{},
-		seenKinds: map[string]struct{}{},
-		apps:      map[string]*app{},
-		live:      map[*wire.Conn]struct{}{},
-		raw:       map[*websocket.Conn]struct{}{},
-		watch:     map[uint64][]*watcher{},
-		commitCh:  make(chan struct{}, 1),
-		closed:    make(chan struct{}),
-		stopped:   make(chan struct{}),
-		stopping:  make(chan struct{}),
-		started:   opts.Now(),
+		opts:     opts,
+		st:       st,
+		live:     map[*wire.Conn]struct{}{},
+		raw:      map[*websocket.Conn]struct{}{},
+		closed:   make(chan struct{}),
+		stopped:  make(chan struct{}),
+		stopping: make(chan struct{}),
 	}
-	if m.metrics, err = stats.NewMaster(opts.Metrics, opts.Now); err != nil {
+	m.ctx, m.cancel = context.WithCancelCause(context.Background())
+	metrics, err := stats.NewMaster(opts.Metrics, opts.Now)
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	if err := m.reload(); err != nil {
+	m.sched, err = sched.New(st, sched.Options{
+		Strategy: opts.Strategy, Dispatch: opts.Dispatch, MaxPayload: opts.MaxPayload,
+		MaxFrame: opts.MaxFrame, DefaultTimeout: opts.DefaultTimeout, MaxTimeout: opts.MaxTimeout,
+		LeaseGrace: opts.LeaseGrace, DefaultAttempts: opts.DefaultAttempts,
+		RetryBackoff: opts.RetryBackoff, RetryBackoffMax: opts.RetryBackoffMax,
+		Retention: opts.Retention, NotifyWindow: opts.NotifyWindow, Metrics: metrics,
+		OnFatal: m.fail, Now: opts.Now, Logger: opts.Logger, Version: opts.Version,
+	})
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -142,13 +121,12 @@ func New(opts Options) (*Master, error) {
 	m.mux.HandleFunc("/ws/app", m.serveApp)
 	m.mux.HandleFunc("/healthz", m.serveHealth)
 	m.srv = &http.Server{Handler: m.mux, ReadHeaderTimeout: 10 * time.Second}
-	m.ctx, m.cancel = context.WithCancelCause(context.Background())
 	return m, nil
 }
 
 // Metrics is the master's statistics recorder: counters, per-slave and
 // per-app numbers and the last hour of one-second time series.
-func (m *Master) Metrics() *stats.Master { return m.metrics }
+func (m *Master) Metrics() *stats.Master { return m.sched.Metrics() }
 
 // Addr is the bound listen address.
 func (m *Master) Addr() net.Addr { return m.ln.Addr() }
@@ -162,7 +140,7 @@ func (m *Master) Handle(pattern string, h http.Handler) { m.mux.Handle(pattern, 
 
 // Run serves until ctx ends, Close is called or the store fails, then shuts
 // down in order: stop accepting, tell every peer we are going, wait for the
-// connection handlers (at most shutdownWait), stop the timers, close the
+// connection handlers (at most shutdownWait), stop the scheduler, close the
 // store. It returns nil on a requested stop.
 func (m *Master) Run(ctx context.Context) error {
 	m.runOnce.Do(func() { m.run(ctx) })
@@ -174,14 +152,17 @@ const shutdownWait = 5 * time.Second
 
 func (m *Master) run(ctx context.Context) {
 	defer close(m.stopped)
-	m.loops.Add(2)
-	go m.commitPump()
-	go m.timers()
+	// The scheduler outlives the connections: what they deliver while the
+	// master shuts down is still committed.
+	schedCtx, stopSched := context.WithCancel(context.Background())
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); m.sched.Run(schedCtx) }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- m.srv.Serve(m.ln) }()
 
+	info := m.sched.Info()
 	m.opts.Logger.Info("master serving", "addr", m.Addr().String(), "data", m.opts.Data,
-		"strategy", m.queue.Name(), "dispatch", m.opts.Dispatch)
+		"strategy", info.Strategy, "dispatch", info.Dispatch)
 	select {
 	case <-ctx.Done():
 	case <-m.closed:
@@ -193,13 +174,16 @@ func (m *Master) run(ctx context.Context) {
 		m.runErr = err
 	}
 	close(m.stopping)
+	// No new work through the API from here on; long polls return now
+	// rather than hold up the HTTP server's shutdown.
+	m.sched.Stop()
 
 	// Stop accepting; hijacked WebSockets are ours to close.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
 	defer cancel()
 	_ = m.srv.Shutdown(sctx)
 	m.mu.Lock()
-	m.draining = true
+	m.closing = true
 	bye := protocol.Encode(nil, &protocol.Error{Code: protocol.CodeShuttingDown, Message: "master is shutting down"})
 	for c := range m.live {
 		c.CloseWith(bye, websocket.CloseGoingAway, "master shutting down")
@@ -211,9 +195,8 @@ func (m *Master) run(ctx context.Context) {
 	waitTimeout(&m.conns, shutdownWait)
 
 	m.cancel(nil)
-	m.loops.Wait()
-	// The timers may have queued a batch after the pump's last flush.
-	m.flushCommits()
+	stopSched()
+	<-schedDone
 	if err := m.st.Close(); err != nil && m.runErr == nil {
 		m.runErr = err
 	}
@@ -226,6 +209,7 @@ func (m *Master) Close() error {
 	m.closeOnce.Do(func() { close(m.closed) })
 	m.runOnce.Do(func() {
 		close(m.stopping)
+		m.sched.Stop()
 		m.ln.Close()
 		m.cancel(nil)
 		m.runErr = m.st.Close()
@@ -269,4 +253,4 @@ func (m *Master) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // ErrShuttingDown refuses work while the master stops.
-var ErrShuttingDown = errors.New("master is shutting down")
+var ErrShuttingDown = sched.ErrStopping

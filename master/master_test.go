@@ -11,6 +11,10 @@ import (
 	"github.com/anthill-project/anthill/protocol"
 )
 
+// These tests pin the master's side of the wire: handshakes, frames and
+// shutdown, over real sockets. A task's life is master/sched's, tested
+// there without a port.
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newMaster(t testing.TB, dir string, o Options) *Master {
@@ -31,29 +35,36 @@ func newMaster(t testing.TB, dir string, o Options) *Master {
 	return m
 }
 
-// peer speaks the protocol by hand: these tests pin the master's side of
-// the contract without depending on the slave or appnode packages.
+// testPeer speaks the protocol by hand: these tests pin the master's side
+// of the contract without depending on the slave or appnode packages.
 type testPeer struct {
 	t  *testing.T
 	ws *websocket.Conn
 }
 
-func dial(t *testing.T, m *Master, path string, h *protocol.Hello) *testPeer {
+func open(t *testing.T, m *Master, path string) *testPeer {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial(m.URL()+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	p := &testPeer{t, ws}
+	return &testPeer{t, ws}
+}
+
+// dial opens a connection and completes its handshake.
+func dial(t *testing.T, m *Master, path string, h *protocol.Hello) *testPeer {
+	t.Helper()
+	p := open(t, m, path)
 	p.send(h)
-	if w, ok := p.read().(*protocol.Welcome); !ok || w.Version != protocol.Version {
-		t.Fatalf("no welcome")
+	if w := readAs[*protocol.Welcome](p); w.Version != protocol.Version || w.Session == "" {
+		t.Fatalf("welcome %+v", w)
 	}
 	return p
 }
 
 func (p *testPeer) send(msg protocol.Message) {
+	p.t.Helper()
 	if err := p.ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, msg)); err != nil {
 		p.t.Fatal(err)
 	}
@@ -73,6 +84,34 @@ func (p *testPeer) read() protocol.Message {
 	return msg
 }
 
+// readAs reads the next message and fails the test, saying what arrived
+// instead, unless it is a T.
+func readAs[T protocol.Message](p *testPeer) T {
+	p.t.Helper()
+	msg := p.read()
+	v, ok := msg.(T)
+	if !ok {
+		var want T
+		p.t.Fatalf("got %T %+v, want %T", msg, msg, want)
+	}
+	return v
+}
+
+// closed reads until the master closes the connection and returns the
+// close code.
+func (p *testPeer) closed() int {
+	p.t.Helper()
+	_ = p.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := p.ws.ReadMessage(); err != nil {
+			if ce, ok := err.(*websocket.CloseError); ok {
+				return ce.Code
+			}
+			p.t.Fatalf("connection ended without a close frame: %v", err)
+		}
+	}
+}
+
 func appHello(name string) *protocol.Hello {
 	return &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: name}
 }
@@ -81,13 +120,16 @@ func slaveHello(name string, window int, kinds ...string) *protocol.Hello {
 	return &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: name, Kinds: kinds, Concurrency: window}
 }
 
-func TestSubmitIsDurableAcrossRestart(t *testing.T) {
+// A task's whole life over real sockets, across a restart: accepted means
+// durable, a re-sent batch is answered with its ids, the result reaches
+// the application, and its acknowledgement is confirmed.
+func TestTaskLifeOverTheWire(t *testing.T) {
 	dir := t.TempDir()
 	m := newMaster(t, dir, Options{})
 	app := dial(t, m, "/ws/app", appHello("a"))
-	app.send(&protocol.Submit{Seq: 7, Tasks: []protocol.NewTask{{Kind: "k", Payload: []byte("1")}, {Kind: "k", Payload: []byte("2")}}})
-	ack, ok := app.read().(*protocol.SubmitAck)
-	if !ok || ack.Seq != 7 || ack.Count != 2 {
+	app.send(&protocol.Submit{Seq: 7, Tasks: []protocol.NewTask{{Kind: "k", Payload: []byte("1")}}})
+	ack := readAs[*protocol.SubmitAck](app)
+	if ack.Seq != 7 || ack.Count != 1 {
 		t.Fatalf("ack %+v", ack)
 	}
 	if err := m.Close(); err != nil {
@@ -95,179 +137,127 @@ func TestSubmitIsDurableAcrossRestart(t *testing.T) {
 	}
 
 	m2 := newMaster(t, dir, Options{})
-	if st := m2.Stats(); st.Pending != 2 {
-		t.Fatalf("after restart %d pending, want 2", st.Pending)
-	}
-	// The batch re-sent with the same seq is answered, not stored again.
 	app2 := dial(t, m2, "/ws/app", appHello("a"))
-	app2.send(&protocol.Submit{Seq: 7, Tasks: []protocol.NewTask{{Kind: "k"}, {Kind: "k"}}})
-	again := app2.read().(*protocol.SubmitAck)
-	if *again != *ack {
+	app2.send(&protocol.Submit{Seq: 7, Tasks: []protocol.NewTask{{Kind: "k"}}})
+	if again := readAs[*protocol.SubmitAck](app2); *again != *ack {
 		t.Fatalf("re-sent batch got %+v, want %+v", again, ack)
 	}
-	if st := m2.Stats(); st.Pending != 2 {
-		t.Fatalf("re-sent batch stored again: %d pending", st.Pending)
-	}
-	// A slave now gets exactly those two, with their payloads.
 	s := dial(t, m2, "/ws/slave", slaveHello("s", 10, "k"))
-	d := s.read().(*protocol.Dispatch)
-	if len(d.Tasks) != 2 || d.Tasks[0].ID != ack.FirstID || string(d.Tasks[1].Payload) != "2" {
+	d := readAs[*protocol.Dispatch](s)
+	if len(d.Tasks) != 1 || d.Tasks[0].ID != ack.FirstID || string(d.Tasks[0].Payload) != "1" {
 		t.Fatalf("dispatch %+v", d.Tasks)
 	}
-	// Ids after a restart never collide with ids handed out before it.
-	app2.send(&protocol.Submit{Seq: 8, Tasks: []protocol.NewTask{{Kind: "k"}}})
-	if a := app2.read().(*protocol.SubmitAck); a.FirstID <= ack.FirstID+1 {
-		t.Fatalf("new id %d after restart does not follow %d", a.FirstID, ack.FirstID+1)
-	}
-}
-
-func TestResultNotifyAckCycle(t *testing.T) {
-	m := newMaster(t, t.TempDir(), Options{})
-	s := dial(t, m, "/ws/slave", slaveHello("s", 4, "k"))
-	app := dial(t, m, "/ws/app", appHello("a"))
-	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k", Payload: []byte("p")}}})
-	ack := app.read().(*protocol.SubmitAck)
-	d := s.read().(*protocol.Dispatch)
-	task := d.Tasks[0]
-	if task.ID != ack.FirstID || task.Attempt != 1 || task.Timeout != time.Minute {
-		t.Fatalf("dispatched %+v", task)
-	}
-	s.send(&protocol.Results{Results: []protocol.Result{{ID: task.ID, Attempt: 1, Output: []byte("out")}}})
-	// A duplicate result is ignored.
-	s.send(&protocol.Results{Results: []protocol.Result{{ID: task.ID, Attempt: 1, Output: []byte("dup")}}})
-	n := app.read().(*protocol.Notify)
+	s.send(&protocol.Results{Results: []protocol.Result{{ID: ack.FirstID, Attempt: 1, Output: []byte("out")}}})
+	n := readAs[*protocol.Notify](app2)
 	if len(n.Tasks) != 1 || string(n.Tasks[0].Result) != "out" || n.Tasks[0].State != protocol.StateDone {
 		t.Fatalf("notify %+v", n.Tasks)
 	}
-	app.send(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: []uint64{task.ID}})
-	done := app.read().(*protocol.IDs)
-	if done.T != protocol.TypeNotifyDone || len(done.IDs) != 1 || done.IDs[0] != task.ID {
+	app2.send(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: []uint64{ack.FirstID}})
+	if done := readAs[*protocol.IDs](app2); done.T != protocol.TypeNotifyDone || done.IDs[0] != ack.FirstID {
 		t.Fatalf("notify_done %+v", done)
 	}
-	st := m.Stats()
-	if st.Done != 1 || st.LateResults != 1 || st.Unacked != 0 {
-		t.Fatalf("stats %+v", st)
-	}
 }
 
-func TestPollDispatchWaitsForRequests(t *testing.T) {
-	m := newMaster(t, t.TempDir(), Options{Dispatch: protocol.DispatchPoll})
-	app := dial(t, m, "/ws/app", appHello("a"))
-	tasks := make([]protocol.NewTask, 5)
-	for i := range tasks {
-		tasks[i] = protocol.NewTask{Kind: "k"}
-	}
-	app.send(&protocol.Submit{Seq: 1, Tasks: tasks})
-	app.read()
-	s := dial(t, m, "/ws/slave", slaveHello("s", 8, "k"))
-	s.send(&protocol.Request{N: 2})
-	if d := s.read().(*protocol.Dispatch); len(d.Tasks) != 2 {
-		t.Fatalf("asked for 2, got %d", len(d.Tasks))
-	}
-	s.send(&protocol.Request{N: 10})
-	if d := s.read().(*protocol.Dispatch); len(d.Tasks) != 3 {
-		t.Fatalf("asked for 10 with 3 left, got %d", len(d.Tasks))
-	}
-	// The unmet part of the request is remembered for new work.
-	app.send(&protocol.Submit{Seq: 2, Tasks: tasks[:1]})
-	if d := s.read().(*protocol.Dispatch); len(d.Tasks) != 1 {
-		t.Fatalf("remembered request: got %d", len(d.Tasks))
-	}
-}
-
-func TestLeaseExpiryRequeues(t *testing.T) {
-	m := newMaster(t, t.TempDir(), Options{LeaseGrace: time.Millisecond})
-	slow := dial(t, m, "/ws/slave", slaveHello("slow", 1, "k"))
-	app := dial(t, m, "/ws/app", appHello("a"))
-	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k", Timeout: 50 * time.Millisecond, MaxAttempts: 2}}})
-	app.read()
-	first := slow.read().(*protocol.Dispatch).Tasks[0]
-	// The slow slave keeps its slot; a second slave gets attempt 2.
-	fast := dial(t, m, "/ws/slave", slaveHello("fast", 1, "k"))
-	second := fast.read().(*protocol.Dispatch).Tasks[0]
-	if second.ID != first.ID || second.Attempt != 2 {
-		t.Fatalf("after lease expiry got %+v", second)
-	}
-	fast.send(&protocol.Results{Results: []protocol.Result{{ID: second.ID, Attempt: 2, Output: []byte("ok")}}})
-	if n := app.read().(*protocol.Notify); n.Tasks[0].Attempts != 2 || string(n.Tasks[0].Result) != "ok" {
-		t.Fatalf("notify %+v", n.Tasks[0])
-	}
-}
-
-func TestSlaveEnrollmentToken(t *testing.T) {
+// Every malformed Hello is refused with a code naming why, and closes that
+// connection only.
+func TestHandshakeRefusals(t *testing.T) {
 	m := newMaster(t, t.TempDir(), Options{SlaveToken: "s3cret"})
-	ws, _, err := websocket.DefaultDialer.Dial(m.URL()+"/ws/slave", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	p := &testPeer{t, ws}
-	p.send(slaveHello("intruder", 1, "k"))
-	if e, ok := p.read().(*protocol.Error); !ok || e.Code != protocol.CodeUnauthorized {
-		t.Fatalf("slave without token: %+v", e)
-	}
-	h := slaveHello("member", 1, "k")
-	h.Token = "s3cret"
-	dial(t, m, "/ws/slave", h) // fails the test unless welcomed
-}
-
-// A batch's dedupe record lives until all its tasks are acknowledged, no
-// longer: an application pushing one task at a time must not make the
-// master remember every push it ever made.
-func TestPushRecordReleasedOnAck(t *testing.T) {
-	dir := t.TempDir()
-	m := newMaster(t, dir, Options{})
-	s := dial(t, m, "/ws/slave", slaveHello("s", 4, "k"))
-	app := dial(t, m, "/ws/app", appHello("a"))
-	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k"}, {Kind: "k"}}})
-	app.read() // submit_ack
-	pushes := func() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.apps["a"].pushes) }
-	d := s.read().(*protocol.Dispatch)
-	var results []protocol.Result
-	for _, task := range d.Tasks {
-		results = append(results, protocol.Result{ID: task.ID, Attempt: 1})
-	}
-	s.send(&protocol.Results{Results: results})
-	var ids []uint64
-	for len(ids) < 2 {
-		for _, f := range app.read().(*protocol.Notify).Tasks {
-			ids = append(ids, f.ID)
-		}
-	}
-	app.send(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: ids[:1]})
-	app.read() // notify_done
-	if n := pushes(); n != 1 {
-		t.Fatalf("%d push records with one task of the batch unacknowledged, want 1", n)
-	}
-	app.send(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: ids[1:]})
-	app.read()
-	if n := pushes(); n != 0 {
-		t.Fatalf("%d push records after every task was acknowledged", n)
-	}
-	if err := m.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m2 := newMaster(t, dir, Options{})
-	if a := m2.apps["a"]; a != nil && len(a.pushes) != 0 {
-		t.Fatalf("%d push records came back after a restart", len(a.pushes))
-	}
-}
-
-// Tasks nobody can run yet show as the app's in-flight tasks in the
-// metrics (a gauge sampled once a second).
-func TestInFlightGauge(t *testing.T) {
-	m := newMaster(t, t.TempDir(), Options{})
-	app := dial(t, m, "/ws/app", appHello("waiting"))
-	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k"}, {Kind: "k"}, {Kind: "k"}}})
-	app.read()
-	waitUntil(t, func() bool {
-		for _, a := range m.Metrics().Apps() {
-			if a.Name == "waiting" && a.InFlight == 3 && a.Pushed == 3 {
-				return true
+	withToken := func(h *protocol.Hello) *protocol.Hello { h.Token = "s3cret"; return h }
+	for _, tc := range []struct {
+		name  string
+		path  string
+		hello protocol.Message
+		code  string
+	}{
+		{"not a hello", "/ws/app", &protocol.Request{N: 1}, protocol.CodeBadHandshake},
+		{"old version", "/ws/app", &protocol.Hello{Version: protocol.Version + 1, Role: protocol.RoleApp, Name: "a"}, protocol.CodeUnsupportedVersion},
+		{"wrong role", "/ws/app", withToken(slaveHello("s", 1, "k")), protocol.CodeBadHandshake},
+		{"no name", "/ws/app", appHello(""), protocol.CodeBadHandshake},
+		{"name too long", "/ws/app", appHello(string(make([]byte, protocol.MaxNameBytes+1))), protocol.CodeBadHandshake},
+		{"slave without token", "/ws/slave", slaveHello("intruder", 1, "k"), protocol.CodeUnauthorized},
+		{"slave without kinds", "/ws/slave", withToken(slaveHello("s", 1)), protocol.CodeBadHandshake},
+		{"slave without slots", "/ws/slave", withToken(slaveHello("s", 0, "k")), protocol.CodeBadHandshake},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := open(t, m, tc.path)
+			p.send(tc.hello)
+			if e := readAs[*protocol.Error](p); e.Code != tc.code {
+				t.Fatalf("refused with %+v, want %s", e, tc.code)
 			}
+			if code := p.closed(); code != websocket.ClosePolicyViolation {
+				t.Fatalf("close code %d", code)
+			}
+		})
+	}
+	// A slave with the token is welcomed.
+	dial(t, m, "/ws/slave", withToken(slaveHello("member", 1, "k")))
+}
+
+// A frame that does not decode, or that the peer's role may not send,
+// closes that connection with bad_frame; others keep working.
+func TestBadFrameClosesOnlyThatConnection(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{})
+	good := dial(t, m, "/ws/app", appHello("good"))
+	for _, frame := range [][]byte{
+		{byte(protocol.TypeSubmit), 0xff, 0xff}, // truncated varints
+		protocol.Encode(nil, &protocol.Request{N: 1}),
+	} {
+		bad := dial(t, m, "/ws/app", appHello("bad"))
+		if err := bad.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+			t.Fatal(err)
 		}
-		return false
-	})
+		if e := readAs[*protocol.Error](bad); e.Code != protocol.CodeBadFrame {
+			t.Fatalf("refused with %+v", e)
+		}
+		if code := bad.closed(); code != websocket.CloseUnsupportedData {
+			t.Fatalf("close code %d", code)
+		}
+	}
+	good.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k"}}})
+	readAs[*protocol.SubmitAck](good)
+}
+
+// A frame over the limit closes the connection with frame_too_large.
+func TestFrameTooLarge(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{MaxPayload: 1 << 10, MaxFrame: 4 << 10})
+	app := dial(t, m, "/ws/app", appHello("a"))
+	app.send(&protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "k", Payload: make([]byte, 8<<10)}}})
+	if e := readAs[*protocol.Error](app); e.Code != protocol.CodeFrameTooLarge {
+		t.Fatalf("refused with %+v", e)
+	}
+	if code := app.closed(); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close code %d", code)
+	}
+}
+
+// A second connection of an app id replaces the first, which is told why.
+func TestAppConnectionReplaced(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{})
+	old := dial(t, m, "/ws/app", appHello("a"))
+	dial(t, m, "/ws/app", appHello("a"))
+	if e := readAs[*protocol.Error](old); e.Code != protocol.CodeReplaced {
+		t.Fatalf("old connection got %+v", e)
+	}
+}
+
+// Shutdown tells every peer, and refuses new connections while it runs.
+func TestShutdownTellsPeers(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{})
+	s := dial(t, m, "/ws/slave", slaveHello("s", 1, "k"))
+	app := dial(t, m, "/ws/app", appHello("a"))
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	for _, p := range []*testPeer{s, app} {
+		if e := readAs[*protocol.Error](p); e.Code != protocol.CodeShuttingDown {
+			t.Fatalf("peer got %+v", e)
+		}
+		if code := p.closed(); code != websocket.CloseGoingAway {
+			t.Fatalf("close code %d", code)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestStoppingClosesWhenShutdownBegins(t *testing.T) {

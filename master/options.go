@@ -2,12 +2,12 @@ package master
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -69,64 +69,36 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the master's logs. Nil discards them.
 	Logger *slog.Logger
-	// Version is reported to peers and in Info. Default "dev".
+	// Version is reported in Info. Default "dev".
 	Version string
 }
 
+// setDefaults fills what the master itself uses; the scheduler's fields
+// take their defaults, and are validated, in sched.New.
 func (o *Options) setDefaults() error {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:7070"
 	}
 	if o.Data == "" {
 		o.Data = "./anthill-data"
 	}
-	if o.Dispatch == "" {
-		o.Dispatch = protocol.DispatchSend
-	}
-	if o.Dispatch != protocol.DispatchSend && o.Dispatch != protocol.DispatchPoll {
-		return fmt.Errorf("dispatch %q: want %q or %q", o.Dispatch, protocol.DispatchSend, protocol.DispatchPoll)
-	}
-	if o.MaxPayload == 0 {
-		o.MaxPayload = 1 << 20
-	}
 	if o.MaxFrame == 0 {
-		o.MaxFrame = 16 << 20
+		o.MaxFrame = sched.DefaultMaxFrame
 	}
-	if o.MaxPayload < 0 || o.MaxFrame <= o.MaxPayload+1024 {
-		return errors.New("max frame must exceed max payload by at least 1 KiB")
+	if o.Heartbeat == 0 {
+		o.Heartbeat = protocol.DefaultHeartbeat
 	}
-	def(&o.Heartbeat, 5*time.Second)
-	def(&o.DefaultTimeout, time.Minute)
-	def(&o.MaxTimeout, 24*time.Hour)
-	def(&o.LeaseGrace, 5*time.Second)
-	def(&o.RetryBackoff, 100*time.Millisecond)
-	def(&o.RetryBackoffMax, 30*time.Second)
-	def(&o.Retention, 24*time.Hour)
-	if o.DefaultAttempts == 0 {
-		o.DefaultAttempts = 3
-	}
-	if o.DefaultTimeout > o.MaxTimeout {
-		return errors.New("default timeout exceeds max timeout")
+	if o.Heartbeat < 0 || o.SendQueue < 0 {
+		return errors.New("negative heartbeat or send queue")
 	}
 	if o.SendQueue == 0 {
 		o.SendQueue = 1024
-	}
-	if o.NotifyWindow == 0 {
-		o.NotifyWindow = 8192
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Version == "" {
-		o.Version = "dev"
 	}
 	return nil
 }

@@ -35,7 +35,9 @@ const (
 	MaxSubmitTasks = 100000 // tasks in one Submit: 1 to this
 )
 
-// TaskField names the field of a NewTask a TaskError is about.
+// TaskField names the field of a NewTask a TaskError is about, as a
+// human reads it; clients map it to their own names (jsonrpc's
+// "timeout_ms").
 type TaskField string
 
 // The fields of a NewTask that can be refused.
@@ -43,25 +45,28 @@ const (
 	FieldKind        TaskField = "kind"
 	FieldPayload     TaskField = "payload"
 	FieldTimeout     TaskField = "timeout"
-	FieldMaxAttempts TaskField = "max_attempts"
+	FieldMaxAttempts TaskField = "max attempts"
 	FieldKey         TaskField = "key"
 )
 
-// TaskError refuses one task of a batch. Message names the problem, not
-// the task: callers add where it is (its index, or a field path of their
-// own) from Index and Field rather than from the text.
+// TaskError refuses a batch because of one task, or the batch itself.
+// Problem is said of the field ("must not be empty", "is 11 bytes; the
+// limit is 10"), so a caller can name the field its own way without
+// parsing the text.
 type TaskError struct {
-	Index   int // the task's index in its batch; -1 for the batch itself
-	Field   TaskField
-	Code    string // CodeInvalidTask or CodePayloadTooLarge
-	Message string
+	Index   int       // the task's index in its batch; -1 for the batch itself
+	Field   TaskField // "" when Index is -1
+	Code    string    // CodeInvalidTask or CodePayloadTooLarge
+	Problem string
 }
 
+// Error reads "task 3: kind must not be empty", or just the problem of a
+// batch.
 func (e *TaskError) Error() string {
 	if e.Index < 0 {
-		return e.Message
+		return e.Problem
 	}
-	return fmt.Sprintf("task %d: %s", e.Index, e.Message)
+	return fmt.Sprintf("task %d: %s %s", e.Index, e.Field, e.Problem)
 }
 
 // CheckTask checks nt against the contract's limits and the master's:
@@ -70,24 +75,24 @@ func (e *TaskError) Error() string {
 // problem found, with Index i.
 func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *TaskError {
 	bad := func(f TaskField, format string, a ...any) *TaskError {
-		return &TaskError{Index: i, Field: f, Code: CodeInvalidTask, Message: fmt.Sprintf(format, a...)}
+		return &TaskError{Index: i, Field: f, Code: CodeInvalidTask, Problem: fmt.Sprintf(format, a...)}
 	}
 	switch {
 	case nt.Kind == "":
-		return bad(FieldKind, "kind is empty")
+		return bad(FieldKind, "must not be empty")
 	case len(nt.Kind) > MaxKindBytes:
-		return bad(FieldKind, "kind is longer than %d bytes", MaxKindBytes)
+		return bad(FieldKind, "is longer than %d bytes", MaxKindBytes)
 	case maxPayload > 0 && len(nt.Payload) > maxPayload:
 		return &TaskError{Index: i, Field: FieldPayload, Code: CodePayloadTooLarge,
-			Message: fmt.Sprintf("payload is %d bytes; the limit is %d", len(nt.Payload), maxPayload)}
+			Problem: fmt.Sprintf("is %d bytes; the limit is %d", len(nt.Payload), maxPayload)}
 	case nt.Timeout < 0:
-		return bad(FieldTimeout, "timeout %v is negative", nt.Timeout)
+		return bad(FieldTimeout, "must not be negative")
 	case maxTimeout > 0 && nt.Timeout > maxTimeout:
-		return bad(FieldTimeout, "timeout %v exceeds the limit of %v", nt.Timeout, maxTimeout)
+		return bad(FieldTimeout, "of %v exceeds the limit of %v", nt.Timeout, maxTimeout)
 	case nt.MaxAttempts > MaxAttempts:
-		return bad(FieldMaxAttempts, "max attempts exceeds %d", MaxAttempts)
+		return bad(FieldMaxAttempts, "exceeds %d", MaxAttempts)
 	case len(nt.Key) > MaxKeyBytes:
-		return bad(FieldKey, "key is longer than %d bytes", MaxKeyBytes)
+		return bad(FieldKey, "is longer than %d bytes", MaxKeyBytes)
 	}
 	return nil
 }
@@ -96,10 +101,10 @@ func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *Ta
 func CheckBatch(tasks []NewTask, maxPayload int, maxTimeout time.Duration) *TaskError {
 	switch {
 	case len(tasks) == 0:
-		return &TaskError{Index: -1, Code: CodeInvalidTask, Message: "a batch needs at least one task"}
+		return &TaskError{Index: -1, Code: CodeInvalidTask, Problem: "a batch needs at least one task"}
 	case len(tasks) > MaxSubmitTasks:
 		return &TaskError{Index: -1, Code: CodeInvalidTask,
-			Message: fmt.Sprintf("a batch of %d tasks; the limit is %d", len(tasks), MaxSubmitTasks)}
+			Problem: fmt.Sprintf("a batch of %d tasks; the limit is %d", len(tasks), MaxSubmitTasks)}
 	}
 	for i := range tasks {
 		if err := CheckTask(i, &tasks[i], maxPayload, maxTimeout); err != nil {

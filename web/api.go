@@ -10,18 +10,18 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 )
 
 const (
 	defaultPage = 50
 	maxPage     = 200
-	// pageCalls bounds the master.Tasks calls behind one page. Each call
+	// pageCalls bounds the sched.Tasks calls behind one page. Each call
 	// scans a bounded stretch of the store, so a filter that rarely matches
 	// returns a short page and a cursor rather than holding the master.
 	pageCalls = 8
-	// maxScanLimit is master.Tasks's own cap.
+	// maxScanLimit is sched.Tasks's own cap.
 	maxScanLimit = 1000
 	// Previews keep the detail of a task with a megabyte payload small.
 	textPreview = 4 << 10
@@ -122,7 +122,7 @@ func ms(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-func rowOf(t *master.TaskInfo) taskRow {
+func rowOf(t *sched.TaskInfo) taskRow {
 	return taskRow{
 		ID: t.ID, App: t.App, Kind: t.Kind, Key: t.Key, State: t.State.String(),
 		Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, Priority: t.Priority, Slave: t.Slave,
@@ -150,7 +150,7 @@ type taskPage struct {
 
 func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := master.TaskFilter{App: q.Get("app"), Kind: q.Get("kind"), Limit: defaultPage}
+	f := sched.TaskFilter{App: q.Get("app"), Kind: q.Get("kind"), Limit: defaultPage}
 	if v := q.Get("state"); v != "" {
 		st, ok := protocol.ParseState(v)
 		if !ok {
@@ -189,7 +189,7 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 	out := taskPage{Tasks: []taskRow{}}
 	want := f.Limit
 	f.After, f.Before = cursor, cursor
-	// master.Tasks scans about twice its limit per call and filters what
+	// sched.Tasks scans about twice its limit per call and filters what
 	// it scanned; a filtered page asks for big stretches so that sparse
 	// matches still fill it, and keeps only what it shows.
 	filtered := f.State != 0 || f.App != "" || f.Kind != ""
@@ -239,7 +239,7 @@ func (s *Server) serveTask(w http.ResponseWriter, r *http.Request) {
 	d.Error = t.Err
 	for _, a := range t.History {
 		d.History = append(d.History, attempt{
-			Slave: a.Slave, StartedAt: ms(a.Started), EndedAt: ms(a.Ended), Outcome: a.Outcome, Error: a.Err,
+			Slave: a.Slave, StartedAt: ms(a.Started), EndedAt: ms(a.Ended), Outcome: a.Outcome.String(), Error: a.Err,
 		})
 	}
 	writeJSON(w, http.StatusOK, d)
@@ -300,11 +300,11 @@ func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) masterError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, master.ErrNotFound), errors.Is(err, master.ErrUnknownSlave):
+	case errors.Is(err, sched.ErrNotFound), errors.Is(err, sched.ErrUnknownSlave):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, master.ErrFinal), errors.Is(err, master.ErrNotFinal):
+	case errors.Is(err, sched.ErrFinal), errors.Is(err, sched.ErrNotFinal):
 		writeError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, master.ErrShuttingDown):
+	case errors.Is(err, sched.ErrStopping):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		s.opts.Logger.Error("dashboard call failed", "err", err)

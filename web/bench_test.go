@@ -26,7 +26,7 @@ func BenchmarkTaskPage(b *testing.B) {
 		if i == 0 {
 			first = id
 		}
-		if err := e.m.Cancel(id + 500); err != nil {
+		if err := e.m.Scheduler().Cancel(id + 500); err != nil {
 			b.Fatal(err)
 		}
 	}

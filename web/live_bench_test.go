@@ -21,7 +21,7 @@ func BenchmarkLiveUpdate(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			s, err := New(m, Options{Token: "live-update-benchmark-token-0123456789"})
+			s, err := New(m.Scheduler(), Options{Token: "live-update-benchmark-token-0123456789"})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/anthill-project/anthill/master"
 )
 
 //go:embed assets
@@ -40,7 +39,7 @@ type Options struct {
 // Server serves the dashboard. Mount it at "/" on the master with
 // master.Handle; it stops its live feeds when the master stops.
 type Server struct {
-	m      *master.Master
+	m      Master
 	opts   Options
 	auth   *auth
 	mux    *http.ServeMux
@@ -56,7 +55,7 @@ type Server struct {
 }
 
 // New returns the dashboard of m.
-func New(m *master.Master, o Options) (*Server, error) {
+func New(m Master, o Options) (*Server, error) {
 	if o.Token == "" {
 		return nil, errors.New("web: the admin token is required")
 	}
@@ -108,7 +107,7 @@ func New(m *master.Master, o Options) (*Server, error) {
 	s.mux.HandleFunc("POST /ui/drain", s.action(s.serveDrain))
 	go func() {
 		select {
-		case <-m.Stopping():
+		case <-m.Stopped():
 			s.Close()
 		case <-s.quit:
 		}

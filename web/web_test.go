@@ -48,7 +48,7 @@ func startEnv(t testing.TB, data string, o web.Options) *env {
 	if o.Token == "" {
 		o.Token = token
 	}
-	dash, err := web.New(m, o)
+	dash, err := web.New(m.Scheduler(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func (e *env) post(c *http.Client, path, body, csrf, origin string) (int, map[st
 
 func (e *env) submit(app string, tasks ...protocol.NewTask) uint64 {
 	e.t.Helper()
-	first, err := e.m.Submit(context.Background(), app, tasks)
+	first, err := e.m.Scheduler().Submit(context.Background(), app, tasks)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -294,13 +294,13 @@ func TestActionsNeedCSRFAndOrigin(t *testing.T) {
 	if code, _ := e.post(c, "/ui/cancel", body, csrf, "http://evil.example"); code != http.StatusForbidden {
 		t.Fatalf("foreign Origin: %d, want 403", code)
 	}
-	if ti, _ := e.m.Task(id); ti.State != protocol.StatePending {
+	if ti, _ := e.m.Scheduler().Task(id); ti.State != protocol.StatePending {
 		t.Fatalf("a refused cancel changed the task: %v", ti.State)
 	}
 	if code, out := e.post(c, "/ui/cancel", body, csrf, e.base); code != 200 || out["ok"] != true {
 		t.Fatalf("cancel: %d %v", code, out)
 	}
-	if ti, _ := e.m.Task(id); ti.State != protocol.StateCanceled {
+	if ti, _ := e.m.Scheduler().Task(id); ti.State != protocol.StateCanceled {
 		t.Fatalf("after cancel: %v", ti.State)
 	}
 	if code, _ := e.post(c, "/ui/cancel", body, csrf, ""); code != http.StatusConflict {
@@ -309,7 +309,7 @@ func TestActionsNeedCSRFAndOrigin(t *testing.T) {
 	if code, _ := e.post(c, "/ui/retry", body, csrf, ""); code != 200 {
 		t.Fatalf("retry: %d", code)
 	}
-	if ti, _ := e.m.Task(id); ti.State != protocol.StatePending {
+	if ti, _ := e.m.Scheduler().Task(id); ti.State != protocol.StatePending {
 		t.Fatalf("after retry: %v", ti.State)
 	}
 	// Bad input names its field.
@@ -493,7 +493,7 @@ func TestTaskPagesAndFilters(t *testing.T) {
 	}
 	first := e.submit("pager", tasks...)
 	e.submit("other", protocol.NewTask{Kind: "sha256"})
-	if err := e.m.Cancel(first + 1000); err != nil {
+	if err := e.m.Scheduler().Cancel(first + 1000); err != nil {
 		t.Fatal(err)
 	}
 

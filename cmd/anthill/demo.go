@@ -136,7 +136,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	st := m.Stats()
+	st := m.Scheduler().Stats()
 	fmt.Fprintf(stdout, "done     %d tasks in %v: %.0f tasks/s\n", job.Total(), elapsed.Round(time.Millisecond),
 		float64(job.Total())/elapsed.Seconds())
 	for _, s := range st.Slaves {
@@ -228,9 +228,9 @@ func stopSlaves(procs []*exec.Cmd, log *slog.Logger) {
 
 func waitConnected(ctx context.Context, m *master.Master, n int) error {
 	deadline := time.Now().Add(30 * time.Second)
-	for len(m.Stats().Slaves) < n {
+	for len(m.Scheduler().Stats().Slaves) < n {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d slaves connected after 30s", len(m.Stats().Slaves), n)
+			return fmt.Errorf("only %d of %d slaves connected after 30s", len(m.Scheduler().Stats().Slaves), n)
 		}
 		select {
 		case <-ctx.Done():

@@ -115,12 +115,12 @@ func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *sl
 	if err != nil {
 		return httpParts{}, err
 	}
-	h, err := jsonrpc.New(m, jsonrpc.Options{Token: tok, Logger: log})
+	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log})
 	if err != nil {
 		return httpParts{}, err
 	}
 	m.Handle(jsonrpc.Path, h)
-	dash, err := web.New(m, web.Options{Token: tok, Logger: log})
+	dash, err := web.New(m.Scheduler(), web.Options{Token: tok, Logger: log})
 	if err != nil {
 		return httpParts{}, err
 	}

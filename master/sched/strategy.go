@@ -1,9 +1,6 @@
-package master
+package sched
 
-import (
-	"container/heap"
-	"fmt"
-)
+import "fmt"
 
 // QueuedTask is what a Strategy sees of a pending task.
 type QueuedTask struct {
@@ -13,7 +10,7 @@ type QueuedTask struct {
 	Priority int32
 	Key      string
 	// Slot is the strategy's own bookkeeping (a heap index, a generation);
-	// the master never reads it.
+	// the scheduler never reads it.
 	Slot int
 
 	t *task
@@ -25,8 +22,8 @@ type SlaveView struct {
 	Kinds []string // the kinds it can run, sorted
 }
 
-// Strategy decides which pending task a slave runs next. The master calls it
-// with its lock held, so implementations need no locking but must be fast:
+// Strategy decides which pending task a slave runs next. The scheduler
+// calls it with its lock held, so implementations need no locking but must be fast:
 // Next sits on the dispatch path. A task is Pushed when it becomes pending
 // and leaves either through Next or through Remove.
 type Strategy interface {
@@ -54,7 +51,7 @@ func NewStrategy(name string) (Strategy, error) {
 	case "", StrategyFIFO:
 		return &fifo{kinds: map[string]*deque{}}, nil
 	case StrategyPriority:
-		return &priority{kinds: map[string]*taskHeap{}}, nil
+		return &priority{kinds: map[string]*indexed[*QueuedTask]{}}, nil
 	}
 	return nil, fmt.Errorf("unknown strategy %q (want %q or %q)", name, StrategyFIFO, StrategyPriority)
 }
@@ -160,13 +157,8 @@ func (f *fifo) Len(kind string) int {
 // priority runs the highest Priority first, oldest id first among equals.
 // Slot is the heap index plus one (zero: not queued).
 type priority struct {
-	kinds map[string]*taskHeap
+	kinds map[string]*indexed[*QueuedTask]
 }
-
-type taskHeap []*QueuedTask
-
-func (h taskHeap) Len() int           { return len(h) }
-func (h taskHeap) Less(i, j int) bool { return runsBefore(h[i], h[j]) }
 
 func runsBefore(a, b *QueuedTask) bool {
 	if a.Priority != b.Priority {
@@ -174,62 +166,46 @@ func runsBefore(a, b *QueuedTask) bool {
 	}
 	return a.ID < b.ID
 }
-func (h taskHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].Slot, h[j].Slot = i+1, j+1
-}
-func (h *taskHeap) Push(x any) {
-	t := x.(*QueuedTask)
-	t.Slot = len(*h) + 1
-	*h = append(*h, t)
-}
-func (h *taskHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	t.Slot = 0
-	return t
-}
+
+func queuedSlot(t *QueuedTask) *int { return &t.Slot }
 
 func (p *priority) Name() string { return StrategyPriority }
 
 func (p *priority) Push(t *QueuedTask) {
 	h := p.kinds[t.Kind]
 	if h == nil {
-		h = &taskHeap{}
+		h = &indexed[*QueuedTask]{less: runsBefore, slot: queuedSlot}
 		p.kinds[t.Kind] = h
 	}
-	heap.Push(h, t)
+	h.push(t)
 }
 
 func (p *priority) Next(s *SlaveView) *QueuedTask {
-	var best *taskHeap
+	var best *indexed[*QueuedTask]
 	for _, k := range s.Kinds {
 		h := p.kinds[k]
-		if h == nil || len(*h) == 0 {
+		if h == nil || h.Len() == 0 {
 			continue
 		}
-		if best == nil || runsBefore((*h)[0], (*best)[0]) {
+		if best == nil || runsBefore(h.peek(), best.peek()) {
 			best = h
 		}
 	}
 	if best == nil {
 		return nil
 	}
-	return heap.Pop(best).(*QueuedTask)
+	return best.pop()
 }
 
 func (p *priority) Remove(t *QueuedTask) {
-	if t.Slot == 0 {
-		return
+	if h := p.kinds[t.Kind]; h != nil {
+		h.remove(t)
 	}
-	heap.Remove(p.kinds[t.Kind], t.Slot-1)
 }
 
 func (p *priority) Len(kind string) int {
 	if h := p.kinds[kind]; h != nil {
-		return len(*h)
+		return h.Len()
 	}
 	return 0
 }

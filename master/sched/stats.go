@@ -1,4 +1,4 @@
-package master
+package sched
 
 import (
 	"sort"
@@ -55,18 +55,18 @@ type AppStats struct {
 }
 
 // Stats returns a snapshot. It walks slaves and apps, not tasks.
-func (m *Master) Stats() Stats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	// The counters are stats' own: recorded under m.mu, so read under it
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The counters are stats' own: recorded under s.mu, so read under it
 	// they agree with the states walked below.
-	tot := m.metrics.Totals()
-	s := Stats{
-		Strategy: m.queue.Name(), Dispatch: m.opts.Dispatch, Uptime: m.opts.Now().Sub(m.started),
+	tot := s.metrics.Totals()
+	out := Stats{
+		Strategy: s.queue.Name(), Dispatch: s.opts.Dispatch, Uptime: s.opts.Now().Sub(s.started),
 		Submitted: tot.Submitted, Dispatched: tot.Dispatched, Done: tot.Done,
 		Failed: tot.Failed, Canceled: tot.Canceled, Retried: tot.Retried,
 		Requeued: tot.Requeued, LateResults: tot.Late,
-		Store: m.st.Stats(),
+		Store: s.st.Stats(),
 	}
 	kinds := map[string]*KindStats{}
 	kind := func(k string) *KindStats {
@@ -75,42 +75,44 @@ func (m *Master) Stats() Stats {
 		}
 		return kinds[k]
 	}
-	for k, n := range m.kinds {
+	for k, n := range s.kinds {
 		kind(k).Slaves = n
 	}
-	for _, t := range m.retries {
-		kind(t.rec.Kind).Pending++
+	for _, t := range s.retries.items {
+		kind(t.kind).Pending++
 	}
-	for sl := range m.slaves {
-		s.Running += len(sl.running)
-		s.Slaves = append(s.Slaves, SlaveStats{
-			Name: sl.view.Name, Session: sl.session, Host: sl.hello.Host, OS: sl.hello.OS, Arch: sl.hello.Arch,
-			Cores: sl.hello.Cores, Concurrency: sl.hello.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
-			Running: len(sl.running), Draining: sl.draining, Dispatched: sl.dispatched, Done: sl.done, Failed: sl.failed,
-			Busy: sl.busy, Connected: sl.connected,
+	for sl := range s.slaves {
+		out.Running += len(sl.running)
+		sc := sl.metrics.Session()
+		h := &sl.hello
+		out.Slaves = append(out.Slaves, SlaveStats{
+			Name: sl.view.Name, Session: sl.session, Host: h.Host, OS: h.OS, Arch: h.Arch,
+			Cores: h.Cores, Concurrency: h.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
+			Running: len(sl.running), Draining: sl.draining, Dispatched: sc.Dispatched, Done: sc.Done,
+			Failed: sc.Failed, Busy: sc.Busy, Connected: sl.connected,
 		})
 	}
-	for _, a := range m.apps {
+	for _, a := range s.apps {
 		n := len(a.pending) + len(a.sent)
-		s.Unacked += n
+		out.Unacked += n
 		pushed, done, failed, canceled := a.metrics.Counts()
-		s.Apps = append(s.Apps, AppStats{
-			Name: a.name, Connected: a.conn != nil, Pushed: pushed, Done: done,
+		out.Apps = append(out.Apps, AppStats{
+			Name: a.name, Connected: a.out != nil, Pushed: pushed, Done: done,
 			Failed: failed + canceled, Acked: a.acked, PendingNotifications: n,
 		})
 	}
-	for k := range m.seenKinds {
+	for k := range s.seenKinds {
 		kind(k)
 	}
 	for k, ks := range kinds {
-		ks.Pending += m.queue.Len(k)
-		s.Pending += ks.Pending
+		ks.Pending += s.queue.Len(k)
+		out.Pending += ks.Pending
 		if ks.Pending > 0 || ks.Slaves > 0 {
-			s.Kinds = append(s.Kinds, *ks)
+			out.Kinds = append(out.Kinds, *ks)
 		}
 	}
-	sort.Slice(s.Kinds, func(i, j int) bool { return s.Kinds[i].Kind < s.Kinds[j].Kind })
-	sort.Slice(s.Slaves, func(i, j int) bool { return s.Slaves[i].Name < s.Slaves[j].Name })
-	sort.Slice(s.Apps, func(i, j int) bool { return s.Apps[i].Name < s.Apps[j].Name })
-	return s
+	sort.Slice(out.Kinds, func(i, j int) bool { return out.Kinds[i].Kind < out.Kinds[j].Kind })
+	sort.Slice(out.Slaves, func(i, j int) bool { return out.Slaves[i].Name < out.Slaves[j].Name })
+	sort.Slice(out.Apps, func(i, j int) bool { return out.Apps[i].Name < out.Apps[j].Name })
+	return out
 }

@@ -1,0 +1,25 @@
+package jsonrpc
+
+import (
+	"context"
+
+	"github.com/anthill-project/anthill/master/sched"
+	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
+)
+
+// Master is what the API needs of a master: the operator verbs of its
+// scheduler and its numbers. A *sched.Scheduler (master.Scheduler) is one.
+type Master interface {
+	Submit(ctx context.Context, app string, tasks []protocol.NewTask) (uint64, error)
+	Task(id uint64) (sched.TaskInfo, error)
+	Tasks(f sched.TaskFilter) ([]sched.TaskInfo, uint64, error)
+	Wait(ctx context.Context, ids []uint64) ([]sched.TaskInfo, error)
+	Cancel(id uint64) error
+	Retry(id uint64) error
+	Drain(session string) error
+	Stats() sched.Stats
+	Info() sched.Info
+	MaxPayload() int
+	Metrics() *stats.Master
+}

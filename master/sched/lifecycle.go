@@ -1,0 +1,388 @@
+package sched
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
+)
+
+// A task's life, in the order it is lived:
+//
+//	SubmitBatch / Submit -> acceptLocked          pending, written
+//	dispatchLocked                                running (not written)
+//	Complete -> retryLocked | finishLocked        pending again, or final
+//	requeueLocked (lost, returned, lease)         pending again, or final
+//	commitFinalLocked -> notifyLocked             notified once durable
+//	Acknowledge                                   acknowledged; swept later
+
+// SubmitBatch accepts a batch from an application connection. Its tasks
+// are queued and may be dispatched at once, before their commit: out gets
+// the SubmitAck only after the fsync, so a crash before it loses nothing
+// the application believes accepted. A batch re-sent with a seq already
+// seen is answered with its original ids, never stored twice.
+func (s *Scheduler) SubmitBatch(a *App, out Outbox, msg *protocol.Submit) {
+	if err := protocol.CheckBatch(msg.Tasks, s.opts.MaxPayload, s.opts.MaxTimeout); err != nil {
+		out.Send(&protocol.SubmitReject{Seq: msg.Seq, Index: int32(err.Index), Code: err.Code, Message: err.Error()})
+		return
+	}
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := a.pushes[msg.Seq]; p != nil {
+		if p.durable {
+			out.Send(&protocol.SubmitAck{Seq: p.seq, FirstID: p.firstID, Count: p.count})
+		} else {
+			p.waiters = append(p.waiters, out)
+		}
+		return
+	}
+	p := &push{seq: msg.Seq, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []Outbox{out}}
+	first, b := s.acceptLocked(a, msg.Tasks, p)
+	p.firstID = first
+	a.pushes[msg.Seq] = p
+	b.PutPush(store.Push{App: a.name, Seq: p.seq, FirstID: first, Count: p.count, At: now})
+	s.commitLocked(b, func(err error) {
+		if err != nil {
+			s.opts.OnFatal(fmt.Errorf("commit submitted tasks: %w", err))
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		p.durable = true
+		ack := &protocol.SubmitAck{Seq: p.seq, FirstID: p.firstID, Count: p.count}
+		for _, w := range p.waiters {
+			w.Send(ack)
+		}
+		p.waiters = nil
+	})
+	if s.kinds[msg.Tasks[0].Kind] == 0 {
+		s.opts.Logger.Debug("tasks wait for a slave that runs their kind", "kind", msg.Tasks[0].Kind)
+	}
+	s.pumpLocked()
+}
+
+// acceptLocked gives tasks their ids and queues them; the returned batch
+// holds their records and must be committed by the caller. p is the submit
+// batch they came in; tasks without one came through the operator API and
+// are quiet: acknowledged by nobody (see Submit).
+func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uint64, *store.Batch) {
+	now := s.opts.Now()
+	n := uint64(len(tasks))
+	first := s.nextID
+	s.nextID += n
+	b := new(store.Batch)
+	for i := range tasks {
+		nt := &tasks[i]
+		t := &task{
+			id: first + uint64(i), app: a, kind: nt.Kind, key: nt.Key, priority: nt.Priority,
+			timeout: nt.Timeout, maxAttempts: nt.MaxAttempts, createdAt: now, payload: nt.Payload,
+			quiet: p == nil, state: protocol.StatePending, push: p,
+		}
+		if t.timeout == 0 {
+			t.timeout = s.opts.DefaultTimeout
+		}
+		if t.maxAttempts == 0 {
+			t.maxAttempts = uint32(s.opts.DefaultAttempts)
+		}
+		t.q = QueuedTask{ID: t.id, App: a.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
+		s.put(b, t)
+		s.addLocked(t)
+		s.queue.Push(&t.q)
+		s.metrics.Submitted(t.kind, 1)
+	}
+	b.SetNextID(s.nextID)
+	a.metrics.Pushed(int(n))
+	return first, b
+}
+
+// addLocked makes t the live task of its id.
+func (s *Scheduler) addLocked(t *task) {
+	s.tasks[t.id] = t
+	s.seenKinds[t.kind] = struct{}{}
+}
+
+// pumpLocked fills every slave that has room.
+func (s *Scheduler) pumpLocked() {
+	for sl := range s.hungry {
+		s.dispatchLocked(sl)
+	}
+}
+
+// dispatchLocked sends sl as many tasks as its window allows, in one frame.
+func (s *Scheduler) dispatchLocked(sl *Slave) {
+	free := sl.free()
+	if free <= 0 {
+		delete(s.hungry, sl)
+		return
+	}
+	now := s.opts.Now()
+	var d protocol.Dispatch
+	size := 0
+	for free > 0 && size < s.opts.MaxFrame/2 {
+		q := s.queue.Next(&sl.view)
+		if q == nil {
+			break
+		}
+		t := q.t
+		t.state = protocol.StateRunning
+		t.attempts++
+		t.startedAt = now
+		t.ranOn = sl.view.Name
+		t.beginAttempt(sl.view.Name, now)
+		t.slave = sl
+		t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)
+		sl.running[t.id] = t
+		sl.metrics.Dispatched(1)
+		s.metrics.Dispatched(t.kind, 1)
+		if sl.credit > 0 {
+			sl.credit--
+		}
+		free--
+		size += len(t.payload) + len(t.kind) + 16
+		d.Tasks = append(d.Tasks, protocol.Task{
+			ID: t.id, Attempt: t.attempts, Kind: t.kind, Timeout: t.timeout, Payload: t.payload,
+		})
+	}
+	if free <= 0 {
+		delete(s.hungry, sl)
+	} else {
+		s.hungry[sl] = struct{}{}
+	}
+	if len(d.Tasks) == 0 {
+		return
+	}
+	sl.out.Send(&d)
+}
+
+// Complete takes a slave's finished attempts. Any result for an unfinished
+// task is accepted, whatever attempt it answers: a valid result is a valid
+// result. Results for final or unknown tasks are late duplicates.
+//
+// A result closes the attempt it answers in the history if that attempt
+// still runs. One for an attempt already closed (its lease expired, its
+// slave reconnected) leaves that entry as it is; an attempt of the task
+// running elsewhere meanwhile is abandoned, and closed as canceled.
+func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var c change
+	for i := range results {
+		r := &results[i]
+		delete(sl.running, r.ID) // frees the slot, whoever finished the task
+		t := s.tasks[r.ID]
+		if t == nil || t.state.Final() {
+			s.metrics.LateResult()
+			continue
+		}
+		sl.metrics.Result(r.Err == "", r.Duration)
+		if t.state == protocol.StateRunning && t.slave == sl && r.Attempt == t.attempts {
+			t.endAttempt(now, outcomeOf(r, t.timeout), r.Err)
+		} else {
+			t.endAttempt(now, OutcomeCanceled, "abandoned: slave "+sl.view.Name+" delivered a result of an earlier attempt")
+		}
+		s.unqueueLocked(t)
+		t.ranOn = sl.view.Name
+		if r.Err != "" && t.attempts < t.maxAttempts {
+			t.err = r.Err
+			s.retryLocked(t, now)
+			s.put(&c.b, t)
+			continue
+		}
+		if r.Err == "" {
+			t.state, t.result, t.err = protocol.StateDone, r.Output, ""
+		} else {
+			t.state, t.err = protocol.StateFailed, r.Err
+		}
+		s.finishLocked(t, now, &c)
+	}
+	s.dispatchLocked(sl)
+	s.commitChangeLocked(&c)
+}
+
+// unqueueLocked takes t out of wherever it waits: a slave, the queue or
+// the retry heap.
+func (s *Scheduler) unqueueLocked(t *task) {
+	switch {
+	case t.state == protocol.StateRunning:
+		t.slave = nil
+	case t.retrySlot > 0:
+		s.retries.remove(t)
+	default:
+		s.queue.Remove(&t.q)
+	}
+}
+
+// retryLocked schedules another attempt of t after an exponential backoff
+// with jitter, so a failing task does not hammer the slaves in lockstep.
+func (s *Scheduler) retryLocked(t *task, now time.Time) {
+	d := s.opts.RetryBackoff << min(t.attempts-1, 20)
+	d = min(d, s.opts.RetryBackoffMax)
+	d = d/2 + rand.N(d/2+1)
+	t.state = protocol.StatePending
+	t.slave = nil
+	t.retryAt = now.Add(d)
+	s.retries.push(t)
+	s.metrics.Retried(t.kind)
+}
+
+// requeueLocked puts t back to pending after its slave vanished or its
+// lease expired (OutcomeLost: that cost an attempt) or it was handed back
+// (OutcomeReturned: no attempt spent), and closes the running attempt with
+// that outcome and why. When no attempts are left the task fails with why.
+func (s *Scheduler) requeueLocked(t *task, o Outcome, why string, now time.Time, c *change) {
+	t.slave = nil
+	t.endAttempt(now, o, why)
+	spent := o != OutcomeReturned
+	if !spent {
+		t.attempts--
+	}
+	if spent && t.attempts >= t.maxAttempts {
+		t.state = protocol.StateFailed
+		t.err = fmt.Sprintf("%s (attempt %d of %d)", why, t.attempts, t.maxAttempts)
+		s.finishLocked(t, now, c)
+		return
+	}
+	t.state = protocol.StatePending
+	s.queue.Push(&t.q)
+	s.metrics.Requeued(t.kind, 1)
+	if spent {
+		s.put(&c.b, t)
+	}
+}
+
+// finishLocked writes t's final state into c; its application hears of it
+// once c is durable (commitChangeLocked).
+func (s *Scheduler) finishLocked(t *task, now time.Time, c *change) {
+	t.finishedAt = now
+	t.slave = nil
+	t.acked = t.quiet // nobody will acknowledge a quiet task
+	var st stats.State
+	switch t.state {
+	case protocol.StateDone:
+		st = stats.Done
+	case protocol.StateFailed:
+		st = stats.Failed
+	case protocol.StateCanceled:
+		st = stats.Canceled
+	}
+	latency := now.Sub(t.createdAt)
+	s.metrics.Finished(t.kind, st, latency)
+	t.app.metrics.Finished(st, latency)
+	s.put(&c.b, t)
+	// The payload is no longer needed in memory; the store keeps it.
+	t.payload = nil
+	c.final = append(c.final, t)
+}
+
+// commitChangeLocked commits c, if it changed anything; once it is durable
+// the tasks it made final wake their Wait callers and are notified.
+func (s *Scheduler) commitChangeLocked(c *change) {
+	if c.b.Len() == 0 {
+		return
+	}
+	b, final := &c.b, c.final
+	s.commitLocked(b, func(err error) {
+		if err != nil {
+			s.opts.OnFatal(fmt.Errorf("commit results: %w", err))
+			return
+		}
+		if len(final) == 0 {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		touched := map[*App]struct{}{}
+		for _, t := range final {
+			if s.tasks[t.id] != t {
+				continue // superseded by a Retry while this commit ran
+			}
+			t.settled = true
+			s.wakeLocked(t)
+			if t.quiet {
+				delete(s.tasks, t.id)
+				s.expiry = append(s.expiry, expiring{t.id, t.finishedAt})
+				continue
+			}
+			t.app.pending = append(t.app.pending, t)
+			touched[t.app] = struct{}{}
+		}
+		for a := range touched {
+			s.notifyLocked(a)
+		}
+	})
+}
+
+// notifyLocked sends a's pending notifications, within its window.
+func (s *Scheduler) notifyLocked(a *App) {
+	out := a.out
+	if out == nil {
+		return
+	}
+	for len(a.pending) > 0 && len(a.sent) < s.opts.NotifyWindow {
+		var n protocol.Notify
+		size := 0
+		for len(a.pending) > 0 && len(a.sent) < s.opts.NotifyWindow && size < s.opts.MaxFrame/2 {
+			t := a.pending[0]
+			a.pending[0] = nil
+			a.pending = a.pending[1:]
+			if _, dup := a.sent[t.id]; dup {
+				continue
+			}
+			a.sent[t.id] = t
+			size += len(t.result) + len(t.err) + len(t.kind) + 16
+			n.Tasks = append(n.Tasks, protocol.Finished{
+				ID: t.id, Kind: t.kind, State: t.state, Attempts: t.attempts, Result: t.result, Err: t.err,
+			})
+		}
+		if len(n.Tasks) == 0 {
+			return
+		}
+		if !out.Send(&n) {
+			return
+		}
+	}
+}
+
+// Acknowledge takes an application's NotifyAck: those notifications are
+// done with. Once that is durable out gets NotifyDone, so the application
+// can forget its duplicate guard.
+func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := new(store.Batch)
+	for _, id := range ids {
+		t := s.tasks[id]
+		if t == nil || t.app != a || !t.state.Final() {
+			continue
+		}
+		delete(a.sent, id)
+		delete(s.tasks, id)
+		if p := t.push; p != nil {
+			if p.left--; p.left == 0 {
+				delete(a.pushes, p.seq)
+				b.DeletePush(a.name, p.seq)
+			}
+		}
+		if s.opts.Retention < 0 {
+			b.DeleteTask(id)
+		} else {
+			b.AckTask(id)
+			s.expiry = append(s.expiry, expiring{id, t.finishedAt})
+		}
+		a.acked++
+	}
+	done := &protocol.IDs{T: protocol.TypeNotifyDone, IDs: ids}
+	s.commitLocked(b, func(err error) {
+		if err != nil {
+			s.opts.OnFatal(fmt.Errorf("commit acknowledgements: %w", err))
+			return
+		}
+		out.Send(done)
+	})
+	s.notifyLocked(a)
+}

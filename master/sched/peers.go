@@ -1,0 +1,219 @@
+package sched
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
+)
+
+// Slave is one connected slave session. The transport holds it between
+// AttachSlave and DetachSlave and passes it to the slave's verbs; its
+// fields are the scheduler's, under its lock.
+type Slave struct {
+	out       Outbox
+	hello     protocol.Hello
+	view      SlaveView
+	session   string
+	window    int
+	poll      bool
+	credit    int  // slots the slave asked for (polling pattern)
+	draining  bool // Drain, or the slave is stopping: no more work
+	running   map[uint64]*task
+	connected time.Time
+	metrics   *stats.Slave
+}
+
+// Session is the slave's session id.
+func (sl *Slave) Session() string { return sl.session }
+
+func (sl *Slave) free() int {
+	if sl.draining {
+		return 0
+	}
+	room := sl.window - len(sl.running)
+	if sl.poll {
+		room = min(room, sl.credit)
+	}
+	return room
+}
+
+// App is one application id; it outlives its connections.
+type App struct {
+	name    string
+	out     Outbox           // nil while disconnected
+	pending []*task          // final, not yet sent on out
+	sent    map[uint64]*task // sent on out, not yet acknowledged
+	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
+	acked   uint64           // notifications acknowledged: the protocol's, not a statistic
+	metrics *stats.App       // every other number of the application
+}
+
+// push remembers a submit batch so a re-sent one gets its original ids.
+// It is needed only until the application has acknowledged every task of
+// the batch: an application cannot acknowledge a task before it has the
+// batch's ack (it does not know the id), so it cannot re-send the batch
+// after that.
+type push struct {
+	seq, firstID uint64
+	count        uint32
+	left         int // tasks of the batch not yet acknowledged
+	durable      bool
+	waiters      []Outbox // connections to ack once durable
+}
+
+func (s *Scheduler) appLocked(name string) *App {
+	a := s.apps[name]
+	if a == nil {
+		a = &App{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}, metrics: s.metrics.App(name)}
+		s.apps[name] = a
+	}
+	return a
+}
+
+// AttachSlave registers a slave session that completed its handshake and
+// fills its window. The transport sent the Welcome first, so no dispatch
+// can overtake it.
+func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *Slave {
+	kinds := slices.Clone(h.Kinds)
+	sort.Strings(kinds)
+	kinds = slices.Compact(kinds)
+	window := h.Concurrency + h.Prefetch
+	sl := &Slave{
+		out:       out,
+		hello:     *h,
+		view:      SlaveView{Name: h.Name, Kinds: kinds},
+		session:   session,
+		window:    window,
+		poll:      s.opts.Dispatch == protocol.DispatchPoll,
+		running:   map[uint64]*task{},
+		connected: s.opts.Now(),
+		metrics:   s.metrics.SlaveSeen(h.Name, window),
+	}
+	sl.hello.Token = "" // nothing after the handshake needs it
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slaves[sl] = struct{}{}
+	for _, k := range kinds {
+		s.kinds[k]++
+	}
+	s.dispatchLocked(sl)
+	return sl
+}
+
+// Request adds n slots the slave asked for (polling pattern) and fills
+// them.
+func (s *Scheduler) Request(sl *Slave, n uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl.credit = min(sl.credit+int(n), sl.window)
+	s.dispatchLocked(sl)
+}
+
+// Return re-queues tasks a stopping slave hands back; they cost no
+// attempt. The slave gets no more work.
+func (s *Scheduler) Return(sl *Slave, ids []uint64) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl.draining = true
+	delete(s.hungry, sl)
+	var c change
+	for _, id := range ids {
+		t := sl.running[id]
+		if t == nil {
+			continue
+		}
+		delete(sl.running, id)
+		if t.slave == sl && t.state == protocol.StateRunning {
+			s.requeueLocked(t, OutcomeReturned, "slave "+sl.view.Name+" handed the task back while stopping", now, &c)
+		}
+	}
+	s.pumpLocked()
+	s.commitChangeLocked(&c)
+}
+
+// DetachSlave re-queues everything the slave was running and forgets it.
+// Each task costs an attempt, so a task that kills every slave it touches
+// fails in the end. It returns how many tasks went back.
+func (s *Scheduler) DetachSlave(sl *Slave) int {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.slaves, sl)
+	delete(s.hungry, sl)
+	for _, k := range sl.view.Kinds {
+		if s.kinds[k]--; s.kinds[k] == 0 {
+			delete(s.kinds, k)
+		}
+	}
+	var c change
+	n := 0
+	for _, t := range sl.running {
+		if t.slave == sl && t.state == protocol.StateRunning {
+			s.requeueLocked(t, OutcomeLost, fmt.Sprintf("slave %s disconnected while running the task", sl.view.Name), now, &c)
+			n++
+		}
+	}
+	sl.running = nil
+	sl.metrics.Gone()
+	s.pumpLocked()
+	s.commitChangeLocked(&c)
+	return n
+}
+
+// AttachApp makes out the connection of application name and sends it the
+// notifications that waited. The newest connection wins: an older one,
+// most likely dead and not yet noticed, is closed as replaced. The
+// transport sent the Welcome first. It returns the application and how
+// many notifications waited.
+func (s *Scheduler) AttachApp(name string, out Outbox) (*App, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.appLocked(name)
+	if old := a.out; old != nil {
+		old.Close(protocol.CodeReplaced, "replaced by a new connection of the same app")
+		s.detachAppLocked(a)
+	}
+	a.out = out
+	waiting := len(a.pending)
+	s.notifyLocked(a)
+	return a, waiting
+}
+
+// DetachApp forgets out as a's connection, unless a newer one replaced it.
+func (s *Scheduler) DetachApp(a *App, out Outbox) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.out == out {
+		s.detachAppLocked(a)
+	}
+}
+
+// detachAppLocked forgets a's connection: what was sent and not
+// acknowledged goes back to pending, oldest first, for the next one.
+func (s *Scheduler) detachAppLocked(a *App) {
+	a.out = nil
+	if len(a.sent) == 0 {
+		return
+	}
+	back := make([]*task, 0, len(a.sent)+len(a.pending))
+	for _, t := range a.sent {
+		back = append(back, t)
+	}
+	sort.Slice(back, func(i, j int) bool { return back[i].id < back[j].id })
+	a.pending = append(back, a.pending...)
+	clear(a.sent)
+}
+
+// change collects what one state transition writes: the batch, and the
+// tasks it makes final, whose applications hear of them once it is
+// durable.
+type change struct {
+	b     store.Batch
+	final []*task
+}

@@ -1,0 +1,313 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/stats"
+)
+
+// Defaults of Options, which the master's options share.
+const (
+	DefaultMaxPayload      = 1 << 20
+	DefaultMaxFrame        = 16 << 20
+	DefaultTimeout         = time.Minute
+	DefaultMaxTimeout      = 24 * time.Hour
+	DefaultLeaseGrace      = 5 * time.Second
+	DefaultAttempts        = 3
+	DefaultRetryBackoff    = 100 * time.Millisecond
+	DefaultRetryBackoffMax = 30 * time.Second
+	DefaultRetention       = 24 * time.Hour
+	DefaultNotifyWindow    = 8192
+)
+
+// Options configures a Scheduler. Every field's zero value means the
+// default written beside it.
+type Options struct {
+	// Strategy orders pending tasks: "fifo" (default) or "priority".
+	Strategy string
+	// Dispatch is the work pattern: "send" (default: each slave's window
+	// is kept full) or "poll" (slaves ask for every free slot).
+	Dispatch string
+	// MaxPayload caps a task payload in bytes. Default DefaultMaxPayload.
+	MaxPayload int
+	// MaxFrame is the largest frame a peer accepts; a dispatch or notify
+	// the scheduler builds stays near half of it. Default DefaultMaxFrame.
+	MaxFrame int
+	// DefaultTimeout applies to tasks submitted without one; MaxTimeout
+	// caps a task's timeout. Defaults DefaultTimeout, DefaultMaxTimeout.
+	DefaultTimeout, MaxTimeout time.Duration
+	// LeaseGrace is added to a task's timeout before the task is taken
+	// back from a silent slave. Default DefaultLeaseGrace.
+	LeaseGrace time.Duration
+	// DefaultAttempts applies to tasks submitted without MaxAttempts.
+	// Default DefaultAttempts.
+	DefaultAttempts int
+	// RetryBackoff is the delay before the second attempt; it doubles per
+	// attempt up to RetryBackoffMax. Defaults DefaultRetryBackoff and
+	// DefaultRetryBackoffMax.
+	RetryBackoff, RetryBackoffMax time.Duration
+	// Retention is how long a final task stays in the store after its
+	// application acknowledged it. Default DefaultRetention; negative
+	// removes it at once.
+	Retention time.Duration
+	// NotifyWindow bounds notifications sent to an application and not yet
+	// acknowledged. Default DefaultNotifyWindow.
+	NotifyWindow int
+	// Metrics records the scheduler's numbers. Default: a recorder of its
+	// own, exported nowhere.
+	Metrics *stats.Master
+	// OnFatal is called when a commit fails: nothing acknowledged after it
+	// could be trusted, so the owner must stop. Default: log it.
+	OnFatal func(error)
+	// Now is the clock of leases, retries, retention and the duties.
+	// Default time.Now.
+	Now func() time.Time
+	// Logger receives the scheduler's logs. Nil discards them.
+	Logger *slog.Logger
+	// Version is reported by Info. Default "dev".
+	Version string
+}
+
+func (o *Options) setDefaults() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if o.Dispatch == "" {
+		o.Dispatch = protocol.DispatchSend
+	}
+	if o.Dispatch != protocol.DispatchSend && o.Dispatch != protocol.DispatchPoll {
+		return fmt.Errorf("dispatch %q: want %q or %q", o.Dispatch, protocol.DispatchSend, protocol.DispatchPoll)
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.MaxPayload < 0 || o.MaxFrame <= o.MaxPayload+1024 {
+		return errors.New("max frame must exceed max payload by at least 1 KiB")
+	}
+	def(&o.DefaultTimeout, DefaultTimeout)
+	def(&o.MaxTimeout, DefaultMaxTimeout)
+	def(&o.LeaseGrace, DefaultLeaseGrace)
+	def(&o.RetryBackoff, DefaultRetryBackoff)
+	def(&o.RetryBackoffMax, DefaultRetryBackoffMax)
+	def(&o.Retention, DefaultRetention)
+	if o.DefaultTimeout > o.MaxTimeout {
+		return errors.New("default timeout exceeds max timeout")
+	}
+	if o.DefaultAttempts == 0 {
+		o.DefaultAttempts = DefaultAttempts
+	}
+	if o.DefaultAttempts < 0 || o.DefaultAttempts > protocol.MaxAttempts {
+		return fmt.Errorf("default attempts %d: want 1 to %d", o.DefaultAttempts, protocol.MaxAttempts)
+	}
+	if o.NotifyWindow == 0 {
+		o.NotifyWindow = DefaultNotifyWindow
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnFatal == nil {
+		log := o.Logger
+		o.OnFatal = func(err error) { log.Error("scheduler failing", "err", err) }
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	return nil
+}
+
+// ErrStopping refuses work once Stop was called.
+var ErrStopping = errors.New("master is shutting down")
+
+// Scheduler is every task's life on one master. Create it with New, run
+// its background work with Run.
+type Scheduler struct {
+	opts    Options
+	st      *store.Store
+	metrics *stats.Master
+	started time.Time
+	stopped chan struct{} // closed by Stop
+
+	mu     sync.Mutex
+	tasks  map[uint64]*task // unfinished, and final but not yet acknowledged
+	queue  Strategy
+	nextID uint64
+	slaves map[*Slave]struct{}
+	hungry map[*Slave]struct{} // slaves with free window
+	kinds  map[string]int      // connected slaves per kind
+	// seenKinds holds every kind ever submitted, so Stats can show kinds
+	// that wait for a slave without walking the tasks.
+	seenKinds map[string]struct{}
+	apps      map[string]*App
+	retries   indexed[*task]        // tasks waiting for their retry, by retryAt
+	watch     map[uint64][]*watcher // Wait callers by task id
+	expiry    []expiring            // acknowledged tasks in finish order, for retention
+	commitQ   []commitReq
+	commitCh  chan struct{}
+	duties    []duty
+	stopping  bool
+	scratch   []store.Attempt // see put
+}
+
+type expiring struct {
+	id uint64
+	at time.Time
+}
+
+// New validates opts and rebuilds the scheduler's memory from st: tasks
+// that were unfinished are pending again, final unacknowledged ones wait
+// for their application. The caller keeps st and closes it after Run has
+// returned.
+func New(st *store.Store, opts Options) (*Scheduler, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	queue, err := NewStrategy(opts.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	metrics := opts.Metrics
+	if metrics == nil {
+		if metrics, err = stats.NewMaster(nil, opts.Now); err != nil {
+			return nil, err
+		}
+	}
+	s := &Scheduler{
+		opts:      opts,
+		st:        st,
+		metrics:   metrics,
+		started:   opts.Now(),
+		stopped:   make(chan struct{}),
+		tasks:     map[uint64]*task{},
+		queue:     queue,
+		slaves:    map[*Slave]struct{}{},
+		hungry:    map[*Slave]struct{}{},
+		kinds:     map[string]int{},
+		seenKinds: map[string]struct{}{},
+		apps:      map[string]*App{},
+		retries:   indexed[*task]{less: retriesBefore, slot: retrySlot},
+		watch:     map[uint64][]*watcher{},
+		commitCh:  make(chan struct{}, 1),
+		duties:    newDuties(),
+	}
+	if err := s.reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func retriesBefore(a, b *task) bool { return a.retryAt.Before(b.retryAt) }
+func retrySlot(t *task) *int        { return &t.retrySlot }
+
+// reload rebuilds memory from the store after a (re)start.
+func (s *Scheduler) reload() error {
+	now := s.opts.Now()
+	// Ids are handed out optimistically before their commit; one that was
+	// dispatched but never durable must not be reused, or a late result for
+	// it would land on a new task. Microseconds since the epoch advance
+	// faster than any submit rate, so a restart always starts past them.
+	s.nextID = max(s.st.NextID(), uint64(now.UnixMicro()))
+	var acked []expiring
+	err := s.st.Load(func(r *store.Record) error {
+		if r.State.Final() && r.Acked {
+			acked = append(acked, expiring{r.ID, r.FinishedAt})
+			return nil
+		}
+		t := taskOf(r, s.appLocked(r.App))
+		s.addLocked(t)
+		if t.state.Final() {
+			t.settled = true
+			t.payload = nil
+			t.app.pending = append(t.app.pending, t)
+			return nil
+		}
+		t.state = protocol.StatePending
+		s.queue.Push(&t.q)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reload tasks: %w", err)
+	}
+	sort.Slice(acked, func(i, j int) bool { return acked[i].at.Before(acked[j].at) })
+	s.expiry = acked
+	var spent store.Batch
+	err = s.st.LoadPushes(func(sp store.Push) error {
+		p := &push{seq: sp.Seq, firstID: sp.FirstID, count: sp.Count, durable: true}
+		for id := p.firstID; id < p.firstID+uint64(p.count); id++ {
+			if t := s.tasks[id]; t != nil {
+				t.push = p
+				p.left++
+			}
+		}
+		if p.left == 0 {
+			// Every task was acknowledged before the stop; the delete of
+			// this record did not make it.
+			spent.DeletePush(sp.App, sp.Seq)
+			return nil
+		}
+		s.appLocked(sp.App).pushes[p.seq] = p
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reload pushes: %w", err)
+	}
+	if spent.Len() > 0 {
+		if err := s.st.CommitWait(context.Background(), &spent); err != nil {
+			return fmt.Errorf("forget spent pushes: %w", err)
+		}
+	}
+	s.opts.Logger.Info("store loaded", "path", s.st.Path(), "unfinished", len(s.tasks), "next_id", s.nextID)
+	return nil
+}
+
+// Run runs the commit pump and the background duties until ctx ends, then
+// hands the store every batch still queued. The store's own Close waits
+// for them to commit.
+func (s *Scheduler) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.pump(ctx) })
+	s.runDuties(ctx)
+	wg.Wait()
+	// A duty may have queued a batch after the pump's last flush.
+	s.flushCommits()
+}
+
+// Stop refuses new work from then on (Submit, SubmitBatch answer
+// ErrStopping) and lets Wait callers return. Tasks already accepted keep
+// living until Run ends. It is idempotent.
+func (s *Scheduler) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopping {
+		s.stopping = true
+		close(s.stopped)
+	}
+}
+
+// Stopped is closed once Stop was called: holders of long-lived
+// connections the scheduler cannot see (the dashboard's feeds) end them.
+func (s *Scheduler) Stopped() <-chan struct{} { return s.stopped }
+
+// Metrics is the recorder of the scheduler's numbers.
+func (s *Scheduler) Metrics() *stats.Master { return s.metrics }
+
+// MaxPayload is the largest payload a task may carry.
+func (s *Scheduler) MaxPayload() int { return s.opts.MaxPayload }
+
+// Dispatch is the work pattern, protocol.DispatchSend or DispatchPoll.
+func (s *Scheduler) Dispatch() string { return s.opts.Dispatch }

@@ -1,0 +1,138 @@
+package sched
+
+import (
+	"time"
+
+	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/protocol"
+)
+
+// task is one task's life on the master. Its fields are the scheduler's
+// own: store.Record is only how a task is written down (recordOf) and read
+// back (taskOf), so the disk format can change without touching
+// scheduling.
+type task struct {
+	// What the application asked for; fixed once accepted.
+	id          uint64
+	app         *App
+	kind        string
+	key         string
+	priority    int32
+	timeout     time.Duration
+	maxAttempts uint32
+	createdAt   time.Time
+	payload     []byte // dropped from memory once final: the store keeps it
+	// quiet marks a task submitted through the operator API: no
+	// application connection acknowledges it, so it is written
+	// acknowledged once final.
+	quiet bool
+
+	// Where it is in its life.
+	state      protocol.State
+	attempts   uint32
+	startedAt  time.Time // of the last attempt; zero if never started
+	finishedAt time.Time // zero unless final
+	ranOn      string    // the slave of the last attempt
+	result     []byte
+	err        string
+	acked      bool
+	history    []Attempt // the most recent attempts, oldest first
+
+	// Scheduling state, rebuilt after a restart.
+	q         QueuedTask
+	slave     *Slave    // running on it, while state is running
+	deadline  time.Time // lease end while running
+	retryAt   time.Time // while waiting for a retry
+	retrySlot int       // index+1 in the retry heap; 0 when not waiting
+	settled   bool      // final, and that is durable
+	push      *push     // the batch it came in, until acknowledged
+}
+
+// Outcome is how an attempt ended.
+type Outcome uint8
+
+// Outcomes of an attempt.
+const (
+	OutcomeRunning  Outcome = iota // not ended yet
+	OutcomeDone                    // the handler succeeded
+	OutcomeFailed                  // the handler returned an error
+	OutcomeTimeout                 // the handler ran past the task's timeout
+	OutcomeLost                    // the slave disconnected or its lease expired
+	OutcomeReturned                // the stopping slave handed the task back; no attempt spent
+	OutcomeCanceled                // the master abandoned the run: canceled, or finished by another attempt's result
+)
+
+var outcomeNames = [...]string{"running", "done", "failed", "timeout", "lost", "returned", "canceled"}
+
+// String is the outcome's lower-case name, as the operator API shows it.
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// The store's outcome bytes are its own; these tables are the only place
+// that knows both.
+var (
+	toStore = [...]store.Outcome{
+		OutcomeRunning: store.OutcomeRunning, OutcomeDone: store.OutcomeDone,
+		OutcomeFailed: store.OutcomeFailed, OutcomeTimeout: store.OutcomeTimeout,
+		OutcomeLost: store.OutcomeLost, OutcomeReturned: store.OutcomeReturned,
+		OutcomeCanceled: store.OutcomeCanceled,
+	}
+	fromStore = map[store.Outcome]Outcome{}
+)
+
+func init() {
+	for o, so := range toStore {
+		fromStore[so] = Outcome(o)
+	}
+}
+
+// Attempt is one run of a task on a slave.
+type Attempt struct {
+	Slave   string
+	Started time.Time
+	Ended   time.Time // zero while the attempt runs
+	Outcome Outcome
+	Err     string // at most store.MaxAttemptErr bytes
+}
+
+// taskOf rebuilds a task from its record.
+func taskOf(r *store.Record, a *App) *task {
+	t := &task{
+		id: r.ID, app: a, kind: r.Kind, key: r.Key, priority: r.Priority, timeout: r.Timeout,
+		maxAttempts: r.MaxAttempts, createdAt: r.CreatedAt, payload: r.Payload, quiet: r.Quiet,
+		state: r.State, attempts: r.Attempts, startedAt: r.StartedAt, finishedAt: r.FinishedAt,
+		ranOn: r.Slave, result: r.Result, err: r.Err, acked: r.Acked,
+	}
+	if len(r.History) > 0 {
+		t.history = make([]Attempt, len(r.History))
+		for i, h := range r.History {
+			t.history[i] = Attempt{Slave: h.Slave, Started: h.Started, Ended: h.Ended, Outcome: fromStore[h.Outcome], Err: h.Err}
+		}
+	}
+	t.q = QueuedTask{ID: t.id, App: a.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
+	return t
+}
+
+// put writes t into b. The history is converted into the scheduler's
+// scratch slice: the batch encodes at once, so one slice serves every
+// write made under the lock and the hot path allocates nothing for it.
+func (s *Scheduler) put(b *store.Batch, t *task) {
+	r := store.Record{
+		ID: t.id, App: t.app.name, Kind: t.kind, Key: t.key, Priority: t.priority, Timeout: t.timeout,
+		MaxAttempts: t.maxAttempts, Attempts: t.attempts, State: t.state, CreatedAt: t.createdAt,
+		StartedAt: t.startedAt, FinishedAt: t.finishedAt, Slave: t.ranOn, Payload: t.payload,
+		Result: t.result, Err: t.err, Acked: t.acked, Quiet: t.quiet,
+	}
+	if len(t.history) > 0 {
+		h := s.scratch[:0]
+		for _, a := range t.history {
+			h = append(h, store.Attempt{Slave: a.Slave, Started: a.Started, Ended: a.Ended, Outcome: toStore[a.Outcome], Err: a.Err})
+		}
+		r.History, s.scratch = h, h
+	}
+	b.PutTask(&r)
+}

@@ -1,0 +1,21 @@
+package web
+
+import (
+	"github.com/anthill-project/anthill/master/sched"
+	"github.com/anthill-project/anthill/stats"
+)
+
+// Master is what the dashboard needs of a master: the operator verbs of its
+// scheduler and its numbers. A *sched.Scheduler (master.Scheduler) is one.
+type Master interface {
+	Task(id uint64) (sched.TaskInfo, error)
+	Tasks(f sched.TaskFilter) ([]sched.TaskInfo, uint64, error)
+	Cancel(id uint64) error
+	Retry(id uint64) error
+	Drain(session string) error
+	Stats() sched.Stats
+	Info() sched.Info
+	Metrics() *stats.Master
+	// Stopped is closed when the master begins to shut down.
+	Stopped() <-chan struct{}
+}
