@@ -51,6 +51,8 @@ func TestDependencyDirection(t *testing.T) {
 		"protocol":      {},
 		"stats":         {},
 		"internal/wire": {},
+		// The client side of a session, shared by slave and appnode.
+		"internal/dial": {"protocol", "internal/wire"},
 		"sandbox":       {"protocol"},
 		"master/store":  {"protocol"},
 		"master":        {"protocol", "stats", "internal/wire", "master/store"},
