@@ -56,7 +56,7 @@ func TestDependencyDirection(t *testing.T) {
 		"sandbox":       {"protocol"},
 		"master/store":  {"protocol"},
 		"master":        {"protocol", "stats", "internal/wire", "master/store"},
-		"slave":         {"protocol", "stats", "internal/wire", "sandbox"},
+		"slave":         {"protocol", "stats", "internal/wire", "internal/dial", "sandbox"},
 		"appnode":       {"protocol", "internal/wire"},
 		// jsonrpc attaches to the master; it sees the master's own
 		// dependencies through it, and nothing of slave or appnode.
