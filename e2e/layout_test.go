@@ -57,7 +57,7 @@ func TestDependencyDirection(t *testing.T) {
 		"master/store":  {"protocol"},
 		"master":        {"protocol", "stats", "internal/wire", "master/store"},
 		"slave":         {"protocol", "stats", "internal/wire", "internal/dial", "sandbox"},
-		"appnode":       {"protocol", "internal/wire"},
+		"appnode":       {"protocol", "internal/wire", "internal/dial"},
 		// jsonrpc attaches to the master; it sees the master's own
 		// dependencies through it, and nothing of slave or appnode.
 		"jsonrpc": {"master", "protocol", "stats", "internal/wire", "master/store"},
