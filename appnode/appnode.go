@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net/http"
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/anthill-project/anthill/internal/dial"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -103,20 +100,9 @@ func (e *RejectError) Error() string {
 // ErrClosed is returned by pushes and Run once Shutdown has been called.
 var ErrClosed = errors.New("appnode: node is shut down")
 
-// fatalCodes are the Error codes after which reconnecting cannot help.
-var fatalCodes = map[string]bool{
-	protocol.CodeUnauthorized:       true,
-	protocol.CodeUnsupportedVersion: true,
-	protocol.CodeBadHandshake:       true,
-	// Two processes under one app id would take the id from each other
-	// forever; the one replaced stops.
-	protocol.CodeReplaced: true,
-}
-
 const (
-	handshakeTimeout = 10 * time.Second
-	sendQueue        = 256 // frames waiting for the connection's writer
-	defaultFrame     = 8 << 20
+	sendQueue    = 256 // frames waiting for the connection's writer
+	defaultFrame = 8 << 20
 )
 
 // Node is a connection to a master under one app id. Its methods are safe
@@ -199,7 +185,7 @@ func Connect(ctx context.Context, opts Options) (*Node, error) {
 		handling:  map[uint64]*item{},
 		owed:      map[uint64]struct{}{},
 	}
-	c, w, err := n.dial(ctx)
+	c, w, err := n.open(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -220,89 +206,28 @@ func appURL(base string) (string, error) {
 	return u, nil
 }
 
-// dial connects and runs the handshake: Hello out, Welcome or Error back
-// within handshakeTimeout.
-func (n *Node) dial(ctx context.Context) (*wire.Conn, *protocol.Welcome, error) {
-	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: handshakeTimeout}
-	ws, _, err := d.DialContext(ctx, n.url, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("appnode: dial %s: %w", n.url, err)
-	}
-	stop := context.AfterFunc(ctx, func() { ws.Close() })
-	defer stop()
-	fail := func(err error) (*wire.Conn, *protocol.Welcome, error) {
-		ws.Close()
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return nil, nil, fmt.Errorf("appnode: handshake with %s: %w", n.url, err)
-	}
-	deadline := time.Now().Add(handshakeTimeout)
-	_ = ws.SetWriteDeadline(deadline)
+// open dials the master and runs the handshake.
+func (n *Node) open(ctx context.Context) (*wire.Conn, *protocol.Welcome, error) {
 	hello := &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: n.opts.App, Token: n.opts.Token}
-	if err := ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, hello)); err != nil {
-		return fail(err)
-	}
-	_ = ws.SetReadDeadline(deadline)
-	ws.SetReadLimit(1 << 20)
-	typ, b, err := ws.ReadMessage()
+	c, w, err := dial.Open(ctx, n.url, hello, dial.Options{Queue: sendQueue})
 	if err != nil {
-		return fail(err)
-	}
-	if typ != websocket.BinaryMessage {
-		return fail(errors.New("text frame on a binary protocol"))
-	}
-	m, err := protocol.Decode(b)
-	if err != nil {
-		return fail(err)
-	}
-	var w *protocol.Welcome
-	switch m := m.(type) {
-	case *protocol.Welcome:
-		w = m
-	case *protocol.Error:
-		return fail(m)
-	default:
-		return fail(fmt.Errorf("%s instead of welcome", m.Type()))
-	}
-	if w.Version != protocol.Version {
-		return fail(&protocol.Error{Code: protocol.CodeUnsupportedVersion,
-			Message: fmt.Sprintf("master speaks version %d, this node %d", w.Version, protocol.Version)})
-	}
-	if !stop() {
-		return fail(ctx.Err())
-	}
-	ws.SetReadLimit(0) // wire.Conn enforces the limit from here on
-	_ = ws.SetReadDeadline(time.Time{})
-	_ = ws.SetWriteDeadline(time.Time{})
-	hb := w.Heartbeat()
-	if hb <= 0 {
-		hb = 5 * time.Second
-	}
-	c := wire.New(ws, hb, sendQueue)
-	if w.MaxFrameBytes > 0 {
-		c.SetReadLimit(int64(w.MaxFrameBytes))
+		return nil, nil, fmt.Errorf("appnode: %w", err)
 	}
 	return c, w, nil
-}
-
-// isFatal reports whether err carries an Error code reconnecting cannot fix.
-func isFatal(err error) bool {
-	var pe *protocol.Error
-	return errors.As(err, &pe) && fatalCodes[pe.Code]
 }
 
 // loop serves one connection after another until Shutdown or a fatal error.
 func (n *Node) loop(c *wire.Conn, w *protocol.Welcome) {
 	defer n.wg.Done()
-	wait := n.opts.ReconnectMin
+	backoff := dial.Backoff{Min: n.opts.ReconnectMin, Max: n.opts.ReconnectMax}
 	for {
 		n.serve(c, w)
 		if n.ctx.Err() != nil || n.failed() {
 			return
 		}
+		wait := backoff.Next()
 		for {
-			t := time.NewTimer(jitter(wait))
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-n.ctx.Done():
@@ -310,27 +235,22 @@ func (n *Node) loop(c *wire.Conn, w *protocol.Welcome) {
 				return
 			}
 			var err error
-			c, w, err = n.dial(n.ctx)
+			c, w, err = n.open(n.ctx)
 			if err == nil {
-				wait = n.opts.ReconnectMin
+				backoff.Reset()
 				break
 			}
 			if n.ctx.Err() != nil {
 				return
 			}
-			if isFatal(err) {
+			if dial.Fatal(err) {
 				n.fail(err)
 				return
 			}
-			wait = min(2*wait, n.opts.ReconnectMax)
+			wait = backoff.Next()
 			n.log.Warn("reconnect failed", "err", err, "retry_in", wait)
 		}
 	}
-}
-
-// jitter spreads d over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
 }
 
 func (n *Node) failed() bool {
@@ -345,7 +265,7 @@ func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) {
 	n.mu.Lock()
 	if n.stopped || n.err != nil {
 		n.mu.Unlock()
-		closeConn(c, false)
+		dial.HangUp(c)
 		return
 	}
 	n.conn = c
@@ -356,13 +276,13 @@ func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) {
 
 	n.wg.Add(1)
 	go n.resend(c)
-	broken, err := n.read(c)
+	err := n.read(c)
 
 	n.mu.Lock()
 	n.conn = nil
 	n.disconnectedLocked()
 	n.mu.Unlock()
-	closeConn(c, broken)
+	dial.HangUp(c)
 	if n.ctx.Err() != nil {
 		n.log.Debug("connection closed", "session", w.Session, "err", err)
 	} else {
@@ -370,35 +290,10 @@ func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) {
 	}
 }
 
-// closeConn closes c and waits for its writer. Unless a Read already
-// failed, it reads (and drops) frames until the peer's close reply, which
-// the writer waits for before it closes the socket.
-func closeConn(c *wire.Conn, broken bool) {
-	c.Close()
-	for !broken {
-		_, err := c.Read()
-		broken = err != nil
-	}
-	c.Wait()
-}
-
-// read handles frames from c until an error, an Error frame or a protocol
-// violation. broken reports that c.Read itself failed.
-func (n *Node) read(c *wire.Conn) (broken bool, err error) {
-	for {
-		b, err := c.Read()
-		if err != nil {
-			if errors.Is(err, wire.ErrTooLarge) {
-				c.CloseWith(errorFrame(protocol.CodeFrameTooLarge, err.Error()), websocket.CloseMessageTooBig, "")
-				return false, err
-			}
-			return true, err
-		}
-		m, err := protocol.Decode(b)
-		if err != nil {
-			c.CloseWith(errorFrame(protocol.CodeBadFrame, err.Error()), websocket.CloseProtocolError, "")
-			return false, err
-		}
+// read handles frames from c until the session ends, and stops the node
+// when the master ended it for good.
+func (n *Node) read(c *wire.Conn) error {
+	err := dial.ReadLoop(c, func(m protocol.Message) error {
 		switch m := m.(type) {
 		case *protocol.SubmitAck:
 			n.acked(m)
@@ -408,29 +303,18 @@ func (n *Node) read(c *wire.Conn) (broken bool, err error) {
 			n.notified(c, m)
 		case *protocol.IDs:
 			if m.T != protocol.TypeNotifyDone {
-				return false, n.unexpected(c, m)
+				return fmt.Errorf("unexpected %s", m.T)
 			}
 			n.notifyDone(m.IDs)
-		case *protocol.Error:
-			err := fmt.Errorf("appnode: master: %w", m)
-			if fatalCodes[m.Code] {
-				n.fail(err)
-			}
-			return false, err
 		default:
-			return false, n.unexpected(c, m)
+			return fmt.Errorf("unexpected %s", m.Type())
 		}
+		return nil
+	})
+	if dial.Fatal(err) {
+		n.fail(fmt.Errorf("appnode: %w", err))
 	}
-}
-
-func (n *Node) unexpected(c *wire.Conn, m protocol.Message) error {
-	err := fmt.Errorf("unexpected %s from the master", m.Type())
-	c.CloseWith(errorFrame(protocol.CodeBadFrame, err.Error()), websocket.CloseProtocolError, "")
 	return err
-}
-
-func errorFrame(code, msg string) []byte {
-	return protocol.Encode(nil, &protocol.Error{Code: code, Message: msg})
 }
 
 // fail stops the node for good: every pending push returns err, Run

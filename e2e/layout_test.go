@@ -51,13 +51,15 @@ func TestDependencyDirection(t *testing.T) {
 		"protocol":      {},
 		"stats":         {},
 		"internal/wire": {},
+		// The client side of a session, shared by slave and appnode.
+		"internal/dial": {"protocol", "internal/wire"},
 		"sandbox":       {"protocol"},
 		"master/store":  {"protocol"},
 		// The scheduler knows no sockets: no wire, no HTTP.
 		"master/sched": {"protocol", "stats", "master/store"},
 		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched"},
-		"slave":        {"protocol", "stats", "internal/wire", "sandbox"},
-		"appnode":      {"protocol", "internal/wire"},
+		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox"},
+		"appnode":      {"protocol", "internal/wire", "internal/dial"},
 		// jsonrpc serves the scheduler's operator API; it sees nothing of
 		// the transport, slave or appnode.
 		"jsonrpc": {"master/sched", "protocol", "stats", "master/store"},

@@ -2,12 +2,12 @@ package slave
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/anthill-project/anthill/internal/dial"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -21,21 +21,13 @@ const (
 	linger          = 2 * time.Millisecond
 )
 
-// serve runs one session on a handshaken socket until the connection is
-// lost (it returns why) or ctx ends (it stops gracefully and returns nil).
+// serve runs one opened session until the connection is lost (it returns
+// why) or ctx ends (it stops gracefully and returns nil).
 //
 // Goroutines: the reader (reads and handles frames), the sender (batches
 // results, returns and requests into frames) and the wire.Conn's writer.
 // serve waits for all three before it returns.
-func (s *Slave) serve(ctx context.Context, ws *websocket.Conn, w *protocol.Welcome) error {
-	hb := w.Heartbeat()
-	if hb <= 0 {
-		hb = defaultHeartbeat
-	}
-	c := wire.New(ws, hb, sendQueue)
-	if w.MaxFrameBytes > 0 {
-		c.SetReadLimit(int64(w.MaxFrameBytes))
-	}
+func (s *Slave) serve(ctx context.Context, c *wire.Conn, w *protocol.Welcome) error {
 	s.startSession(w)
 
 	sctx, cancelSender := context.WithCancel(context.Background())
@@ -47,7 +39,7 @@ func (s *Slave) serve(ctx context.Context, ws *websocket.Conn, w *protocol.Welco
 		s.sender(sctx, c, flush)
 	}()
 	readErr := make(chan error, 1)
-	go func() { readErr <- s.reader(c) }()
+	go func() { readErr <- dial.ReadLoop(c, s.handle) }()
 
 	var err error
 	readerDone := false
@@ -171,49 +163,19 @@ func (s *Slave) abandon() {
 	s.signal()
 }
 
-// reader reads and handles frames until the connection fails or the
-// master sends something this slave cannot accept.
-func (s *Slave) reader(c *wire.Conn) error {
-	for {
-		frame, err := c.Read()
-		if err != nil {
-			if errors.Is(err, wire.ErrTooLarge) {
-				c.CloseWith(protocol.Encode(nil, &protocol.Error{Code: protocol.CodeFrameTooLarge, Message: err.Error()}),
-					websocket.CloseMessageTooBig, protocol.CodeFrameTooLarge)
-			}
-			return fmt.Errorf("read: %w", err)
-		}
-		msg, err := protocol.Decode(frame)
-		if err == nil {
-			err = s.handle(msg)
-		}
-		if err == nil {
-			continue
-		}
-		var perr *protocol.Error
-		if errors.As(err, &perr) {
-			c.Close()
-			return err
-		}
-		c.CloseWith(protocol.Encode(nil, &protocol.Error{Code: protocol.CodeBadFrame, Message: err.Error()}),
-			websocket.CloseUnsupportedData, protocol.CodeBadFrame)
-		return fmt.Errorf("bad frame from the master: %w", err)
-	}
-}
-
+// handle takes one frame from the master; an error ends the session as a
+// bad frame.
 func (s *Slave) handle(msg protocol.Message) error {
 	switch m := msg.(type) {
 	case *protocol.Dispatch:
 		s.enqueue(m.Tasks)
 	case *protocol.IDs:
 		if m.T != protocol.TypeCancel {
-			return fmt.Errorf("unexpected %s from the master", m.T)
+			return fmt.Errorf("unexpected %s", m.T)
 		}
 		s.cancel(m.IDs)
-	case *protocol.Error:
-		return checkError(m)
 	default:
-		return fmt.Errorf("unexpected %s from the master", msg.Type())
+		return fmt.Errorf("unexpected %s", msg.Type())
 	}
 	return nil
 }

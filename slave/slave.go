@@ -7,11 +7,11 @@
 // # Lifecycle
 //
 // Run blocks until its context ends or the master refuses the slave for
-// good (unauthorized, unsupported version, bad handshake). When the context
-// ends the slave takes no new work, hands queued tasks back with Return,
-// lets running tasks finish for Options.Grace and sends their results,
-// hands back the rest, closes the connection normally and returns nil once
-// every goroutine it started has exited.
+// good (unauthorized, unsupported version, bad handshake, replaced). When
+// the context ends the slave takes no new work, hands queued tasks back
+// with Return, lets running tasks finish for Options.Grace and sends their
+// results, hands back the rest, closes the connection normally and returns
+// nil once every goroutine it started has exited.
 //
 // # Caveats
 //
@@ -26,8 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net/http"
 	"os"
 	"runtime"
 	"sync"
@@ -36,22 +34,16 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/anthill-project/anthill/internal/dial"
+	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/sandbox"
 )
 
-const (
-	// handshakeTimeout bounds the dial, the Hello and the wait for Welcome.
-	handshakeTimeout = 10 * time.Second
-	// handshakeLimit caps the master's first frame, a small JSON body.
-	handshakeLimit = 64 << 10
-	// defaultHeartbeat stands in for a Welcome that announces none.
-	defaultHeartbeat = 5 * time.Second
-	// sendQueue bounds frames waiting for the connection's writer; the
-	// sender waits for room (backpressure), results pile up meanwhile and
-	// go out in bigger batches.
-	sendQueue = 64
-)
+// sendQueue bounds frames waiting for the connection's writer; the sender
+// waits for room (backpressure), results pile up meanwhile and go out in
+// bigger batches.
+const sendQueue = 64
 
 // Slave runs tasks for a master. Create it with New and start it with Run.
 type Slave struct {
@@ -59,7 +51,6 @@ type Slave struct {
 	url    string
 	log    *slog.Logger
 	runner sandbox.Runner
-	dialer *websocket.Dialer
 	window int // Concurrency + Prefetch: tasks held at once
 	host   string
 	memory uint64
@@ -115,16 +106,10 @@ func New(opts Options) (*Slave, error) {
 	}
 	host, _ := os.Hostname()
 	s := &Slave{
-		opts:   o,
-		url:    u,
-		log:    o.Logger.With("master", u, "name", o.Name),
-		runner: &sandbox.InProcess{Registry: o.Registry},
-		dialer: &websocket.Dialer{
-			Proxy:            http.ProxyFromEnvironment,
-			HandshakeTimeout: handshakeTimeout,
-			ReadBufferSize:   64 << 10,
-			WriteBufferSize:  64 << 10,
-		},
+		opts:      o,
+		url:       u,
+		log:       o.Logger.With("master", u, "name", o.Name),
+		runner:    &sandbox.InProcess{Registry: o.Registry},
 		window:    o.Concurrency + o.Prefetch,
 		host:      host,
 		memory:    totalMemory(),
@@ -151,8 +136,9 @@ func (s *Slave) Stats() Stats {
 // Run connects to the master and runs tasks until ctx ends, then stops
 // gracefully (see the package doc) and returns nil. It returns an error
 // wrapping the master's *protocol.Error when the master refuses the slave
-// for good: unauthorized, unsupported_version or bad_handshake. Every other
-// failure is logged and retried with backoff. Run may be called once.
+// for good: unauthorized, unsupported_version, bad_handshake or replaced.
+// Every other failure is logged and retried with backoff. Run may be
+// called once.
 func (s *Slave) Run(ctx context.Context) error {
 	if !s.used.CompareAndSwap(false, true) {
 		return errors.New("slave: Run called twice")
@@ -171,15 +157,14 @@ func (s *Slave) Run(ctx context.Context) error {
 // loop connects, serves and reconnects until ctx ends or the master
 // refuses the slave for good.
 func (s *Slave) loop(ctx context.Context) error {
-	attempt := 0
+	backoff := dial.Backoff{Min: s.opts.ReconnectMin, Max: s.opts.ReconnectMax}
 	sessions := 0
 	for {
-		ws, w, err := s.connect(ctx)
+		c, w, err := s.connect(ctx)
 		if err != nil && ctx.Err() != nil {
 			return nil
 		}
-		var fatal *fatalError
-		if errors.As(err, &fatal) {
+		if dial.Fatal(err) {
 			return fmt.Errorf("slave: %w", err)
 		}
 		lost := err == nil
@@ -192,19 +177,18 @@ func (s *Slave) loop(ctx context.Context) error {
 			}
 			s.log.Info("connected", "session", w.Session, "dispatch", dispatchName(w), "heartbeat", w.Heartbeat())
 			began := time.Now()
-			err = s.serve(ctx, ws, w)
+			err = s.serve(ctx, c, w)
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.As(err, &fatal) {
+			if dial.Fatal(err) {
 				return fmt.Errorf("slave: %w", err)
 			}
 			if time.Since(began) >= s.opts.ReconnectMax {
-				attempt = 0 // the session was healthy: start the backoff over
+				backoff.Reset() // the session was healthy: start the backoff over
 			}
 		}
-		delay := backoff(s.opts.ReconnectMin, s.opts.ReconnectMax, attempt)
-		attempt++
+		delay := backoff.Next()
 		if lost {
 			s.log.Warn("connection to the master lost", "err", err, "retry_in", delay)
 		} else {
@@ -220,36 +204,6 @@ func (s *Slave) loop(ctx context.Context) error {
 	}
 }
 
-// backoff returns the delay before attempt n (from 0): min doubled n
-// times, capped at max, then jittered down by up to half so that slaves
-// dropped together do not come back together.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := lo
-	for i := 0; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// fatalError is a refusal that retrying cannot fix.
-type fatalError struct{ err *protocol.Error }
-
-func (e *fatalError) Error() string { return "master refused the slave: " + e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
-
-// checkError classifies an Error frame from the master.
-func checkError(e *protocol.Error) error {
-	switch e.Code {
-	case protocol.CodeUnauthorized, protocol.CodeUnsupportedVersion, protocol.CodeBadHandshake:
-		return &fatalError{e}
-	}
-	return fmt.Errorf("master sent an error: %w", e)
-}
-
 func dispatchName(w *protocol.Welcome) string {
 	if w.Dispatch == "" {
 		return protocol.DispatchSend
@@ -257,72 +211,20 @@ func dispatchName(w *protocol.Welcome) string {
 	return w.Dispatch
 }
 
-// connect dials the master and performs the handshake. ctx ending aborts
-// it at once.
-func (s *Slave) connect(ctx context.Context) (*websocket.Conn, *protocol.Welcome, error) {
-	ws, resp, err := s.dialer.DialContext(ctx, s.url, nil)
+// connect opens a session. ctx ending aborts it at once.
+func (s *Slave) connect(ctx context.Context) (*wire.Conn, *protocol.Welcome, error) {
+	c, w, err := dial.Open(ctx, s.url, s.hello(), dial.Options{Queue: sendQueue, BufferBytes: 64 << 10})
 	if err != nil {
-		if resp != nil {
-			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
-		}
-		return nil, nil, fmt.Errorf("dial: %w", err)
-	}
-	closed := make(chan struct{})
-	unwatch := context.AfterFunc(ctx, func() {
-		ws.Close()
-		close(closed)
-	})
-	w, err := s.handshake(ws)
-	if !unwatch() {
-		<-closed // ctx ended: the socket is closed
-		return nil, nil, ctx.Err()
-	}
-	if err != nil {
-		ws.Close()
 		return nil, nil, err
 	}
-	return ws, w, nil
-}
-
-// handshake sends the Hello and reads the master's answer with the raw
-// socket, before the heartbeat is known.
-func (s *Slave) handshake(ws *websocket.Conn) (*protocol.Welcome, error) {
-	deadline := time.Now().Add(handshakeTimeout)
-	_ = ws.SetWriteDeadline(deadline)
-	if err := ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, s.hello())); err != nil {
-		return nil, fmt.Errorf("send hello: %w", err)
+	// Only a slave cares how tasks are dispatched, so dial does not check
+	// it; like any failure that is not a refusal, it is retried.
+	if d := dispatchName(w); d != protocol.DispatchSend && d != protocol.DispatchPoll {
+		c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
+		c.Wait()
+		return nil, nil, fmt.Errorf("welcome announces unknown dispatch pattern %q", d)
 	}
-	_ = ws.SetReadDeadline(deadline)
-	ws.SetReadLimit(handshakeLimit)
-	typ, frame, err := ws.ReadMessage()
-	if err != nil {
-		return nil, fmt.Errorf("wait for welcome: %w", err)
-	}
-	if typ != websocket.BinaryMessage {
-		return nil, errors.New("wait for welcome: text frame on a binary protocol")
-	}
-	msg, err := protocol.Decode(frame)
-	if err != nil {
-		return nil, fmt.Errorf("wait for welcome: %w", err)
-	}
-	switch m := msg.(type) {
-	case *protocol.Welcome:
-		if m.Version != protocol.Version {
-			return nil, &fatalError{&protocol.Error{Code: protocol.CodeUnsupportedVersion,
-				Message: fmt.Sprintf("the master speaks protocol version %d; this slave speaks %d", m.Version, protocol.Version)}}
-		}
-		if d := dispatchName(m); d != protocol.DispatchSend && d != protocol.DispatchPoll {
-			return nil, fmt.Errorf("welcome announces unknown dispatch pattern %q", d)
-		}
-		_ = ws.SetReadDeadline(time.Time{})
-		_ = ws.SetWriteDeadline(time.Time{})
-		ws.SetReadLimit(0) // wire.Conn enforces the limit itself
-		return m, nil
-	case *protocol.Error:
-		return nil, checkError(m)
-	default:
-		return nil, fmt.Errorf("wait for welcome: got %s", msg.Type())
-	}
+	return c, w, nil
 }
 
 func (s *Slave) hello() *protocol.Hello {

@@ -553,18 +553,6 @@ func TestSlaveURL(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 10*time.Second
-	for n := range 40 {
-		ceil := min(lo<<min(n, 20), hi)
-		for range 100 {
-			if d := backoff(lo, hi, n); d < ceil/2 || d > ceil {
-				t.Fatalf("attempt %d: %v outside [%v, %v]", n, d, ceil/2, ceil)
-			}
-		}
-	}
-}
-
 func TestRunTwice(t *testing.T) {
 	p := newPeer(t, nil)
 	s := start(t, p, Options{})

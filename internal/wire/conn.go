@@ -45,12 +45,19 @@ type Conn struct {
 	closeReason string
 }
 
-// New starts the writer. heartbeat is the ping interval; the read deadline
-// is two of them, so a peer that misses two heartbeats is dropped. queue
-// bounds the frames waiting to be written.
+// defaultHeartbeat stands in for a non-positive interval. It must equal
+// protocol.DefaultHeartbeat, which wire cannot name because it imports
+// nothing of ours; clients never reach it, internal/dial passes the
+// protocol's.
+const defaultHeartbeat = 5 * time.Second
+
+// New starts the writer. heartbeat is the ping interval (non-positive
+// means defaultHeartbeat); the read deadline is two of them, so a peer
+// that misses two heartbeats is dropped. queue bounds the frames waiting
+// to be written.
 func New(ws *websocket.Conn, heartbeat time.Duration, queue int) *Conn {
 	if heartbeat <= 0 {
-		heartbeat = 5 * time.Second
+		heartbeat = defaultHeartbeat
 	}
 	c := &Conn{
 		readDone:  make(chan struct{}),
