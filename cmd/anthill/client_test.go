@@ -58,7 +58,7 @@ func newFakeMaster(t *testing.T) *fakeMaster {
 	t.Setenv("ANTHILL_TOKEN", "")
 	t.Setenv("ANTHILL_MASTER", "")
 	f := &fakeMaster{t: t, token: fakeToken, tasks: make(map[uint64]map[string]any), nextID: 1,
-		apps: []map[string]any{{"name": "render", "connected": true, "pushed": 10, "unfinished": 2, "done": 7, "failed": 1}}}
+		apps: []map[string]any{{"name": "render", "connected": true, "pushed": 10, "unfinished": 2, "done": 7, "failed": 1, "acked": 6, "pending_notifications": 2}}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -276,8 +276,9 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			return map[string]any{"apps": f.apps}, nil
 		}},
 		"Stats.Summary": {nil, nil, func(map[string]json.RawMessage) (any, *jsonrpc.Error) {
-			return json.RawMessage(`{"tasks":{"pending":3,"running":1,"done":42},"slaves":{"connected":2},
-				"kinds":[{"kind":"echo","pending":3,"slaves":2}],"throughput":{"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"window_ms":6e4},
+			return json.RawMessage(`{"tasks":{"pending":3,"running":1,"unacked":0,"submitted":46,"dispatched":44,"done":42,"failed":1,"canceled":0,"retried":0,"requeued":0,"late_results":0},
+				"slaves":{"connected":2,"concurrency":8,"running":1},"kinds":[{"kind":"echo","pending":3,"slaves":2}],
+				"throughput":{"window_ms":60000,"finished":43,"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"dispatched_per_sec":0},
 				"dispatch_latency_estimate_ms":null,"uptime_ms":5000}`), nil
 		}},
 	}
@@ -440,6 +441,15 @@ func wantCode(t *testing.T, code, want int) {
 	t.Helper()
 	if code != want {
 		t.Errorf("exit code %d, want %d", code, want)
+	}
+}
+
+// wantOutput compares a command's output with want, whose first newline
+// only keeps the literal readable.
+func wantOutput(t *testing.T, what, got, want string) {
+	t.Helper()
+	if want = strings.TrimPrefix(want, "\n"); got != want {
+		t.Errorf("%s printed:\n%s\nwant:\n%s", what, got, want)
 	}
 }
 
@@ -841,26 +851,43 @@ func TestSlavesAppsStats(t *testing.T) {
 
 	out, _, code = f.run("apps")
 	wantCode(t, code, 0)
-	if !strings.HasPrefix(out, "APP  ") || !strings.Contains(out, "render") || !strings.Contains(out, "UNFINISHED") || strings.Contains(out, "RUNNING") {
-		t.Errorf("apps:\n%s", out)
-	}
-	// The field set of the brief works as well.
-	f.apps = []map[string]any{{"app": "hello", "pushed": 3, "pending": 1, "running": 1, "done": 1, "failed": 0, "connected": false}}
+	wantOutput(t, "apps", out, `
+APP     CONNECTED  PUSHED  UNFINISHED  DONE  FAILED  ACKED  UNNOTIFIED
+render  true       10      2           7     1       6      2
+`)
+	f.apps = []map[string]any{}
 	out, _, _ = f.run("apps")
-	if !strings.Contains(out, "hello") || !strings.Contains(out, "RUNNING") {
-		t.Errorf("apps:\n%s", out)
-	}
+	wantOutput(t, "apps without apps", out, `
+APP  CONNECTED  PUSHED  UNFINISHED  DONE  FAILED  ACKED  UNNOTIFIED
+`)
 
+	// In the master's order, nested fields dotted, rates to three decimals.
 	out, _, code = f.run("stats")
 	wantCode(t, code, 0)
-	for _, want := range []string{"tasks.pending:", "slaves.connected:", "kinds[0]:", "kind=echo pending=3 slaves=2", "throughput.finished_per_sec:", "12.5\n", "0.383\n", "60000\n", "dispatch_latency_estimate_ms:"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("stats lacks %q:\n%s", want, out)
-		}
-	}
-	if strings.Index(out, "tasks.pending") > strings.Index(out, "uptime_ms") {
-		t.Errorf("stats not in the master's order:\n%s", out)
-	}
+	wantOutput(t, "stats", out, `
+tasks.pending:                  3
+tasks.running:                  1
+tasks.unacked:                  0
+tasks.submitted:                46
+tasks.dispatched:               44
+tasks.done:                     42
+tasks.failed:                   1
+tasks.canceled:                 0
+tasks.retried:                  0
+tasks.requeued:                 0
+tasks.late_results:             0
+slaves.connected:               2
+slaves.concurrency:             8
+slaves.running:                 1
+kinds[0]:                       kind=echo pending=3 slaves=2
+throughput.window_ms:           60000
+throughput.finished:            43
+throughput.finished_per_sec:    12.5
+throughput.submitted_per_sec:   0.383
+throughput.dispatched_per_sec:  0
+dispatch_latency_estimate_ms:   -
+uptime_ms:                      5000
+`)
 	out, _, _ = f.run("stats", "--json")
 	if !json.Valid([]byte(out)) || !strings.Contains(out, `"uptime_ms":5000`) {
 		t.Errorf("stats --json: %q", out)

@@ -3,12 +3,15 @@ package main
 // The scripting commands (submit, get, wait, tasks, cancel, retry in
 // client_tasks.go; slaves, apps, stats in client_cluster.go) make JSON-RPC
 // 2.0 calls over HTTP to a running master: POST <master>/rpc with an admin
-// bearer token, through jsonrpc.Client. They print a table (render.go), or
-// with --json the call's result as the master sent it. This file holds
-// what every one of them shares: the flags, the token, the call and its
-// exit codes.
+// bearer token, through jsonrpc.Client. They decode each result into the
+// jsonrpc package's result types and render.go prints their fields; with
+// --json they print the result as the master sent it, so a field the
+// master adds shows up there without a change here. This file holds what
+// every one of them shares: the flags, the token, the call and its exit
+// codes.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,15 +91,6 @@ const (
 	// callTimeout bounds one call, on top of the time the call itself asks
 	// the master to wait (Tasks.Wait).
 	callTimeout = time.Minute
-	// maxWaitCall is the longest timeout_ms of one Tasks.Wait; wait loops
-	// for longer timeouts.
-	maxWaitCall = time.Minute
-	// A batch of submit is cut into calls of at most this many tasks and
-	// about this many payload bytes.
-	batchTasks = 1000
-	batchBytes = 8 << 20
-	// shortResult is the longest result get and wait print as text.
-	shortResult = 1024
 )
 
 // clientStdin is what --stdin and --payload-file - read; tests replace it.
@@ -156,6 +150,18 @@ func (c *clientFlags) parse(args []string) ([]string, error) {
 	}
 }
 
+// parseNone parses args for a command that takes no operands.
+func (c *clientFlags) parseNone(args []string) error {
+	operands, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(operands) > 0 {
+		return c.usageError("unexpected arguments: %s", strings.Join(operands, " "))
+	}
+	return nil
+}
+
 // usageError prints a command line problem and returns errUsage.
 func (c *clientFlags) usageError(format string, args ...any) error {
 	w := c.fs.Output()
@@ -169,6 +175,15 @@ func (c *clientFlags) wasSet(name string) bool {
 	set := false
 	c.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// parseID parses a task id operand.
+func (c *clientFlags) parseID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, c.usageError("%q is not a task id", s)
+	}
+	return id, nil
 }
 
 // client resolves the master's endpoint and the token.
@@ -185,6 +200,17 @@ func (c *clientFlags) client() (*rpcClient, error) {
 	// connection behind, which matters to tests that run many.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	return &rpcClient{endpoint: endpoint, c: jsonrpc.Client{URL: endpoint, Token: token, HTTP: &http.Client{Transport: tr}}}, nil
+}
+
+// callOnce makes the one call of a command that needs no more, with a
+// client closed when it returns.
+func (c *clientFlags) callOnce(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.close()
+	return cl.call(ctx, method, params, 0)
 }
 
 // findToken returns the admin token: the --token flag, else $ANTHILL_TOKEN,
@@ -224,9 +250,9 @@ type rpcClient struct {
 func (c *rpcClient) close() { c.c.HTTP.CloseIdleConnections() }
 
 // call invokes method with params (nil for none) and returns its raw
-// result. wait is how long the call asks the master to hold it. Errors are
-// a *jsonrpc.Error (exit 1), or a *exitError for a refused token (4) and
-// an unreachable master (5).
+// result, which --json prints unchanged. wait is how long the call asks
+// the master to hold it. Errors are a *jsonrpc.Error (exit 1), or a
+// *exitError for a refused token (4) and an unreachable master (5).
 func (c *rpcClient) call(ctx context.Context, method string, params any, wait time.Duration) (json.RawMessage, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout+wait)
 	defer cancel()
@@ -262,47 +288,37 @@ func (c *rpcClient) call(ctx context.Context, method string, params any, wait ti
 	return nil, &exitError{exitUnreachable, fmt.Errorf("master unreachable at %s: %w", c.endpoint, err)}
 }
 
-// parseID parses a task id operand.
-func (c *clientFlags) parseID(s string) (uint64, error) {
-	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, c.usageError("%q is not a task id", s)
+// decodeResult decodes method's raw result into v, one of the jsonrpc
+// result types. Every result is an object: anything else (null included,
+// which Unmarshal would take as an empty result) is refused.
+func decodeResult(method string, raw json.RawMessage, v any) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) {
+		return fmt.Errorf("%s: unexpected result %.200s", method, raw)
 	}
-	return id, nil
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s: unexpected result %.200s: %v", method, raw, err)
+	}
+	return nil
 }
 
-// callWithID makes method's call for the one task id the operands must be.
-func callWithID(ctx context.Context, c *clientFlags, operands []string, method string) (uint64, json.RawMessage, error) {
-	if len(operands) != 1 {
-		return 0, nil, c.usageError("want one task id")
+// show prints method's result: with --json as the master sent it, else
+// decoded into T and rendered.
+func show[T any](w io.Writer, c *clientFlags, method string, raw json.RawMessage, render func(io.Writer, *T) error) error {
+	if c.json {
+		return printJSON(w, raw)
 	}
-	id, err := c.parseID(operands[0])
-	if err != nil {
-		return 0, nil, err
+	var v T
+	if err := decodeResult(method, raw, &v); err != nil {
+		return err
 	}
-	cl, err := c.client()
-	if err != nil {
-		return 0, nil, err
-	}
-	defer cl.close()
-	raw, err := cl.call(ctx, method, map[string]any{"id": id}, 0)
-	return id, raw, err
+	return render(w, &v)
 }
 
-// callWithoutOperands parses flags for a command that takes no operands
-// and makes its one parameterless call.
-func callWithoutOperands(ctx context.Context, c *clientFlags, args []string, method string) (json.RawMessage, error) {
-	operands, err := c.parse(args)
+// showCall makes method's call and shows its result.
+func showCall[T any](ctx context.Context, w io.Writer, c *clientFlags, method string, params any, render func(io.Writer, *T) error) error {
+	raw, err := c.callOnce(ctx, method, params)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(operands) > 0 {
-		return nil, c.usageError("unexpected arguments: %s", strings.Join(operands, " "))
-	}
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	defer cl.close()
-	return cl.call(ctx, method, nil, 0)
+	return show(w, c, method, raw, render)
 }
