@@ -118,7 +118,7 @@ func (f *fakeMaster) addTask(app, kind, state string, result []byte, errMsg stri
 	f.tasks[id] = map[string]any{
 		"id": id, "app": app, "kind": kind, "key": "", "state": state, "attempts": 1, "max_attempts": 3,
 		"priority": 0, "timeout_ms": 60000, "created_at": "2025-03-01T10:00:00.123Z", "started_at": nil,
-		"finished_at": nil, "slave": "s-1", "result": result, "error": errMsg,
+		"finished_at": nil, "slave": "s-1", "result": result, "error": errMsg, "history": []any{},
 	}
 	return id
 }
@@ -287,7 +287,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 var fakeSlave = map[string]any{
 	"id": "s-1", "name": "box-1", "host": "box", "os": "linux", "arch": "amd64", "cores": 8,
 	"concurrency": 4, "window": 8, "running": 2, "done": 10, "failed": 1, "kinds": []string{"echo", "sha256"},
-	"connected_at": "2025-03-01T09:00:00.5Z",
+	"draining": false, "dispatched": 12, "busy_ms": 431, "connected_at": "2025-03-01T09:00:00.5Z",
 }
 
 func copyParams(p map[string]json.RawMessage) map[string]json.RawMessage {
@@ -608,10 +608,39 @@ func TestGet(t *testing.T) {
 	out, _, code := f.run("get", fmt.Sprint(id))
 	wantCode(t, code, 0)
 	wantParams(t, f.callsOf("Tasks.Get")[0], `{"id":1}`)
-	for _, want := range []string{"id:", "state:", "done", "result:", "hello world", "created_at:", "2025-03-01T10:00:00Z", "started_at:", "-"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("get output lacks %q:\n%s", want, out)
-		}
+	wantOutput(t, "get", out, `
+id:            1
+app:           render
+kind:          echo
+key:           -
+state:         done
+attempts:      1
+max_attempts:  3
+priority:      0
+timeout_ms:    60000
+created_at:    2025-03-01T10:00:00Z
+started_at:    -
+finished_at:   -
+slave:         s-1
+result:        hello world
+error:         -
+history:       -
+`)
+	// A payload shows before the result, each attempt on its own line.
+	f.mu.Lock()
+	f.tasks[id]["payload"] = []byte("in\x00")
+	f.tasks[id]["history"] = []map[string]any{
+		{"slave": "s-0", "started_at": "2025-03-01T10:00:00.5Z", "ended_at": "2025-03-01T10:00:01Z", "outcome": "lost", "error": "slave gone"},
+		{"slave": "s-1", "started_at": "2025-03-01T10:00:02Z", "ended_at": nil, "outcome": "running", "error": ""},
+	}
+	f.mu.Unlock()
+	out, _, _ = f.run("get", fmt.Sprint(id))
+	if want := "slave:         s-1\npayload:       \"in\\x00\"\nresult:        hello world\n"; !strings.Contains(out, want) {
+		t.Errorf("get output lacks %q:\n%s", want, out)
+	}
+	if want := "\nhistory[0]:    slave=s-0 started_at=2025-03-01T10:00:00Z ended_at=2025-03-01T10:00:01Z outcome=lost error=slave gone\n" +
+		"history[1]:    slave=s-1 started_at=2025-03-01T10:00:02Z ended_at=- outcome=running error=-\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("get output does not end in %q:\n%s", want, out)
 	}
 	out, _, _ = f.run("get", fmt.Sprint(bin))
 	if !strings.Contains(out, "base64:"+base64.StdEncoding.EncodeToString([]byte{0xff, 0, 1})) {
@@ -843,9 +872,24 @@ func TestSlavesAppsStats(t *testing.T) {
 	}
 	out, _, code = f.run("slaves", "get", "s-1")
 	wantCode(t, code, 0)
-	if !strings.Contains(out, "window:") || !strings.Contains(out, "kinds:") {
-		t.Errorf("slaves get:\n%s", out)
-	}
+	wantOutput(t, "slaves get", out, `
+id:            s-1
+name:          box-1
+host:          box
+os:            linux
+arch:          amd64
+cores:         8
+concurrency:   4
+window:        8
+kinds:         echo,sha256
+running:       2
+draining:      false
+dispatched:    12
+done:          10
+failed:        1
+busy_ms:       431
+connected_at:  2025-03-01T09:00:00Z
+`)
 	_, _, code = f.run("slaves", "kill", "s-1")
 	wantCode(t, code, exitUsage)
 
@@ -1049,10 +1093,26 @@ func TestFmtBytes(t *testing.T) {
 		`"quoted"`:                `"\"quoted\""`,
 		"base64:abc":              `"base64:abc"`,
 		"\xff\xfe":                "base64://4=",
+		"\x00":                    `"\x00"`,
 		strings.Repeat("a", 1025): "base64:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 1025))),
 	} {
 		if got := fmtBytes([]byte(in)); got != want {
 			t.Errorf("fmtBytes(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := fmtBytes(nil); got != "-" {
+		t.Errorf("fmtBytes(nil) = %q: a null result is none", got)
+	}
+}
+
+// Rates print as the master's JSON shows them, cut to three decimals.
+func TestFmtFloat(t *testing.T) {
+	for in, want := range map[float64]string{
+		0: "0", 14: "14", 12.5: "12.5", 0.38333672831176474: "0.383", 8163.3: "8163.3",
+		0.0004: "0", 1e22: "10000000000000000000000", 123456789012345680000: "123456789012345680000",
+	} {
+		if got := fmtFloat(in); got != want {
+			t.Errorf("fmtFloat(%v) = %q, want %q", in, got, want)
 		}
 	}
 }
