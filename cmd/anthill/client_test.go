@@ -58,7 +58,7 @@ func newFakeMaster(t *testing.T) *fakeMaster {
 	t.Setenv("ANTHILL_TOKEN", "")
 	t.Setenv("ANTHILL_MASTER", "")
 	f := &fakeMaster{t: t, token: fakeToken, tasks: make(map[uint64]map[string]any), nextID: 1,
-		apps: []map[string]any{{"name": "render", "connected": true, "pushed": 10, "unfinished": 2, "done": 7, "failed": 1}}}
+		apps: []map[string]any{{"name": "render", "connected": true, "pushed": 10, "unfinished": 2, "done": 7, "failed": 1, "acked": 6, "pending_notifications": 2}}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -118,7 +118,7 @@ func (f *fakeMaster) addTask(app, kind, state string, result []byte, errMsg stri
 	f.tasks[id] = map[string]any{
 		"id": id, "app": app, "kind": kind, "key": "", "state": state, "attempts": 1, "max_attempts": 3,
 		"priority": 0, "timeout_ms": 60000, "created_at": "2025-03-01T10:00:00.123Z", "started_at": nil,
-		"finished_at": nil, "slave": "s-1", "result": result, "error": errMsg,
+		"finished_at": nil, "slave": "s-1", "result": result, "error": errMsg, "history": []any{},
 	}
 	return id
 }
@@ -276,8 +276,9 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 			return map[string]any{"apps": f.apps}, nil
 		}},
 		"Stats.Summary": {nil, nil, func(map[string]json.RawMessage) (any, *jsonrpc.Error) {
-			return json.RawMessage(`{"tasks":{"pending":3,"running":1,"done":42},"slaves":{"connected":2},
-				"kinds":[{"kind":"echo","pending":3,"slaves":2}],"throughput":{"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"window_ms":6e4},
+			return json.RawMessage(`{"tasks":{"pending":3,"running":1,"unacked":0,"submitted":46,"dispatched":44,"done":42,"failed":1,"canceled":0,"retried":0,"requeued":0,"late_results":0},
+				"slaves":{"connected":2,"concurrency":8,"running":1},"kinds":[{"kind":"echo","pending":3,"slaves":2}],
+				"throughput":{"window_ms":60000,"finished":43,"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"dispatched_per_sec":0},
 				"dispatch_latency_estimate_ms":null,"uptime_ms":5000}`), nil
 		}},
 	}
@@ -286,7 +287,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 var fakeSlave = map[string]any{
 	"id": "s-1", "name": "box-1", "host": "box", "os": "linux", "arch": "amd64", "cores": 8,
 	"concurrency": 4, "window": 8, "running": 2, "done": 10, "failed": 1, "kinds": []string{"echo", "sha256"},
-	"connected_at": "2025-03-01T09:00:00.5Z",
+	"draining": false, "dispatched": 12, "busy_ms": 431, "connected_at": "2025-03-01T09:00:00.5Z",
 }
 
 func copyParams(p map[string]json.RawMessage) map[string]json.RawMessage {
@@ -440,6 +441,15 @@ func wantCode(t *testing.T, code, want int) {
 	t.Helper()
 	if code != want {
 		t.Errorf("exit code %d, want %d", code, want)
+	}
+}
+
+// wantOutput compares a command's output with want, whose first newline
+// only keeps the literal readable.
+func wantOutput(t *testing.T, what, got, want string) {
+	t.Helper()
+	if want = strings.TrimPrefix(want, "\n"); got != want {
+		t.Errorf("%s printed:\n%s\nwant:\n%s", what, got, want)
 	}
 }
 
@@ -598,10 +608,39 @@ func TestGet(t *testing.T) {
 	out, _, code := f.run("get", fmt.Sprint(id))
 	wantCode(t, code, 0)
 	wantParams(t, f.callsOf("Tasks.Get")[0], `{"id":1}`)
-	for _, want := range []string{"id:", "state:", "done", "result:", "hello world", "created_at:", "2025-03-01T10:00:00Z", "started_at:", "-"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("get output lacks %q:\n%s", want, out)
-		}
+	wantOutput(t, "get", out, `
+id:            1
+app:           render
+kind:          echo
+key:           -
+state:         done
+attempts:      1
+max_attempts:  3
+priority:      0
+timeout_ms:    60000
+created_at:    2025-03-01T10:00:00Z
+started_at:    -
+finished_at:   -
+slave:         s-1
+result:        hello world
+error:         -
+history:       -
+`)
+	// A payload shows before the result, each attempt on its own line.
+	f.mu.Lock()
+	f.tasks[id]["payload"] = []byte("in\x00")
+	f.tasks[id]["history"] = []map[string]any{
+		{"slave": "s-0", "started_at": "2025-03-01T10:00:00.5Z", "ended_at": "2025-03-01T10:00:01Z", "outcome": "lost", "error": "slave gone"},
+		{"slave": "s-1", "started_at": "2025-03-01T10:00:02Z", "ended_at": nil, "outcome": "running", "error": ""},
+	}
+	f.mu.Unlock()
+	out, _, _ = f.run("get", fmt.Sprint(id))
+	if want := "slave:         s-1\npayload:       \"in\\x00\"\nresult:        hello world\n"; !strings.Contains(out, want) {
+		t.Errorf("get output lacks %q:\n%s", want, out)
+	}
+	if want := "\nhistory[0]:    slave=s-0 started_at=2025-03-01T10:00:00Z ended_at=2025-03-01T10:00:01Z outcome=lost error=slave gone\n" +
+		"history[1]:    slave=s-1 started_at=2025-03-01T10:00:02Z ended_at=- outcome=running error=-\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("get output does not end in %q:\n%s", want, out)
 	}
 	out, _, _ = f.run("get", fmt.Sprint(bin))
 	if !strings.Contains(out, "base64:"+base64.StdEncoding.EncodeToString([]byte{0xff, 0, 1})) {
@@ -833,34 +872,66 @@ func TestSlavesAppsStats(t *testing.T) {
 	}
 	out, _, code = f.run("slaves", "get", "s-1")
 	wantCode(t, code, 0)
-	if !strings.Contains(out, "window:") || !strings.Contains(out, "kinds:") {
-		t.Errorf("slaves get:\n%s", out)
-	}
+	wantOutput(t, "slaves get", out, `
+id:            s-1
+name:          box-1
+host:          box
+os:            linux
+arch:          amd64
+cores:         8
+concurrency:   4
+window:        8
+kinds:         echo,sha256
+running:       2
+draining:      false
+dispatched:    12
+done:          10
+failed:        1
+busy_ms:       431
+connected_at:  2025-03-01T09:00:00Z
+`)
 	_, _, code = f.run("slaves", "kill", "s-1")
 	wantCode(t, code, exitUsage)
 
 	out, _, code = f.run("apps")
 	wantCode(t, code, 0)
-	if !strings.HasPrefix(out, "APP  ") || !strings.Contains(out, "render") || !strings.Contains(out, "UNFINISHED") || strings.Contains(out, "RUNNING") {
-		t.Errorf("apps:\n%s", out)
-	}
-	// The field set of the brief works as well.
-	f.apps = []map[string]any{{"app": "hello", "pushed": 3, "pending": 1, "running": 1, "done": 1, "failed": 0, "connected": false}}
+	wantOutput(t, "apps", out, `
+APP     CONNECTED  PUSHED  UNFINISHED  DONE  FAILED  ACKED  UNNOTIFIED
+render  true       10      2           7     1       6      2
+`)
+	f.apps = []map[string]any{}
 	out, _, _ = f.run("apps")
-	if !strings.Contains(out, "hello") || !strings.Contains(out, "RUNNING") {
-		t.Errorf("apps:\n%s", out)
-	}
+	wantOutput(t, "apps without apps", out, `
+APP  CONNECTED  PUSHED  UNFINISHED  DONE  FAILED  ACKED  UNNOTIFIED
+`)
 
+	// In the master's order, nested fields dotted, rates to three decimals.
 	out, _, code = f.run("stats")
 	wantCode(t, code, 0)
-	for _, want := range []string{"tasks.pending:", "slaves.connected:", "kinds[0]:", "kind=echo pending=3 slaves=2", "throughput.finished_per_sec:", "12.5\n", "0.383\n", "60000\n", "dispatch_latency_estimate_ms:"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("stats lacks %q:\n%s", want, out)
-		}
-	}
-	if strings.Index(out, "tasks.pending") > strings.Index(out, "uptime_ms") {
-		t.Errorf("stats not in the master's order:\n%s", out)
-	}
+	wantOutput(t, "stats", out, `
+tasks.pending:                  3
+tasks.running:                  1
+tasks.unacked:                  0
+tasks.submitted:                46
+tasks.dispatched:               44
+tasks.done:                     42
+tasks.failed:                   1
+tasks.canceled:                 0
+tasks.retried:                  0
+tasks.requeued:                 0
+tasks.late_results:             0
+slaves.connected:               2
+slaves.concurrency:             8
+slaves.running:                 1
+kinds[0]:                       kind=echo pending=3 slaves=2
+throughput.window_ms:           60000
+throughput.finished:            43
+throughput.finished_per_sec:    12.5
+throughput.submitted_per_sec:   0.383
+throughput.dispatched_per_sec:  0
+dispatch_latency_estimate_ms:   -
+uptime_ms:                      5000
+`)
 	out, _, _ = f.run("stats", "--json")
 	if !json.Valid([]byte(out)) || !strings.Contains(out, `"uptime_ms":5000`) {
 		t.Errorf("stats --json: %q", out)
@@ -1022,10 +1093,26 @@ func TestFmtBytes(t *testing.T) {
 		`"quoted"`:                `"\"quoted\""`,
 		"base64:abc":              `"base64:abc"`,
 		"\xff\xfe":                "base64://4=",
+		"\x00":                    `"\x00"`,
 		strings.Repeat("a", 1025): "base64:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("a", 1025))),
 	} {
 		if got := fmtBytes([]byte(in)); got != want {
 			t.Errorf("fmtBytes(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := fmtBytes(nil); got != "-" {
+		t.Errorf("fmtBytes(nil) = %q: a null result is none", got)
+	}
+}
+
+// Rates print as the master's JSON shows them, cut to three decimals.
+func TestFmtFloat(t *testing.T) {
+	for in, want := range map[float64]string{
+		0: "0", 14: "14", 12.5: "12.5", 0.38333672831176474: "0.383", 8163.3: "8163.3",
+		0.0004: "0", 1e22: "10000000000000000000000", 123456789012345680000: "123456789012345680000",
+	} {
+		if got := fmtFloat(in); got != want {
+			t.Errorf("fmtFloat(%v) = %q, want %q", in, got, want)
 		}
 	}
 }
