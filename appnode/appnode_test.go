@@ -352,13 +352,14 @@ func TestPushRejected(t *testing.T) {
 	p := newPeer(t, func(p *peer) { p.welcome.MaxPayloadBytes = 10 })
 	n := connect(t, p, nil)
 	pc := p.accept(t)
-	a, b := &Task{Kind: "echo"}, &Task{Kind: ""}
+	// The master's timeout limit is not announced: only it can refuse.
+	a, b := &Task{Kind: "echo"}, &Task{Kind: "echo", Timeout: 48 * time.Hour}
 	done := push(n, a, b)
 	s := pc.submit(t)
-	pc.send(&protocol.SubmitReject{Seq: s.Seq, Index: 1, Code: protocol.CodeInvalidTask, Message: "task 1: empty kind"})
+	pc.send(&protocol.SubmitReject{Seq: s.Seq, Index: 1, Code: protocol.CodeInvalidTask, Message: "task 1: timeout of 48h0m0s exceeds the limit of 24h0m0s"})
 	err := result(t, done)
 	var rej *RejectError
-	if !errors.As(err, &rej) || rej.Index != 1 || rej.Code != protocol.CodeInvalidTask || rej.Message != "task 1: empty kind" {
+	if !errors.As(err, &rej) || rej.Index != 1 || rej.Code != protocol.CodeInvalidTask || rej.Message != "task 1: timeout of 48h0m0s exceeds the limit of 24h0m0s" {
 		t.Fatalf("push = %v, want a RejectError for task 1", err)
 	}
 	if a.ID != 0 || b.ID != 0 {
@@ -373,6 +374,15 @@ func TestPushRejected(t *testing.T) {
 	err = n.PushTask(context.Background(), &Task{Kind: "echo", MaxAttempts: -1})
 	if !errors.As(err, &rej) || rej.Code != protocol.CodeInvalidTask {
 		t.Fatalf("negative max attempts: %v", err)
+	}
+	// So are the contract's own limits, with the master's words.
+	err = n.PushTasks(context.Background(), []*Task{{Kind: "echo"}, {Kind: ""}})
+	if !errors.As(err, &rej) || rej.Index != 1 || rej.Code != protocol.CodeInvalidTask || rej.Message != "task 1: kind must not be empty" {
+		t.Fatalf("empty kind: %v", err)
+	}
+	err = n.PushTask(context.Background(), &Task{Kind: "echo", MaxAttempts: protocol.MaxAttempts + 1})
+	if !errors.As(err, &rej) || rej.Message != "task 0: max attempts exceeds 1000" {
+		t.Fatalf("max attempts over the contract's limit: %v", err)
 	}
 }
 

@@ -92,8 +92,9 @@ func newTask(i int, t *Task) (protocol.NewTask, *RejectError) {
 
 // submit registers a batch and queues its frame on the current connection
 // (or leaves it to the next connection's resender). It does not wait for
-// the acknowledgement. Limits the master announced are checked here so a
-// batch the master would refuse never loops through reconnects.
+// the acknowledgement. The contract's limits and those the master
+// announced are checked here, as the master checks them, so a batch the
+// master would refuse never loops through reconnects.
 func (n *Node) submit(ctx context.Context, ts []*Task, owner *run) (*batch, error) {
 	n.mu.Lock()
 	maxPayload := n.welcome.MaxPayloadBytes
@@ -104,11 +105,10 @@ func (n *Node) submit(ctx context.Context, ts []*Task, owner *run) (*batch, erro
 		if rej != nil {
 			return nil, rej
 		}
-		if maxPayload > 0 && len(nt.Payload) > maxPayload {
-			return nil, &RejectError{Index: i, Code: protocol.CodePayloadTooLarge,
-				Message: fmt.Sprintf("task %d: payload is %d bytes; the limit is %d", i, len(nt.Payload), maxPayload)}
-		}
 		nts[i] = nt
+	}
+	if te := protocol.CheckBatch(nts, maxPayload, 0); te != nil {
+		return nil, &RejectError{Index: te.Index, Code: te.Code, Message: te.Error()}
 	}
 
 	select {
