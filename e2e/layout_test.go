@@ -60,11 +60,13 @@ func TestDependencyDirection(t *testing.T) {
 		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched"},
 		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox"},
 		"appnode":      {"protocol", "internal/wire", "internal/dial"},
-		// jsonrpc serves the scheduler's operator API; it sees nothing of
-		// the transport, slave or appnode.
-		"jsonrpc": {"master/sched", "protocol", "stats", "master/store"},
+		// The operator's view, built from the scheduler and stats.
+		"internal/view": {"master/sched", "protocol", "stats", "master/store"},
+		// jsonrpc serves the scheduler's operator API and the view; it sees
+		// nothing of the transport, slave or appnode.
+		"jsonrpc": {"internal/view", "master/sched", "protocol", "stats", "master/store"},
 		// So does the dashboard, beside the API rather than on top of it.
-		"web": {"master/sched", "protocol", "stats", "master/store"},
+		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store"},
 	}
 	for _, p := range listPackages(t) {
 		name := strings.TrimPrefix(p.ImportPath, module)

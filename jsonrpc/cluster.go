@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/sched"
-	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/stats"
 )
 
@@ -23,11 +23,7 @@ func (s *slavesService) List(r *http.Request, raw *json.RawMessage, out *SlaveLi
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	st := s.h.m.Stats()
-	out.Slaves = make([]Slave, len(st.Slaves))
-	for i := range st.Slaves {
-		out.Slaves[i] = slaveOut(&st.Slaves[i])
-	}
+	out.Slaves = view.Slaves(s.h.m)
 	return nil
 }
 
@@ -37,10 +33,9 @@ func (s *slavesService) Get(r *http.Request, raw *json.RawMessage, out *Slave) e
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	st := s.h.m.Stats()
-	for i := range st.Slaves {
-		if st.Slaves[i].Session == p.ID {
-			*out = slaveOut(&st.Slaves[i])
+	for _, sl := range view.Slaves(s.h.m) {
+		if sl.ID == p.ID {
+			*out = sl
 			return nil
 		}
 	}
@@ -67,19 +62,6 @@ type sessionData struct {
 	ID string `json:"id"`
 }
 
-func slaveOut(s *sched.SlaveStats) Slave {
-	kinds := s.Kinds
-	if kinds == nil {
-		kinds = []string{}
-	}
-	return Slave{
-		ID: s.Session, Name: s.Name, Host: s.Host, OS: s.OS, Arch: s.Arch,
-		Cores: s.Cores, Concurrency: s.Concurrency, Window: s.Window, Kinds: kinds,
-		Running: s.Running, Draining: s.Draining, Dispatched: s.Dispatched, Done: s.Done, Failed: s.Failed,
-		BusyMS: s.Busy.Milliseconds(), ConnectedAt: s.Connected.UTC(),
-	}
-}
-
 // appsService is the Apps.* methods.
 type appsService struct{ h *handler }
 
@@ -89,17 +71,7 @@ func (s *appsService) List(r *http.Request, raw *json.RawMessage, out *AppList) 
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	st := s.h.m.Stats()
-	out.Apps = make([]App, len(st.Apps))
-	for i, a := range st.Apps {
-		out.Apps[i] = App{
-			Name: a.Name, Connected: a.Connected, Pushed: a.Pushed, Done: a.Done, Failed: a.Failed,
-			Acked: a.Acked, PendingNotifications: a.PendingNotifications,
-		}
-		if fin := a.Done + a.Failed; a.Pushed > fin {
-			out.Apps[i].Unfinished = a.Pushed - fin
-		}
-	}
+	out.Apps = view.Apps(s.h.m)
 	return nil
 }
 
@@ -112,32 +84,7 @@ func (s *statsService) Summary(r *http.Request, raw *json.RawMessage, out *Summa
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	st := s.h.m.Stats()
-	now := s.h.opts.Now()
-	c := counts{finished: st.Done + st.Failed + st.Canceled, submitted: st.Submitted, dispatched: st.Dispatched}
-	base := s.h.sampler.observe(now, now.Add(-st.Uptime), c)
-	*out = Summary{
-		Tasks: TaskCounts{
-			Pending: st.Pending, Running: st.Running, Unacked: st.Unacked,
-			Submitted: st.Submitted, Dispatched: st.Dispatched, Done: st.Done, Failed: st.Failed,
-			Canceled: st.Canceled, Retried: st.Retried, Requeued: st.Requeued, LateResults: st.LateResults,
-		},
-		Kinds:      make([]KindCount, len(st.Kinds)),
-		Throughput: rates(base, now, c),
-		UptimeMS:   st.Uptime.Milliseconds(),
-	}
-	for i, k := range st.Kinds {
-		out.Kinds[i] = KindCount{Kind: k.Kind, Pending: k.Pending, Slaves: k.Slaves}
-	}
-	for _, sl := range st.Slaves {
-		out.Slaves.Connected++
-		out.Slaves.Concurrency += sl.Concurrency
-		out.Slaves.Running += sl.Running
-	}
-	if d := out.Throughput.DispatchedPerSec; d > 0 {
-		ms := float64(st.Pending) / d * 1000
-		out.DispatchLatencyEstimateMS = &ms
-	}
+	*out = view.Summarize(s.h.m)
 	return nil
 }
 
@@ -189,14 +136,6 @@ func (s *masterService) Info(r *http.Request, raw *json.RawMessage, out *MasterI
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	in := s.h.m.Info()
-	*out = MasterInfo{
-		Version: in.Version, Protocol: in.Protocol, Strategy: in.Strategy, Dispatch: in.Dispatch,
-		DataDir: in.Data, StartedAt: in.Started.UTC(), UptimeMS: in.Uptime.Milliseconds(),
-		MaxPayload: s.h.m.MaxPayload(),
-	}
-	if out.Protocol == 0 {
-		out.Protocol = protocol.Version
-	}
+	*out = view.InfoOf(s.h.m)
 	return nil
 }

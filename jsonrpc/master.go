@@ -3,9 +3,9 @@ package jsonrpc
 import (
 	"context"
 
+	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
-	"github.com/anthill-project/anthill/stats"
 )
 
 // Master is what the API needs of a master: the operator verbs of its
@@ -18,8 +18,5 @@ type Master interface {
 	Cancel(id uint64) error
 	Retry(id uint64) error
 	Drain(session string) error
-	Stats() sched.Stats
-	Info() sched.Info
-	MaxPayload() int
-	Metrics() *stats.Master
+	view.Source
 }

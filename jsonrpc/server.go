@@ -29,8 +29,7 @@ type Options struct {
 	// Logger receives calls that failed with an internal error and panics
 	// recovered from a method. Nil discards.
 	Logger *slog.Logger
-	// Now is the clock of the throughput sampler behind Stats.Summary.
-	// Default time.Now.
+	// Now is the clock of Stats.Series's default span. Default time.Now.
 	Now func() time.Time
 	// MaxBody caps a request body in bytes; a larger one gets HTTP 413 and
 	// CodeTooLarge. Default: the larger of 32 MiB and twice the master's
@@ -54,12 +53,11 @@ const MaxWaitIDs = 10000
 const Path = "/rpc"
 
 type handler struct {
-	m       Master
-	opts    Options
-	log     *slog.Logger
-	token   [sha256.Size]byte // compared as hashes: constant time, whatever the lengths
-	rpc     *rpc.Server
-	sampler sampler
+	m     Master
+	opts  Options
+	log   *slog.Logger
+	token [sha256.Size]byte // compared as hashes: constant time, whatever the lengths
+	rpc   *rpc.Server
 }
 
 // New returns the http.Handler of the JSON-RPC API of m. Attach it before

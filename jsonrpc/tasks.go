@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/rpc/v2/json2"
 
+	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -90,7 +91,7 @@ func (s *tasksService) Get(r *http.Request, raw *json.RawMessage, out *Task) err
 	if err != nil {
 		return s.h.taskError(err, p.ID)
 	}
-	*out = taskOut(&ti, true)
+	*out = view.TaskOf(&ti)
 	return nil
 }
 
@@ -142,7 +143,7 @@ func (s *tasksService) Wait(r *http.Request, raw *json.RawMessage, out *WaitResu
 	out.Tasks = make([]Task, 0, len(final))
 	for i := range final {
 		if _, asked := order[final[i].ID]; asked && final[i].State.Final() {
-			out.Tasks = append(out.Tasks, taskOut(&final[i], false))
+			out.Tasks = append(out.Tasks, withoutPayload(view.TaskOf(&final[i])))
 		}
 	}
 	slices.SortFunc(out.Tasks, func(a, b Task) int { return order[a.ID] - order[b.ID] })
@@ -182,19 +183,19 @@ func (s *tasksService) List(r *http.Request, raw *json.RawMessage, out *ListResu
 	if err != nil {
 		return s.h.masterError(err)
 	}
-	out.Tasks = make([]Task, len(tasks))
-	for i := range tasks {
-		out.Tasks[i] = taskOut(&tasks[i], false)
-	}
-	if next != 0 {
-		out.NextCursor = &next
-	}
+	*out = view.PageOf(tasks, next, true)
 	return nil
 }
 
+// withoutPayload is t as listings show it: the payload is for Tasks.Get.
+func withoutPayload(t Task) Task {
+	t.Payload = nil
+	return t
+}
+
 const (
-	defaultListLimit = 100
-	maxListLimit     = 1000
+	defaultListLimit = sched.DefaultPage
+	maxListLimit     = sched.MaxPage
 )
 
 // Cancel makes a pending or running task canceled.

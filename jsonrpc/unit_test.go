@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 )
 
 func TestLoadOrCreateToken(t *testing.T) {
@@ -81,42 +80,6 @@ func TestLoadOrCreateTokenRace(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
 	if len(left) != 0 {
 		t.Fatalf("temp files left: %v", left)
-	}
-}
-
-func TestSampler(t *testing.T) {
-	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	var s sampler
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	c := func(n uint64) counts { return counts{finished: n, submitted: 2 * n, dispatched: n} }
-
-	// Within the first minute: exact since start.
-	base := s.observe(at(10*time.Second), t0, c(100))
-	if th := rates(base, at(10*time.Second), c(100)); th.WindowMS != 10000 || th.Finished != 100 || th.FinishedPerSec != 10 || th.SubmittedPerSec != 20 {
-		t.Fatalf("first call: %+v", th)
-	}
-	// Later, the youngest sample at least a minute old is the base.
-	s.observe(at(30*time.Second), t0, c(300))
-	base = s.observe(at(75*time.Second), t0, c(750))
-	if th := rates(base, at(75*time.Second), c(750)); th.WindowMS != 65000 || th.Finished != 650 || th.FinishedPerSec != 10 {
-		t.Fatalf("after 75 s: %+v", th)
-	}
-	base = s.observe(at(91*time.Second), t0, c(910))
-	if th := rates(base, at(91*time.Second), c(910)); th.WindowMS != 61000 || th.Finished != 610 {
-		t.Fatalf("after 91 s: %+v", th)
-	}
-	// Called often, the window stays a minute and memory stays bounded.
-	var th Throughput
-	for d := 100 * time.Second; d < 20*time.Minute; d += 100 * time.Millisecond {
-		n := uint64(d / time.Second * 10)
-		th = rates(s.observe(at(d), t0, c(n)), at(d), c(n))
-	}
-	if th.WindowMS < 60000 || th.WindowMS > 61000 || len(s.samples) > 62 {
-		t.Fatalf("steady state: %+v with %d samples", th, len(s.samples))
-	}
-	// No rate from a clock that went back or counters that did.
-	if th := rates(sample{at: at(time.Hour), c: c(5)}, at(0), c(1)); th.WindowMS != 0 || th.FinishedPerSec != 0 || th.Finished != 0 {
-		t.Fatalf("backwards: %+v", th)
 	}
 }
 

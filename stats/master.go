@@ -55,7 +55,8 @@ var (
 // Master records the master's numbers. Create it with [NewMaster]. Its
 // methods are safe for concurrent use.
 type Master struct {
-	now func() time.Time
+	now     func() time.Time
+	started time.Time
 
 	// Prometheus collectors.
 	submitted, dispatched, retried, requeued *prometheus.CounterVec // kind
@@ -182,7 +183,8 @@ func NewMaster(reg prometheus.Registerer, now func() time.Time) (*Master, error)
 	}
 
 	m.kinds.Store(&map[string]*kind{})
-	start := now().Unix()
+	m.started = now()
+	start := m.started.Unix()
 	m.ring.first = start
 	m.open.Store(start)
 	return m, nil
@@ -419,4 +421,53 @@ func (m *Master) Since(name string, t time.Time) []Point {
 	defer m.mu.Unlock()
 	m.tickLocked(m.now())
 	return m.ring.points(i, since, m.open.Load()-1)
+}
+
+// Rates are the task events of a window of time that ends now.
+type Rates struct {
+	Window                        time.Duration // since the master started, when that is shorter than asked
+	Submitted, Dispatched, Failed uint64
+	Finished                      uint64 // done, failed or canceled
+}
+
+// PerSecond is n over the window, zero for an empty window.
+func (r Rates) PerSecond(n uint64) float64 {
+	if r.Window <= 0 {
+		return 0
+	}
+	return float64(n) / r.Window.Seconds()
+}
+
+// Rates returns the events of the seconds of the last window (at most
+// Window seconds, the current one as far as it went): those closed from the
+// series, the current one from its accumulators, so every event recorded
+// is counted exactly once, as in Totals, and none waits for its second to
+// close.
+func (m *Master) Rates(window time.Duration) Rates {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.tickLocked(now)
+	open := m.open.Load()
+	secs := min(int64(window/time.Second), Window)
+	lo := max(m.ring.first, open-secs+1)
+	var r Rates
+	for s := lo; s < open; s++ {
+		i := slot(s)
+		v := &m.ring.vals
+		r.Submitted += uint64(v[sSubmitted][i])
+		r.Dispatched += uint64(v[sDispatched][i])
+		r.Failed += uint64(v[sFailed][i])
+		r.Finished += uint64(v[sDone][i] + v[sFailed][i] + v[sCanceled][i])
+	}
+	r.Submitted += m.acc.n[sSubmitted].Load()
+	r.Dispatched += m.acc.n[sDispatched].Load()
+	r.Failed += m.acc.n[sFailed].Load()
+	r.Finished += m.acc.n[sDone].Load() + m.acc.n[sFailed].Load() + m.acc.n[sCanceled].Load()
+	from := time.Unix(lo, 0)
+	if m.started.After(from) {
+		from = m.started
+	}
+	r.Window = max(now.Sub(from), 0)
+	return r
 }

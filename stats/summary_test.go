@@ -239,3 +239,36 @@ func TestAppThroughputAndRecent(t *testing.T) {
 		t.Errorf("a minute after Gone: Throughput = %.17g, want %.17g; Recent ends %v", g.Throughput, want, tailOf(g.Recent))
 	}
 }
+
+// Rates count every event of the window once, the open second's too, and
+// the window never reaches back before the start.
+func TestRates(t *testing.T) {
+	m, _, clk := newMaster(t)
+	m.Submitted("k", 10)
+	m.Dispatched("k", 4)
+	m.Finished("k", Done, time.Millisecond)
+	m.Finished("k", Failed, time.Millisecond)
+	clk.Add(500 * time.Millisecond)
+	r := m.Rates(time.Minute)
+	if r.Submitted != 10 || r.Dispatched != 4 || r.Finished != 2 || r.Failed != 1 || r.Window != 500*time.Millisecond {
+		t.Fatalf("in the first second: %+v", r)
+	}
+	if got := r.PerSecond(r.Submitted); got != 20 {
+		t.Fatalf("%v submitted per second", got)
+	}
+	clk.Add(30 * time.Second)
+	m.Finished("k", Canceled, 0)
+	if r := m.Rates(time.Minute); r.Finished != 3 || r.Window != 30500*time.Millisecond {
+		t.Fatalf("after 30 s: %+v", r)
+	}
+	// Two minutes on, the first events have left the window. (The
+	// master's duty ticks every few milliseconds: an event is dated by the
+	// second open when it was recorded.)
+	clk.Add(2 * time.Minute)
+	m.Tick()
+	m.Submitted("k", 1)
+	r = m.Rates(time.Minute)
+	if r.Submitted != 1 || r.Finished != 0 || r.Window < 59*time.Second || r.Window > time.Minute {
+		t.Fatalf("two minutes on: %+v", r)
+	}
+}

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
+	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -17,12 +17,8 @@ import (
 const (
 	defaultPage = 50
 	maxPage     = 200
-	// pageCalls bounds the sched.Tasks calls behind one page. Each call
-	// scans a bounded stretch of the store, so a filter that rarely matches
-	// returns a short page and a cursor rather than holding the master.
-	pageCalls = 8
-	// maxScanLimit is sched.Tasks's own cap.
-	maxScanLimit = 1000
+	// A listed task's error is clipped to a table cell's worth.
+	rowError = 300
 	// Previews keep the detail of a task with a megabyte payload small.
 	textPreview = 4 << 10
 	hexPreview  = 512
@@ -52,39 +48,12 @@ func badField(w http.ResponseWriter, field, msg string) {
 	writeJSON(w, http.StatusBadRequest, errorOut{Error: field + ": " + msg, Field: field})
 }
 
-// taskRow is a task in the list: no payload or result, only their sizes.
-type taskRow struct {
-	ID          uint64 `json:"id,string"` // ids exceed 2^53: JavaScript numbers would round them
-	App         string `json:"app"`
-	Kind        string `json:"kind"`
-	Key         string `json:"key,omitempty"`
-	State       string `json:"state"`
-	Attempts    uint32 `json:"attempts"`
-	MaxAttempts uint32 `json:"max_attempts"`
-	Priority    int32  `json:"priority"`
-	Slave       string `json:"slave,omitempty"`
-	CreatedAt   int64  `json:"created_at"` // Unix ms; 0 = not yet
-	StartedAt   int64  `json:"started_at"`
-	FinishedAt  int64  `json:"finished_at"`
-	PayloadSize int    `json:"payload_bytes"`
-	ResultSize  int    `json:"result_bytes"`
-	Error       string `json:"error,omitempty"`
-}
-
+// taskDetail is a task's page: the operator's view of it, with previews
+// of its payload and result in place of their bytes.
 type taskDetail struct {
-	taskRow
-	TimeoutMS int64     `json:"timeout_ms"`
-	Payload   preview   `json:"payload"`
-	Result    preview   `json:"result"`
-	History   []attempt `json:"history"`
-}
-
-type attempt struct {
-	Slave     string `json:"slave"`
-	StartedAt int64  `json:"started_at"`
-	EndedAt   int64  `json:"ended_at"`
-	Outcome   string `json:"outcome"`
-	Error     string `json:"error,omitempty"`
+	view.Task
+	Payload preview `json:"payload"`
+	Result  preview `json:"result"`
 }
 
 // preview is the start of a payload or result: text when it is UTF-8,
@@ -115,22 +84,6 @@ func previewOf(b []byte) preview {
 	return p
 }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func rowOf(t *sched.TaskInfo) taskRow {
-	return taskRow{
-		ID: t.ID, App: t.App, Kind: t.Kind, Key: t.Key, State: t.State.String(),
-		Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, Priority: t.Priority, Slave: t.Slave,
-		CreatedAt: ms(t.CreatedAt), StartedAt: ms(t.StartedAt), FinishedAt: ms(t.FinishedAt),
-		PayloadSize: len(t.Payload), ResultSize: len(t.Result), Error: clip(t.Err, 300),
-	}
-}
-
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -139,13 +92,6 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
-}
-
-type taskPage struct {
-	Tasks []taskRow `json:"tasks"`
-	// Next is the cursor of the following page, as a string for the same
-	// reason as ids; "" at the end.
-	Next string `json:"next"`
 }
 
 func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
@@ -186,39 +132,17 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	out := taskPage{Tasks: []taskRow{}}
-	want := f.Limit
 	f.After, f.Before = cursor, cursor
-	// sched.Tasks scans about twice its limit per call and filters what
-	// it scanned; a filtered page asks for big stretches so that sparse
-	// matches still fill it, and keeps only what it shows.
-	filtered := f.State != 0 || f.App != "" || f.Kind != ""
-	for range pageCalls {
-		f.Limit = want - len(out.Tasks)
-		if filtered {
-			f.Limit = maxScanLimit
-		}
-		tasks, next, err := s.m.Tasks(f)
-		if err != nil {
-			s.masterError(w, err)
-			return
-		}
-		if keep := want - len(out.Tasks); len(tasks) > keep {
-			tasks, next = tasks[:keep], tasks[keep-1].ID
-		}
-		for i := range tasks {
-			out.Tasks = append(out.Tasks, rowOf(&tasks[i]))
-		}
-		if next == 0 {
-			out.Next = ""
-			break
-		}
-		out.Next, f.After, f.Before = strconv.FormatUint(next, 10), next, next
-		if len(out.Tasks) >= want {
-			break
-		}
+	tasks, next, err := s.m.Tasks(f)
+	if err != nil {
+		s.masterError(w, err)
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	page := view.PageOf(tasks, next, false)
+	for i := range page.Tasks {
+		page.Tasks[i].Error = clip(page.Tasks[i].Error, rowError)
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) serveTask(w http.ResponseWriter, r *http.Request) {
@@ -232,21 +156,11 @@ func (s *Server) serveTask(w http.ResponseWriter, r *http.Request) {
 		s.masterError(w, err)
 		return
 	}
-	d := taskDetail{
-		taskRow: rowOf(&t), TimeoutMS: t.Timeout.Milliseconds(),
-		Payload: previewOf(t.Payload), Result: previewOf(t.Result), History: []attempt{},
-	}
-	d.Error = t.Err
-	for _, a := range t.History {
-		d.History = append(d.History, attempt{
-			Slave: a.Slave, StartedAt: ms(a.Started), EndedAt: ms(a.Ended), Outcome: a.Outcome.String(), Error: a.Err,
-		})
-	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, taskDetail{Task: view.TaskOf(&t), Payload: previewOf(t.Payload), Result: previewOf(t.Result)})
 }
 
 type idIn struct {
-	ID uint64 `json:"id,string"`
+	ID uint64 `json:"id"`
 }
 
 type sessionsIn struct {

@@ -1,8 +1,8 @@
 package web
 
 import (
+	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/sched"
-	"github.com/anthill-project/anthill/stats"
 )
 
 // Master is what the dashboard needs of a master: the operator verbs of its
@@ -13,9 +13,7 @@ type Master interface {
 	Cancel(id uint64) error
 	Retry(id uint64) error
 	Drain(session string) error
-	Stats() sched.Stats
-	Info() sched.Info
-	Metrics() *stats.Master
+	view.Source
 	// Stopped is closed when the master begins to shut down.
 	Stopped() <-chan struct{}
 }

@@ -172,7 +172,7 @@ func TestLoginIsRequired(t *testing.T) {
 			t.Errorf("GET %s without a session: %d, want 401", p, resp.StatusCode)
 		}
 	}
-	if code, _ := e.post(c, "/ui/cancel", `{"id":"1"}`, "", ""); code != http.StatusUnauthorized {
+	if code, _ := e.post(c, "/ui/cancel", `{"id":1}`, "", ""); code != http.StatusUnauthorized {
 		t.Errorf("POST /ui/cancel without a session: %d, want 401", code)
 	}
 	// The login page and the assets need none.
@@ -283,7 +283,7 @@ func TestActionsNeedCSRFAndOrigin(t *testing.T) {
 	c := e.client()
 	csrf := e.login(c)
 	id := e.submit("ops", protocol.NewTask{Kind: "echo", Payload: []byte("x")})
-	body := fmt.Sprintf(`{"id":"%d"}`, id)
+	body := fmt.Sprintf(`{"id":%d}`, id)
 
 	if code, _ := e.post(c, "/ui/cancel", body, "", ""); code != http.StatusForbidden {
 		t.Fatalf("no CSRF token: %d, want 403", code)
@@ -316,7 +316,7 @@ func TestActionsNeedCSRFAndOrigin(t *testing.T) {
 	if code, out := e.post(c, "/ui/retry", `{"id":"x"}`, csrf, ""); code != 400 || out["field"] != "id" {
 		t.Fatalf("bad id: %d %v", code, out)
 	}
-	if code, out := e.post(c, "/ui/cancel", `{"id":"999"}`, csrf, ""); code != 404 {
+	if code, out := e.post(c, "/ui/cancel", `{"id":999}`, csrf, ""); code != 404 {
 		t.Fatalf("unknown id: %d %v", code, out)
 	}
 	if code, out := e.post(c, "/ui/drain", `{"sessions":[]}`, csrf, ""); code != 400 || out["field"] != "sessions" {
@@ -464,12 +464,20 @@ func TestLiveFeedEndsWithTheMaster(t *testing.T) {
 
 type page struct {
 	Tasks []struct {
-		ID    string `json:"id"`
+		ID    uint64 `json:"id"`
 		State string `json:"state"`
 		App   string `json:"app"`
 	} `json:"tasks"`
-	Next  string `json:"next"`
-	Field string `json:"field"`
+	NextCursor *uint64 `json:"next_cursor"`
+	Field      string  `json:"field"`
+}
+
+// next is the page's cursor as a query parameter: "" on the last page.
+func (p *page) next() string {
+	if p.NextCursor == nil {
+		return ""
+	}
+	return fmt.Sprint(*p.NextCursor)
 }
 
 func (e *env) page(c *http.Client, q string) page {
@@ -498,7 +506,7 @@ func TestTaskPagesAndFilters(t *testing.T) {
 	}
 
 	// Every task once, in id order, across pages.
-	var ids []string
+	var ids []uint64
 	after := ""
 	for pages := 0; ; pages++ {
 		if pages > 20 {
@@ -508,30 +516,30 @@ func TestTaskPagesAndFilters(t *testing.T) {
 		for _, tk := range p.Tasks {
 			ids = append(ids, tk.ID)
 		}
-		if p.Next == "" {
+		if p.next() == "" {
 			break
 		}
-		after = p.Next
+		after = p.next()
 	}
-	if len(ids) != n || ids[0] != fmt.Sprint(first) || ids[n-1] != fmt.Sprint(first+n-1) {
+	if len(ids) != n || ids[0] != first || ids[n-1] != first+n-1 {
 		t.Fatalf("paged %d ids from %v to %v, want %d from %d", len(ids), ids[0], ids[len(ids)-1], n, first)
 	}
 	for i := 1; i < len(ids); i++ {
-		if ids[i] <= ids[i-1] && len(ids[i]) == len(ids[i-1]) {
-			t.Fatalf("ids out of order at %d: %s after %s", i, ids[i], ids[i-1])
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("ids out of order at %d: %d after %d", i, ids[i], ids[i-1])
 		}
 	}
 	// Newest first by default.
 	p := e.page(c, "app=pager&limit=3")
-	if len(p.Tasks) != 3 || p.Tasks[0].ID != fmt.Sprint(first+n-1) || p.Tasks[2].ID != fmt.Sprint(first+n-3) {
+	if len(p.Tasks) != 3 || p.Tasks[0].ID != first+n-1 || p.Tasks[2].ID != first+n-3 {
 		t.Fatalf("newest first: %+v", p.Tasks)
 	}
-	p = e.page(c, "app=pager&limit=3&cursor="+p.Next)
-	if len(p.Tasks) != 3 || p.Tasks[0].ID != fmt.Sprint(first+n-4) {
+	p = e.page(c, "app=pager&limit=3&cursor="+p.next())
+	if len(p.Tasks) != 3 || p.Tasks[0].ID != first+n-4 {
 		t.Fatalf("newest first, page 2: %+v", p.Tasks)
 	}
 	p = e.page(c, "state=canceled")
-	if len(p.Tasks) != 1 || p.Tasks[0].ID != fmt.Sprint(first+1000) || p.Next != "" {
+	if len(p.Tasks) != 1 || p.Tasks[0].ID != first+1000 || p.NextCursor != nil {
 		t.Fatalf("canceled filter: %+v", p)
 	}
 	p = e.page(c, "kind=sha256")
@@ -551,7 +559,7 @@ func TestTaskPagesAndFilters(t *testing.T) {
 	// A task's detail: previews, and binary shown as hex.
 	bin := e.submit("pager", protocol.NewTask{Kind: "echo", Payload: []byte{0xff, 0x00, 0x10}})
 	var d struct {
-		ID      string `json:"id"`
+		ID      uint64 `json:"id"`
 		Payload struct {
 			Text, Hex string
 			Bytes     int `json:"bytes"`

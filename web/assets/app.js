@@ -52,8 +52,12 @@ function fmtAgo(ms) {
   if (s < 5) return 'now';
   return fmtDuration(s) + ' ago';
 }
-function fmtTime(ms) {
-  return ms ? new Date(ms).toLocaleString() : '—';
+function fmtTime(t) {
+  return t ? new Date(t).toLocaleString() : '—';
+}
+// Times arrive as RFC 3339 strings, or null when not reached.
+function toMs(t) {
+  return t ? Date.parse(t) : 0;
 }
 function stateBadge(s) {
   return h('span', { class: 'state ' + s }, s);
@@ -132,7 +136,6 @@ function apply(u) {
   live.summary = u.summary;
   live.slaves = u.slaves || [];
   live.apps = u.apps || [];
-  live.updatedAt = u.now;
   if (page.update) page.update();
 }
 
@@ -270,7 +273,7 @@ function overviewPage() {
     setStat('ov-failed', s.tasks.failed, undefined, plural(s.tasks.retried, 'attempt') + ' retried');
     setStat('ov-canceled', s.tasks.canceled);
     setStat('ov-submitted', s.tasks.submitted, undefined, 'up ' + fmtDuration(s.uptime_ms / 1000));
-    setStat('ov-failed-minute', s.failed_last_minute);
+    setStat('ov-failed-minute', s.throughput.failed);
     const st = s.store;
     setStat('ov-store', st.commits, undefined, st.commits ?
       (st.ops / st.commits).toFixed(1) + ' changes each · ' + st.mean_commit_ms.toFixed(2) + ' ms mean' : 'none yet');
@@ -318,7 +321,8 @@ function slavesPage() {
     h('div', { class: 'panel' }, h('table', {}, h('thead', {}, head), body)));
   page.update = () => {
     const rows = [...live.slaves].sort((a, b) => {
-      const x = a[slaveSort.key], y = b[slaveSort.key];
+      const val = (r) => (slaveSort.key === 'last_seen' ? toMs(r.last_seen) : r[slaveSort.key]);
+      const x = val(a), y = val(b);
       const c = typeof x === 'string' ? x.localeCompare(y) : x - y;
       return slaveSort.asc ? c : -c;
     });
@@ -343,7 +347,7 @@ function slavesPage() {
         h('td', { class: 'num' }, fmtRate(s.throughput)),
         h('td', { class: 'num' }, s.done + s.failed ? fmtDuration(s.mean_task_ms / 1000) : '—'),
         h('td', { class: 'num' }, Math.round(s.busy_fraction * 100) + '%'),
-        h('td', { class: 'num' }, online ? 'now' : fmtAgo(s.last_seen)),
+        h('td', { class: 'num' }, online ? 'now' : fmtAgo(toMs(s.last_seen))),
         h('td', {}, sparkline(s.recent)), h('td', {}, action));
     }));
   };
@@ -407,12 +411,12 @@ function tasksPage(params) {
     h('td', { class: 'mono' }, t.id), h('td', {}, t.app), h('td', {}, t.kind), h('td', {}, stateBadge(t.state)),
     h('td', { class: 'num' }, t.attempts + ' / ' + t.max_attempts), h('td', {}, t.slave || '—'),
     h('td', {}, fmtTime(t.created_at)),
-    h('td', { class: 'num' }, t.finished_at && t.started_at ? fmtDuration((t.finished_at - t.started_at) / 1000) : '—'),
+    h('td', { class: 'num' }, t.finished_at && t.started_at ? fmtDuration((toMs(t.finished_at) - toMs(t.started_at)) / 1000) : '—'),
     h('td', { class: 'err' }, t.error || ''))) :
-      [h('tr', {}, h('td', { colspan: 9, class: 'empty' }, pg.next ? 'No match in this stretch of the store; try Next.' : 'No tasks match.'))]));
+      [h('tr', {}, h('td', { colspan: 9, class: 'empty' }, pg.next_cursor ? 'No match in this stretch of the store; try Next.' : 'No tasks match.'))]));
     prev.disabled = cursors.length <= 1;
-    next.disabled = !pg.next;
-    next.dataset.cursor = pg.next;
+    next.disabled = !pg.next_cursor;
+    next.dataset.cursor = pg.next_cursor || '';
     info.textContent = 'page ' + cursors.length + (pg.tasks.length ? ' · ids ' + pg.tasks[0].id + ' – ' + pg.tasks[pg.tasks.length - 1].id : '');
   }
   page.update = null;
@@ -448,7 +452,7 @@ function taskPage(id) {
           h('dt', {}, 'Created'), h('dd', {}, fmtTime(t.created_at)),
           h('dt', {}, 'Started'), h('dd', {}, fmtTime(t.started_at)),
           h('dt', {}, 'Finished'), h('dd', {}, fmtTime(t.finished_at)),
-          t.finished_at ? [h('dt', {}, 'Submit to final'), h('dd', {}, fmtDuration((t.finished_at - t.created_at) / 1000))] : null),
+          t.finished_at ? [h('dt', {}, 'Submit to final'), h('dd', {}, fmtDuration((toMs(t.finished_at) - toMs(t.created_at)) / 1000))] : null),
         h('div', { class: 'actions' },
           h('button', { id: 'task-cancel', class: 'danger', disabled: !active, onclick: () => act('cancel') }, 'Cancel'),
           h('button', { id: 'task-retry', disabled: !(t.state === 'failed' || t.state === 'canceled'), onclick: () => act('retry') }, 'Retry'))),
@@ -467,7 +471,7 @@ function history(hs) {
     h('thead', {}, h('tr', {}, ['#', 'Slave', 'Started', 'Took', 'Outcome', 'Error'].map((c) => h('th', {}, c)))),
     h('tbody', {}, hs.map((a, i) => h('tr', {},
       h('td', {}, i + 1), h('td', {}, a.slave), h('td', {}, fmtTime(a.started_at)),
-      h('td', { class: 'num' }, a.ended_at ? fmtDuration((a.ended_at - a.started_at) / 1000) : 'running'),
+      h('td', { class: 'num' }, a.ended_at ? fmtDuration((toMs(a.ended_at) - toMs(a.started_at)) / 1000) : 'running'),
       h('td', {}, stateBadge(a.outcome)), h('td', { class: 'err' }, a.error || '')))));
 }
 
@@ -488,21 +492,22 @@ function appsPage() {
       return;
     }
     list.replaceChildren(...live.apps.map((a) => {
-      const fin = a.done + a.failed + a.canceled;
-      const total = Math.max(a.pushed, fin + a.in_flight, 1);
+      // failed counts canceled tasks too, as in Apps.List.
+      const fin = a.done + a.failed, failed = a.failed - a.canceled;
+      const total = Math.max(a.pushed, fin + a.unfinished, 1);
       const pct = (n) => (100 * n / total).toFixed(2) + '%';
       return h('div', { class: 'app', 'data-app': a.name },
         h('div', { class: 'name' }, h('span', { class: 'dot ' + (a.connected ? 'on' : ''), title: a.connected ? 'connected' : 'not connected' }), a.name),
         h('div', {},
           h('div', { class: 'bar', role: 'progressbar', 'aria-valuenow': fin, 'aria-valuemax': a.pushed },
             h('span', { class: 'done', style: 'width:' + pct(a.done) }),
-            h('span', { class: 'failed', style: 'width:' + pct(a.failed) }),
+            h('span', { class: 'failed', style: 'width:' + pct(failed) }),
             h('span', { class: 'canceled', style: 'width:' + pct(a.canceled) })),
           h('div', { class: 'muted' }, fmtInt(fin) + ' / ' + fmtInt(a.pushed) + ' finished · ' +
-            fmtInt(a.done) + ' done, ' + fmtInt(a.failed) + ' failed, ' + fmtInt(a.canceled) + ' canceled')),
+            fmtInt(a.done) + ' done, ' + fmtInt(failed) + ' failed, ' + fmtInt(a.canceled) + ' canceled')),
         h('div', {},
-          h('div', {}, fmtRate(a.throughput) + ' tasks/s · ETA ' + (a.in_flight ? fmtDuration(a.eta_s) : 'done')),
-          h('div', { class: 'muted' }, fmtInt(a.in_flight) + ' in flight · mean latency ' + fmtDuration(a.mean_latency_ms / 1000))));
+          h('div', {}, fmtRate(a.throughput) + ' tasks/s · ETA ' + (a.unfinished ? fmtDuration(a.eta_s) : 'done')),
+          h('div', { class: 'muted' }, fmtInt(a.unfinished) + ' in flight · mean latency ' + fmtDuration(a.mean_latency_ms / 1000))));
     }));
   };
   page.update();
