@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/sandbox"
@@ -152,7 +153,7 @@ func TestPanickingTaskBecomesError(t *testing.T) {
 		m["boom"]++ // nil map write: a real runtime panic
 		return nil, nil
 	})
-	s, err := slave.New(slave.Options{Master: m.URL(), Name: "brave", Registry: reg, Concurrency: 2, Logger: testLogger(t)})
+	s, err := slave.New(slave.Options{Master: m.URL(), Name: "brave", Registry: reg, Concurrency: 2, Logger: testmaster.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 )
 
@@ -51,28 +52,7 @@ func TestMain(m *testing.M) {
 // temp dir, stopped at cleanup.
 func startMaster(t *testing.T, o master.Options) *master.Master {
 	t.Helper()
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
-	}
-	if o.Data == "" {
-		o.Data = t.TempDir()
-	}
-	if o.Logger == nil {
-		o.Logger = testLogger(t)
-	}
-	m, err := master.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(context.Background()) }()
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("master close: %v", err)
-		}
-		<-done
-	})
-	return m
+	return testmaster.Start(t, o)
 }
 
 // proc is a child anthill process whose output goes to the test log.
@@ -224,7 +204,7 @@ func connect(t *testing.T, url, app string, c *collector) *appnode.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, TaskFinished: c.finished, Logger: testLogger(t)})
+	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,8 @@ func TestDependencyDirection(t *testing.T) {
 		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched"},
 		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox"},
 		"appnode":      {"protocol", "internal/wire", "internal/dial"},
+		// A real master for tests: the master and what it imports.
+		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "internal/wire"},
 		// The operator's view, built from the scheduler and stats.
 		"internal/view": {"master/sched", "protocol", "stats", "master/store"},
 		// jsonrpc serves the scheduler's operator API and the view; it sees

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
@@ -43,36 +44,24 @@ func start(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
 	mo := o.master
-	mo.Listen, mo.Data = "127.0.0.1:0", dir
+	mo.Data = dir
 	if mo.Version == "" {
 		mo.Version = "test"
-	}
-	m, err := master.New(mo)
-	if err != nil {
-		t.Fatal(err)
 	}
 	ro := o.rpc
 	if ro.Token == "" {
 		ro.Token = testToken
 	}
-	h, err := New(m.Scheduler(), ro)
-	if err != nil {
-		m.Close()
-		t.Fatal(err)
-	}
-	m.Handle(Path, h)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(context.Background()) }()
+	var h http.Handler
+	m := testmaster.Start(t, mo, func(m *master.Master) (err error) {
+		h, err = New(m.Scheduler(), ro)
+		m.Handle(Path, h)
+		return err
+	})
 	e := &env{t: t, m: m, h: h, base: "http://" + m.Addr().String(), dir: dir,
 		hc: &http.Client{Transport: &http.Transport{}}}
 	// Cleanups run last first: the HTTP client and the slave go before the
 	// master.
-	t.Cleanup(func() {
-		m.Close()
-		if err := <-done; err != nil {
-			t.Errorf("master run: %v", err)
-		}
-	})
 	t.Cleanup(e.hc.CloseIdleConnections)
 	if o.slave {
 		reg := sandbox.NewRegistry()

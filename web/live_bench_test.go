@@ -1,12 +1,12 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 )
 
@@ -17,24 +17,12 @@ import (
 func BenchmarkLiveUpdate(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("slaves-%d", n), func(b *testing.B) {
-			m, err := master.New(master.Options{Listen: "127.0.0.1:0", Data: b.TempDir(), NoSync: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := New(m.Scheduler(), Options{Token: "live-update-benchmark-token-0123456789"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- m.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					b.Error(err)
-				}
-				s.Close()
-			}()
+			var s *Server
+			m := testmaster.Start(b, master.Options{NoSync: true}, func(m *master.Master) (err error) {
+				s, err = New(m.Scheduler(), Options{Token: "live-update-benchmark-token-0123456789"})
+				return err
+			})
+			b.Cleanup(func() { s.Close() })
 			for i := range n {
 				m.Metrics().SlaveSeen(fmt.Sprintf("slave-%04d", i), 4).Result(true, time.Millisecond)
 			}

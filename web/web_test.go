@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/web"
@@ -41,31 +42,22 @@ func newEnv(t testing.TB, o web.Options) *env {
 
 func startEnv(t testing.TB, data string, o web.Options) *env {
 	t.Helper()
-	m, err := master.New(master.Options{Listen: "127.0.0.1:0", Data: data, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if o.Token == "" {
 		o.Token = token
 	}
-	dash, err := web.New(m.Scheduler(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Handle("/", dash)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(context.Background()) }()
-	e := &env{t: t, m: m, dash: dash, base: "http://" + m.Addr().String(), data: data}
-	t.Cleanup(func() { e.stop(done) })
+	e := &env{t: t, data: data}
+	e.m = testmaster.Start(t, master.Options{Data: data, NoSync: true}, func(m *master.Master) (err error) {
+		e.dash, err = web.New(m.Scheduler(), o)
+		if err == nil {
+			m.Handle("/", e.dash)
+		}
+		return err
+	})
+	// Cleanups run last first: the dashboard and its feeds go before the
+	// master.
+	t.Cleanup(func() { e.dash.Close() })
+	e.base = "http://" + e.m.Addr().String()
 	return e
-}
-
-func (e *env) stop(done chan error) {
-	if err := e.m.Close(); err != nil {
-		e.t.Errorf("master close: %v", err)
-	}
-	<-done
-	e.dash.Close()
 }
 
 // client is a browser stand-in: a cookie jar, no redirects followed.

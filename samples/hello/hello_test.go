@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
@@ -15,14 +16,9 @@ import (
 // The seed's hello world, end to end: a real master and a real slave (in
 // this process), the app pushes one task and hears "Hello World" back.
 func TestSimpleApp(t *testing.T) {
-	m, err := master.New(master.Options{Listen: "127.0.0.1:0", Data: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testmaster.Start(t, master.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mdone := make(chan error, 1)
-	go func() { mdone <- m.Run(ctx) }()
 	reg := sandbox.NewRegistry()
 	reg.Register(Kind, Handler)
 	s, err := slave.New(slave.Options{Master: m.URL(), Registry: reg, Concurrency: 1})
@@ -44,6 +40,4 @@ func TestSimpleApp(t *testing.T) {
 	if err := <-sdone; err != nil {
 		t.Errorf("slave: %v", err)
 	}
-	m.Close()
-	<-mdone
 }
