@@ -43,9 +43,10 @@ func TestEveryPackageHasADoc(t *testing.T) {
 	}
 }
 
-// Dependencies point one way (STYLE.md, DESIGN.md): protocol and stats
-// need nothing of ours, master and slave never import each other, nothing
-// imports cmd or samples.
+// Dependencies point one way, as the package table of docs/ARCHITECTURE.md
+// says: protocol and stats need nothing of ours, master and slave never
+// import each other, the scheduler knows no transport, nothing imports cmd
+// or samples.
 func TestDependencyDirection(t *testing.T) {
 	allowed := map[string][]string{
 		"protocol":      {},
