@@ -115,15 +115,7 @@ func (s *statsService) Series(r *http.Request, raw *json.RawMessage, out *Series
 	if p.Since > 0 {
 		since = time.Unix(p.Since, 0)
 	}
-	met := s.h.m.Metrics()
-	out.Series = make(map[string][]stats.Point, len(names))
-	for _, n := range names {
-		pts := met.Since(n, since)
-		if pts == nil {
-			pts = []stats.Point{}
-		}
-		out.Series[n] = pts
-	}
+	out.Series = view.Series(s.h.m.Metrics(), names, since)
 	return nil
 }
 

@@ -205,17 +205,30 @@ func (m *Master) untrack(c *wire.Conn) {
 	m.conns.Done()
 }
 
-func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
-	c, h := m.accept(w, r, protocol.RoleSlave)
+// open accepts a connection of role and welcomes it as a new session.
+// On failure it has already answered the client; it returns a nil peer.
+// Call done once the connection's read loop ended.
+func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, session string, done func()) {
+	c, h := m.accept(w, r, role)
 	if c == nil {
+		return nil, nil, "", nil
+	}
+	session = newSession()
+	p = &peer{conn: c, log: m.opts.Logger.With(role, h.Name, "session", session, "remote", r.RemoteAddr)}
+	// The Welcome is queued before the scheduler hears of the session, so
+	// no dispatch or notification can overtake it.
+	p.Send(m.welcome(session))
+	return p, h, session, func() { m.untrack(c) }
+}
+
+func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
+	p, h, session, done := m.open(w, r, protocol.RoleSlave)
+	if p == nil {
 		return
 	}
-	defer m.untrack(c)
-	session := newSession()
-	p := &peer{conn: c, log: m.opts.Logger.With("slave", h.Name, "session", session, "remote", r.RemoteAddr)}
+	defer done()
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
-	p.Send(m.welcome(session))
 	sl := m.sched.AttachSlave(session, h, p)
 	readLoop(p, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
@@ -238,14 +251,11 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
-	c, h := m.accept(w, r, protocol.RoleApp)
-	if c == nil {
+	p, h, _, done := m.open(w, r, protocol.RoleApp)
+	if p == nil {
 		return
 	}
-	defer m.untrack(c)
-	session := newSession()
-	p := &peer{conn: c, log: m.opts.Logger.With("app", h.Name, "session", session, "remote", r.RemoteAddr)}
-	p.Send(m.welcome(session))
+	defer done()
 	a, waiting := m.sched.AttachApp(h.Name, p)
 	p.log.Info("app connected", "pending_notifications", waiting)
 	readLoop(p, func(msg protocol.Message) error {

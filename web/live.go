@@ -120,22 +120,14 @@ func lastPoint(series map[string][]stats.Point, since time.Time) time.Time {
 
 // snapshot reads the master once; series are those closed after since.
 func (s *Server) snapshot(since time.Time, withInfo bool) update {
-	met := s.m.Metrics()
 	o := view.Build(s.m)
 	u := update{
 		Now: s.opts.Now().UTC(), Summary: o.Summary, Slaves: o.Names, Apps: o.Apps,
-		Series: make(map[string][]stats.Point, len(liveSeries)),
+		Series: view.Series(s.m.Metrics(), liveSeries, since),
 	}
 	if withInfo {
 		in := view.InfoOf(s.m)
 		u.Info = &in
-	}
-	for _, name := range liveSeries {
-		pts := met.Since(name, since)
-		if pts == nil {
-			pts = []stats.Point{}
-		}
-		u.Series[name] = pts
 	}
 	return u
 }

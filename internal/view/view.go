@@ -442,3 +442,18 @@ func appsOf(st *sched.Stats, sums []stats.AppSummary) []App {
 	}
 	return out
 }
+
+// Series is each named series' seconds closed after since, oldest first,
+// [] rather than null for a series with none: the shape of Stats.Series
+// and of the dashboard's charts.
+func Series(met *stats.Master, names []string, since time.Time) map[string][]stats.Point {
+	out := make(map[string][]stats.Point, len(names))
+	for _, n := range names {
+		pts := met.Since(n, since)
+		if pts == nil {
+			pts = []stats.Point{}
+		}
+		out[n] = pts
+	}
+	return out
+}
