@@ -54,7 +54,7 @@ func (d *Decoder) Failf(format string, a ...any) {
 }
 
 // bad records that field what (what+suffix) could not be read: n is what
-// binary.Uvarint returns for it, 0 for too few bytes and negative for a
+// binary.Uvarint returned for it, 0 for too few bytes and negative for a
 // varint past 64 bits. It is apart from the reads so that they stay small.
 func (d *Decoder) bad(what, suffix string, n int) {
 	if n == 0 {
@@ -64,37 +64,45 @@ func (d *Decoder) bad(what, suffix string, n int) {
 	}
 }
 
-// Uvarint reads an unsigned varint.
-func (d *Decoder) Uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
+// advance consumes the n bytes that binary.Uvarint or binary.Varint read,
+// or records why they read none (n <= 0). Since a failure empties the
+// buffer, every read after it fails too, and Failf keeps the first error:
+// the reads need no check of their own that one happened.
+func (d *Decoder) advance(what string, n int) bool {
 	if n <= 0 {
 		d.bad(what, "", n)
-		return 0
+		return false
 	}
 	d.b = d.b[n:]
+	return true
+}
+
+// Uvarint reads an unsigned varint.
+func (d *Decoder) Uvarint(what string) uint64 {
+	v, n := binary.Uvarint(d.b)
+	if !d.advance(what, n) {
+		return 0
+	}
 	return v
 }
 
 // Varint reads a signed (zig-zag) varint.
 func (d *Decoder) Varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.bad(what, "", n)
+	if !d.advance(what, n) {
 		return 0
 	}
-	d.b = d.b[n:]
 	return v
 }
 
 // Uint32 reads an unsigned varint that must fit a uint32.
 func (d *Decoder) Uint32(what string) uint32 {
-	v := d.Uvarint(what)
+	// Not through Uvarint, nor Int32 through Varint: a call less per
+	// field is measurable in a record's decoding.
+	v, n := binary.Uvarint(d.b)
+	if !d.advance(what, n) {
+		return 0
+	}
 	if v > math.MaxUint32 {
 		d.Failf("%s %d overflows uint32", what, v)
 		return 0
@@ -104,7 +112,10 @@ func (d *Decoder) Uint32(what string) uint32 {
 
 // Int32 reads a signed varint that must fit an int32.
 func (d *Decoder) Int32(what string) int32 {
-	v := d.Varint(what)
+	v, n := binary.Varint(d.b)
+	if !d.advance(what, n) {
+		return 0
+	}
 	if v > math.MaxInt32 || v < math.MinInt32 {
 		d.Failf("%s %d overflows int32", what, v)
 		return 0
@@ -114,9 +125,6 @@ func (d *Decoder) Int32(what string) int32 {
 
 // Byte reads one byte.
 func (d *Decoder) Byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
 	if len(d.b) == 0 {
 		d.bad(what, "", 0)
 		return 0
@@ -131,8 +139,8 @@ func (d *Decoder) Byte(what string) byte {
 // bytes, so that a forged count cannot make the caller allocate gigabytes.
 // minSize must be at least 1.
 func (d *Decoder) Count(what string, minSize int) int {
-	n := d.Uvarint(what)
-	if d.err == nil && n > uint64(len(d.b)/minSize) {
+	n := d.Uvarint(what) // 0 if it fails
+	if n > uint64(len(d.b)/minSize) {
 		d.Failf("%s %d exceeds the %d bytes left", what, n, len(d.b))
 		return 0
 	}
@@ -143,9 +151,6 @@ func (d *Decoder) Count(what string, minSize int) int {
 // result aliases the buffer, with its capacity cut to its length so that
 // an append to it cannot overwrite what follows.
 func (d *Decoder) Bytes(what string) []byte {
-	if d.err != nil {
-		return nil
-	}
 	n, k := binary.Uvarint(d.b)
 	if k <= 0 {
 		d.bad(what, " length", k)
