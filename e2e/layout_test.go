@@ -49,27 +49,29 @@ func TestEveryPackageHasADoc(t *testing.T) {
 // or samples.
 func TestDependencyDirection(t *testing.T) {
 	allowed := map[string][]string{
-		"protocol":      {},
-		"stats":         {},
-		"internal/wire": {},
+		// A stdlib-only reader of the varint formats of the wire and the store.
+		"internal/binenc": {},
+		"protocol":        {"internal/binenc"},
+		"stats":           {},
+		"internal/wire":   {},
 		// The client side of a session, shared by slave and appnode.
-		"internal/dial": {"protocol", "internal/wire"},
-		"sandbox":       {"protocol"},
-		"master/store":  {"protocol"},
+		"internal/dial": {"protocol", "internal/wire", "internal/binenc"},
+		"sandbox":       {"protocol", "internal/binenc"},
+		"master/store":  {"protocol", "internal/binenc"},
 		// The scheduler knows no sockets: no wire, no HTTP.
-		"master/sched": {"protocol", "stats", "master/store"},
-		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched"},
-		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox"},
-		"appnode":      {"protocol", "internal/wire", "internal/dial"},
+		"master/sched": {"protocol", "stats", "master/store", "internal/binenc"},
+		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched", "internal/binenc"},
+		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc"},
+		"appnode":      {"protocol", "internal/wire", "internal/dial", "internal/binenc"},
 		// A real master for tests: the master and what it imports.
-		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "internal/wire"},
+		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "internal/wire", "internal/binenc"},
 		// The operator's view, built from the scheduler and stats.
-		"internal/view": {"master/sched", "protocol", "stats", "master/store"},
+		"internal/view": {"master/sched", "protocol", "stats", "master/store", "internal/binenc"},
 		// jsonrpc serves the scheduler's operator API and the view; it sees
 		// nothing of the transport, slave or appnode.
-		"jsonrpc": {"internal/view", "master/sched", "protocol", "stats", "master/store"},
+		"jsonrpc": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/binenc"},
 		// So does the dashboard, beside the API rather than on top of it.
-		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store"},
+		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/binenc"},
 	}
 	for _, p := range listPackages(t) {
 		name := strings.TrimPrefix(p.ImportPath, module)

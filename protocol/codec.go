@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/anthill-project/anthill/internal/binenc"
 )
 
 // ErrMalformed wraps every decoding failure, so a receiver can tell a bad
@@ -31,9 +33,9 @@ func Encode(dst []byte, m Message) []byte {
 			t := &m.Tasks[i]
 			dst = binary.AppendUvarint(dst, t.ID)
 			dst = binary.AppendUvarint(dst, uint64(t.Attempt))
-			dst = appendString(dst, t.Kind)
+			dst = binenc.AppendString(dst, t.Kind)
 			dst = binary.AppendUvarint(dst, uint64(t.Timeout/time.Millisecond))
-			dst = appendBytes(dst, t.Payload)
+			dst = binenc.AppendBytes(dst, t.Payload)
 		}
 	case *Results:
 		dst = binary.AppendUvarint(dst, uint64(len(m.Results)))
@@ -42,8 +44,8 @@ func Encode(dst []byte, m Message) []byte {
 			dst = binary.AppendUvarint(dst, r.ID)
 			dst = binary.AppendUvarint(dst, uint64(r.Attempt))
 			dst = binary.AppendUvarint(dst, uint64(r.Duration/time.Microsecond))
-			dst = appendString(dst, r.Err)
-			dst = appendBytes(dst, r.Output)
+			dst = binenc.AppendString(dst, r.Err)
+			dst = binenc.AppendBytes(dst, r.Output)
 		}
 	case *Request:
 		dst = binary.AppendUvarint(dst, uint64(m.N))
@@ -54,12 +56,12 @@ func Encode(dst []byte, m Message) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(m.Tasks)))
 		for i := range m.Tasks {
 			t := &m.Tasks[i]
-			dst = appendString(dst, t.Kind)
+			dst = binenc.AppendString(dst, t.Kind)
 			dst = binary.AppendVarint(dst, int64(t.Priority))
 			dst = binary.AppendUvarint(dst, uint64(t.Timeout/time.Millisecond))
 			dst = binary.AppendUvarint(dst, uint64(t.MaxAttempts))
-			dst = appendString(dst, t.Key)
-			dst = appendBytes(dst, t.Payload)
+			dst = binenc.AppendString(dst, t.Key)
+			dst = binenc.AppendBytes(dst, t.Payload)
 		}
 	case *SubmitAck:
 		dst = binary.AppendUvarint(dst, m.Seq)
@@ -68,18 +70,18 @@ func Encode(dst []byte, m Message) []byte {
 	case *SubmitReject:
 		dst = binary.AppendUvarint(dst, m.Seq)
 		dst = binary.AppendVarint(dst, int64(m.Index))
-		dst = appendString(dst, m.Code)
-		dst = appendString(dst, m.Message)
+		dst = binenc.AppendString(dst, m.Code)
+		dst = binenc.AppendString(dst, m.Message)
 	case *Notify:
 		dst = binary.AppendUvarint(dst, uint64(len(m.Tasks)))
 		for i := range m.Tasks {
 			f := &m.Tasks[i]
 			dst = binary.AppendUvarint(dst, f.ID)
-			dst = appendString(dst, f.Kind)
+			dst = binenc.AppendString(dst, f.Kind)
 			dst = append(dst, byte(f.State))
 			dst = binary.AppendUvarint(dst, uint64(f.Attempts))
-			dst = appendString(dst, f.Err)
-			dst = appendBytes(dst, f.Result)
+			dst = binenc.AppendString(dst, f.Err)
+			dst = binenc.AppendBytes(dst, f.Result)
 		}
 	default:
 		panic(fmt.Sprintf("protocol: cannot encode %T", m))
@@ -109,86 +111,73 @@ func Decode(frame []byte) (Message, error) {
 		}
 		return m, nil
 	}
-	d := decoder{b: body}
+	d := decoder{Decoder: binenc.NewDecoder(body)}
 	switch t {
 	case TypeDispatch:
-		n := d.count(5)
+		n := d.Count("task count", 5)
 		msg := &Dispatch{Tasks: make([]Task, n)}
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
-			x.ID = d.uvarint()
-			x.Attempt = d.uint32()
+			x.ID = d.Uvarint("task id")
+			x.Attempt = d.Uint32("attempt")
 			x.Kind = d.kind()
-			x.Timeout = d.millis()
-			x.Payload = d.bytes()
+			x.Timeout = d.millis("timeout")
+			x.Payload = d.Bytes("payload")
 		}
 		m = msg
 	case TypeResults:
-		n := d.count(5)
+		n := d.Count("result count", 5)
 		msg := &Results{Results: make([]Result, n)}
 		for i := range msg.Results {
 			x := &msg.Results[i]
-			x.ID = d.uvarint()
-			x.Attempt = d.uint32()
-			x.Duration = d.micros()
-			x.Err = d.string()
-			x.Output = d.bytes()
+			x.ID = d.Uvarint("task id")
+			x.Attempt = d.Uint32("attempt")
+			x.Duration = d.micros("duration")
+			x.Err = d.String("error")
+			x.Output = d.Bytes("output")
 		}
 		m = msg
 	case TypeRequest:
-		m = &Request{N: d.uint32()}
+		m = &Request{N: d.Uint32("requested tasks")}
 	case TypeReturn, TypeCancel, TypeNotifyAck, TypeNotifyDone:
 		m = &IDs{T: t, IDs: d.ids()}
 	case TypeSubmit:
-		msg := &Submit{Seq: d.uvarint()}
-		msg.Tasks = make([]NewTask, d.count(6))
+		msg := &Submit{Seq: d.Uvarint("seq")}
+		msg.Tasks = make([]NewTask, d.Count("task count", 6))
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
 			x.Kind = d.kind()
-			x.Priority = d.int32()
-			x.Timeout = d.millis()
-			x.MaxAttempts = d.uint32()
-			x.Key = d.string()
-			x.Payload = d.bytes()
+			x.Priority = d.Int32("priority")
+			x.Timeout = d.millis("timeout")
+			x.MaxAttempts = d.Uint32("max attempts")
+			x.Key = d.String("key")
+			x.Payload = d.Bytes("payload")
 		}
 		m = msg
 	case TypeSubmitAck:
-		m = &SubmitAck{Seq: d.uvarint(), FirstID: d.uvarint(), Count: d.uint32()}
+		m = &SubmitAck{Seq: d.Uvarint("seq"), FirstID: d.Uvarint("first id"), Count: d.Uint32("count")}
 	case TypeSubmitReject:
-		m = &SubmitReject{Seq: d.uvarint(), Index: d.int32(), Code: d.string(), Message: d.string()}
+		m = &SubmitReject{Seq: d.Uvarint("seq"), Index: d.Int32("index"), Code: d.String("code"), Message: d.String("message")}
 	case TypeNotify:
-		n := d.count(6)
+		n := d.Count("task count", 6)
 		msg := &Notify{Tasks: make([]Finished, n)}
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
-			x.ID = d.uvarint()
+			x.ID = d.Uvarint("task id")
 			x.Kind = d.kind()
-			x.State = State(d.byte())
-			x.Attempts = d.uint32()
-			x.Err = d.string()
-			x.Result = d.bytes()
+			x.State = State(d.Byte("state"))
+			x.Attempts = d.Uint32("attempts")
+			x.Err = d.String("error")
+			x.Result = d.Bytes("result")
 		}
 		m = msg
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, byte(t))
 	}
-	if d.err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, d.err)
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %s: %d trailing bytes", ErrMalformed, t, len(d.b))
+	if err := d.End(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, err)
 	}
 	return m, nil
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-func appendBytes(dst, b []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(b)))
-	return append(dst, b...)
 }
 
 // appendIDs writes ascending-friendly deltas: ids in a batch are usually
@@ -203,143 +192,51 @@ func appendIDs(dst []byte, ids []uint64) []byte {
 	return dst
 }
 
-// decoder reads a body; the first error sticks and later reads return
-// zero values, so decoding code stays linear.
+// decoder reads a body with the protocol's own fields on top of
+// binenc's: the first error sticks and later reads return zero values, so
+// decoding code stays linear.
 type decoder struct {
-	b        []byte
-	err      error
+	binenc.Decoder
 	lastKind string
 }
 
 // kind reads a kind, reusing the previous string when it repeats: a batch
 // usually holds one kind, and this saves an allocation per task.
 func (d *decoder) kind() string {
-	b := d.bytes()
+	b := d.Bytes("kind")
 	if string(b) != d.lastKind {
 		d.lastKind = string(b)
 	}
 	return d.lastKind
 }
 
-func (d *decoder) fail(format string, a ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, a...)
-	}
-	d.b = nil
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) uint32() uint32 {
-	v := d.uvarint()
-	if v > math.MaxUint32 {
-		d.fail("value %d overflows uint32", v)
-		return 0
-	}
-	return uint32(v)
-}
-
-func (d *decoder) int32() int32 {
-	v := d.varint()
-	if v > math.MaxInt32 || v < math.MinInt32 {
-		d.fail("value %d overflows int32", v)
-		return 0
-	}
-	return int32(v)
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-// maxDuration keeps decoded durations from overflowing time.Duration.
+// maxMillis keeps decoded durations from overflowing time.Duration.
 const maxMillis = uint64(math.MaxInt64 / int64(time.Millisecond))
 
-func (d *decoder) millis() time.Duration {
-	v := d.uvarint()
+func (d *decoder) millis(what string) time.Duration {
+	v := d.Uvarint(what)
 	if v > maxMillis {
-		d.fail("duration %d ms out of range", v)
+		d.Failf("%s %d ms out of range", what, v)
 		return 0
 	}
 	return time.Duration(v) * time.Millisecond
 }
 
-func (d *decoder) micros() time.Duration {
-	v := d.uvarint()
+func (d *decoder) micros(what string) time.Duration {
+	v := d.Uvarint(what)
 	if v > maxMillis {
-		d.fail("duration %d µs out of range", v)
+		d.Failf("%s %d µs out of range", what, v)
 		return 0
 	}
 	return time.Duration(v) * time.Microsecond
 }
 
-// count reads an element count and rejects one that the remaining bytes
-// cannot possibly hold (each element takes at least minSize bytes), so a
-// forged count cannot make us allocate gigabytes.
-func (d *decoder) count(minSize int) int {
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)/minSize) {
-		d.fail("count %d exceeds frame", n)
-		return 0
-	}
-	return int(n)
-}
-
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length %d exceeds frame", n)
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) string() string { return string(d.bytes()) }
-
 func (d *decoder) ids() []uint64 {
-	n := d.count(1)
+	n := d.Count("id count", 1)
 	ids := make([]uint64, n)
 	var prev uint64
 	for i := range ids {
-		prev += uint64(d.varint())
+		prev += uint64(d.Varint("id"))
 		ids[i] = prev
 	}
 	return ids

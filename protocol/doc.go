@@ -1,8 +1,9 @@
 // Package protocol is the one wire contract between the master, its slaves
 // and applications: every message that crosses a WebSocket, its binary
 // encoding and the protocol Version. It imports only the standard library
-// and holds no connection state; master, slave and appnode all speak it and
-// none of them redefines a message.
+// and internal/binenc (the reader of its binary bodies, itself standard
+// library only), and holds no connection state; master, slave and appnode
+// all speak it and none of them redefines a message.
 //
 // # Protocol flow
 //

@@ -2,11 +2,12 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"math"
 	"time"
 	"unicode/utf8"
 
+	"github.com/anthill-project/anthill/internal/binenc"
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -232,47 +233,6 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-// decoder reads varints and remembers the first failure, so decodeRecord
-// checks once instead of after every field.
-type decoder struct {
-	buf []byte
-	err string
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != "" {
-		return 0
-	}
-	v, n := binary.Uvarint(d.buf)
-	if n <= 0 {
-		d.err = "bad " + what
-		return 0
-	}
-	d.buf = d.buf[n:]
-	return v
-}
-
-func (d *decoder) varint(what string) int64 {
-	if d.err != "" {
-		return 0
-	}
-	v, n := binary.Varint(d.buf)
-	if n <= 0 {
-		d.err = "bad " + what
-		return 0
-	}
-	d.buf = d.buf[n:]
-	return v
-}
-
-func (d *decoder) uint32(what string) uint32 {
-	v := d.uvarint(what)
-	if v > math.MaxUint32 && d.err == "" {
-		d.err = what + " out of range"
-	}
-	return uint32(v)
-}
-
 func corruptRecord(id uint64, why string) error {
 	return fmt.Errorf("task %d: corrupt record: %s", id, why)
 }
@@ -300,31 +260,28 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	if _, ok := protocol.ParseState(r.State.String()); !ok {
 		return nil, corruptRecord(id, fmt.Sprintf("invalid state %d", data[offState]))
 	}
-	d := decoder{buf: data[headerLen:]}
-	prio := d.varint("priority")
-	if (prio < math.MinInt32 || prio > math.MaxInt32) && d.err == "" {
-		d.err = "priority out of range"
-	}
-	r.Priority = int32(prio)
-	r.Timeout = time.Duration(d.varint("timeout"))
-	r.MaxAttempts = d.uint32("max attempts")
-	r.Attempts = d.uint32("attempts")
-	r.CreatedAt = fromUnixNano(d.varint("created"))
-	r.StartedAt = fromUnixNano(d.varint("started"))
-	r.FinishedAt = fromUnixNano(d.varint("finished"))
+	d := binenc.NewDecoder(data[headerLen:])
+	r.Priority = d.Int32("priority")
+	r.Timeout = time.Duration(d.Varint("timeout"))
+	r.MaxAttempts = d.Uint32("max attempts")
+	r.Attempts = d.Uint32("attempts")
+	r.CreatedAt = fromUnixNano(d.Varint("created"))
+	r.StartedAt = fromUnixNano(d.Varint("started"))
+	r.FinishedAt = fromUnixNano(d.Varint("finished"))
 	var strLens [5]uint64
 	for i, what := range [...]string{"app length", "kind length", "key length", "slave length", "err length"} {
-		strLens[i] = d.uvarint(what)
+		strLens[i] = d.Uvarint(what)
 	}
-	payLen := d.uvarint("payload length")
-	resLen := d.uvarint("result length")
-	if d.err != "" {
-		return nil, corruptRecord(id, d.err)
+	payLen := d.Uvarint("payload length")
+	resLen := d.Uvarint("result length")
+	if err := d.Err(); err != nil {
+		return nil, corruptRecord(id, err.Error())
 	}
+	buf := d.Rest()
 
 	// Sum against what is left, one length at a time, so a huge length
 	// cannot overflow the check.
-	rest := uint64(len(d.buf))
+	rest := uint64(len(buf))
 	var strTotal uint64
 	for _, n := range strLens {
 		if n > rest-strTotal {
@@ -348,7 +305,7 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	}
 
 	if strTotal > 0 {
-		s := string(d.buf[:strTotal])
+		s := string(buf[:strTotal])
 		cut := func(n uint64) string {
 			v := s[:n]
 			s = s[n:]
@@ -362,7 +319,7 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	}
 	if payLen > 0 || resLen > 0 {
 		b := make([]byte, pay+res)
-		copy(b, d.buf[strTotal:])
+		copy(b, buf[strTotal:])
 		if payLen > 0 {
 			r.Payload = b[:pay:pay]
 		}
@@ -373,72 +330,60 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	if rf == recordFormatV1 {
 		return r, nil
 	}
-	var err string
-	if r.History, err = decodeHistory(d.buf[strTotal+pay+res:]); err != "" {
-		return nil, corruptRecord(id, err)
+	var err error
+	if r.History, err = decodeHistory(buf[strTotal+pay+res:]); err != nil {
+		return nil, corruptRecord(id, err.Error())
 	}
 	return r, nil
 }
 
 // decodeHistory reads the history section of a format 2 record, which must
-// fill buf exactly; it returns why not, or "".
-func decodeHistory(buf []byte) ([]Attempt, string) {
-	d := decoder{buf: buf}
-	n := d.uvarint("history length")
-	if d.err != "" {
-		return nil, d.err
-	}
+// fill buf exactly; it returns why not, or nil.
+func decodeHistory(buf []byte) ([]Attempt, error) {
+	d := binenc.NewDecoder(buf)
+	n := d.Uvarint("history length")
 	if n > MaxHistory {
-		return nil, fmt.Sprintf("%d attempts in the history, more than %d", n, MaxHistory)
+		d.Failf("%d attempts in the history, more than %d", n, MaxHistory)
 	}
-	if n == 0 {
-		if len(d.buf) != 0 {
-			return nil, fmt.Sprintf("%d trailing bytes", len(d.buf))
-		}
-		return nil, ""
+	if n == 0 || d.Err() != nil {
+		return nil, d.End()
 	}
 	h := make([]Attempt, n)
 	var lens [2 * MaxHistory]uint64
 	for i := range h {
 		a := &h[i]
-		a.Started = fromUnixNano(d.varint("attempt start"))
-		a.Ended = fromUnixNano(d.varint("attempt end"))
-		if d.err == "" {
-			if len(d.buf) == 0 {
-				d.err = "bad attempt outcome"
-			} else if a.Outcome = Outcome(d.buf[0]); a.Outcome > maxOutcome {
-				d.err = fmt.Sprintf("invalid attempt outcome %d", d.buf[0])
-			} else {
-				d.buf = d.buf[1:]
-			}
+		a.Started = fromUnixNano(d.Varint("attempt start"))
+		a.Ended = fromUnixNano(d.Varint("attempt end"))
+		if a.Outcome = Outcome(d.Byte("attempt outcome")); a.Outcome > maxOutcome {
+			d.Failf("invalid attempt outcome %d", uint8(a.Outcome))
 		}
-		lens[2*i] = d.uvarint("attempt slave length")
-		lens[2*i+1] = d.uvarint("attempt err length")
-		if lens[2*i+1] > MaxAttemptErr && d.err == "" {
-			d.err = fmt.Sprintf("attempt error of %d bytes, more than %d", lens[2*i+1], MaxAttemptErr)
+		lens[2*i] = d.Uvarint("attempt slave length")
+		lens[2*i+1] = d.Uvarint("attempt err length")
+		if lens[2*i+1] > MaxAttemptErr {
+			d.Failf("attempt error of %d bytes, more than %d", lens[2*i+1], MaxAttemptErr)
 		}
 	}
-	if d.err != "" {
-		return nil, d.err
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	// As in decodeRecord: one length at a time, so none can overflow.
-	rest := uint64(len(d.buf))
+	rest := uint64(len(d.Rest()))
 	var total uint64
 	for _, l := range lens[:2*n] {
 		if l > rest-total {
-			return nil, "attempt string length past the end"
+			return nil, errors.New("attempt string length past the end")
 		}
 		total += l
 	}
 	if total != rest {
-		return nil, fmt.Sprintf("%d trailing bytes", rest-total)
+		return nil, fmt.Errorf("%d trailing bytes", rest-total)
 	}
-	s := string(d.buf)
+	s := string(d.Rest())
 	for i := range h {
 		h[i].Slave, s = s[:lens[2*i]], s[lens[2*i]:]
 		h[i].Err, s = s[:lens[2*i+1]], s[lens[2*i+1]:]
 	}
-	return h, ""
+	return h, nil
 }
 
 // Push keys sort by app, then by seq, so one app's pushes are adjacent.
@@ -463,15 +408,12 @@ func decodePush(k, v []byte) (Push, error) {
 		App: string(k[:len(k)-9]),
 		Seq: binary.BigEndian.Uint64(k[len(k)-8:]),
 	}
-	d := decoder{buf: v}
-	p.FirstID = d.uvarint("first id")
-	p.Count = d.uint32("count")
-	p.At = fromUnixNano(d.varint("time"))
-	if d.err == "" && len(d.buf) != 0 {
-		d.err = "trailing bytes"
-	}
-	if d.err != "" {
-		return Push{}, fmt.Errorf("push %q seq %d: corrupt record: %s", p.App, p.Seq, d.err)
+	d := binenc.NewDecoder(v)
+	p.FirstID = d.Uvarint("first id")
+	p.Count = d.Uint32("count")
+	p.At = fromUnixNano(d.Varint("time"))
+	if err := d.End(); err != nil {
+		return Push{}, fmt.Errorf("push %q seq %d: corrupt record: %v", p.App, p.Seq, err)
 	}
 	return p, nil
 }
