@@ -270,12 +270,15 @@ func TestOutcomeOfResult(t *testing.T) {
 	}
 }
 
-// Every outcome maps to a stored byte and back.
+// Every outcome maps to a stored byte of its own and back.
 func TestOutcomesRoundTripTheStore(t *testing.T) {
 	for o := OutcomeRunning; o <= OutcomeCanceled; o++ {
-		if back, ok := fromStore[toStore[o]]; !ok || back != o || toStore[o].String() != o.String() {
-			t.Errorf("outcome %v: stored as %v, read back as %v", o, toStore[o], back)
+		if back, ok := fromStore[toStore[o]]; !ok || back != o {
+			t.Errorf("outcome %v: stored as %d, read back as %v", o, toStore[o], back)
 		}
+	}
+	if len(fromStore) != len(outcomeNames) {
+		t.Errorf("%d stored outcomes for %d outcomes", len(fromStore), len(outcomeNames))
 	}
 }
 

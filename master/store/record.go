@@ -56,31 +56,23 @@ const (
 	MaxAttemptErr = 256
 )
 
-// Outcome is how an attempt ended. Its values are stored: never renumber
-// them.
+// Outcome is how an attempt ended, as the byte the store keeps. What each
+// means is the scheduler's (sched.Outcome); the store only keeps them
+// apart and refuses a byte past the last. Never renumber them.
 type Outcome uint8
 
+// The stored outcomes.
 const (
-	OutcomeRunning  Outcome = iota // not ended yet
-	OutcomeDone                    // the handler succeeded
-	OutcomeFailed                  // the handler returned an error
-	OutcomeTimeout                 // the handler ran past the task's timeout
-	OutcomeLost                    // the slave disconnected or its lease expired
-	OutcomeReturned                // the stopping slave handed the task back; no attempt spent
-	OutcomeCanceled                // the master abandoned the run: canceled, or finished by another attempt's result
+	OutcomeRunning Outcome = iota
+	OutcomeDone
+	OutcomeFailed
+	OutcomeTimeout
+	OutcomeLost
+	OutcomeReturned
+	OutcomeCanceled
 
 	maxOutcome = OutcomeCanceled
 )
-
-var outcomeNames = [...]string{"running", "done", "failed", "timeout", "lost", "returned", "canceled"}
-
-// String is the outcome's lower-case name, as the operator API shows it.
-func (o Outcome) String() string {
-	if o > maxOutcome {
-		return fmt.Sprintf("outcome(%d)", uint8(o))
-	}
-	return outcomeNames[o]
-}
 
 // ClipErr returns s if it fits MaxAttemptErr bytes, otherwise its longest
 // prefix that ends on a rune boundary and leaves room for a trailing "…".
