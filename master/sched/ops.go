@@ -176,12 +176,14 @@ type TaskFilter struct {
 const (
 	DefaultPage = 100
 	MaxPage     = 1000
-	// MaxScan bounds the records one call reads. App and kind filters
-	// run as the store is read, without the lock; what passes them is
-	// overlaid with live state under the lock, scanChunk records at a
-	// time, and only then filtered by state.
-	MaxScan   = 160000
-	scanChunk = 2000
+	// MaxScan bounds the records one call reads from the store. App and
+	// kind filters run as they are read, without the lock.
+	MaxScan = 160000
+	// MaxOverlay bounds the records one call lays live state over, under
+	// the lock, scanChunk at a time, before the state filter: a rare state
+	// never holds dispatch up for long.
+	MaxOverlay = 16000
+	scanChunk  = 2000
 )
 
 func (f *TaskFilter) matchStored(r *store.Record) bool {
@@ -190,9 +192,10 @@ func (f *TaskFilter) matchStored(r *store.Record) bool {
 
 // Tasks lists tasks in id order (descending with f.Desc) from the store,
 // with live state from memory laid over it, because dispatch is not
-// written. It reads at most MaxScan records per call, so a filter that
-// matches rarely returns a short page (maybe empty) and a cursor to
-// continue from, as After or, with Desc, as Before; next is 0 at the end.
+// written. It reads at most MaxScan records and overlays at most
+// MaxOverlay per call, so a filter that matches rarely returns a short page
+// (maybe empty) and a cursor to continue from, as After or, with Desc, as
+// Before; next is 0 at the end.
 func (s *Scheduler) Tasks(f TaskFilter) (page []TaskInfo, next uint64, err error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -203,12 +206,18 @@ func (s *Scheduler) Tasks(f TaskFilter) (page []TaskInfo, next uint64, err error
 	if f.Desc {
 		cursor = f.Before
 	}
-	for budget := MaxScan; ; {
-		sc, err := s.scan(&f, cursor, min(budget, scanChunk), 2*(limit-len(page)))
+	for read, overlaid := 0, 0; ; {
+		// Without a state filter every record overlaid is listed, so the
+		// page needs no more than it lacks.
+		want := min(scanChunk, MaxOverlay-overlaid)
+		if f.State == 0 {
+			want = limit - len(page)
+		}
+		sc, err := s.scan(&f, cursor, min(MaxScan-read, scanChunk), want)
 		if err != nil {
 			return nil, 0, err
 		}
-		budget -= sc.read
+		read, overlaid = read+sc.read, overlaid+len(sc.found)
 		var fullAt int
 		page, fullAt = s.overlay(&f, sc.found, page, limit)
 		switch {
@@ -218,7 +227,7 @@ func (s *Scheduler) Tasks(f TaskFilter) (page []TaskInfo, next uint64, err error
 			return page, page[len(page)-1].ID, nil
 		case !sc.more:
 			return page, 0, nil
-		case budget <= 0:
+		case read >= MaxScan || overlaid >= MaxOverlay:
 			return page, sc.last, nil
 		}
 		cursor = sc.last

@@ -179,6 +179,15 @@ func TestListScanIsBounded(t *testing.T) {
 	if err != nil || len(page) != 0 || next != 0 {
 		t.Fatalf("second call: %d tasks, next %d, %v", len(page), next, err)
 	}
+	// A state filter lays live state over at most MaxOverlay records a
+	// call: that is the part under the lock.
+	page, next, err = h.s.Tasks(TaskFilter{State: protocol.StateDone})
+	if err != nil || len(page) != 0 || next == 0 {
+		t.Fatalf("rare state: %d tasks, next %d, %v", len(page), next, err)
+	}
+	if all, _, _ := h.s.Tasks(TaskFilter{Limit: MaxPage}); next != all[0].ID+MaxOverlay-1 {
+		t.Fatalf("rare state stopped at %d, want after %d records", next-all[0].ID+1, MaxOverlay)
+	}
 }
 
 func TestCancelAndRetry(t *testing.T) {
