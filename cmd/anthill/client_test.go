@@ -278,8 +278,8 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 		"Stats.Summary": {nil, nil, func(map[string]json.RawMessage) (any, *jsonrpc.Error) {
 			return json.RawMessage(`{"tasks":{"pending":3,"running":1,"unacked":0,"submitted":46,"dispatched":44,"done":42,"failed":1,"canceled":0,"retried":0,"requeued":0,"late_results":0},
 				"slaves":{"connected":2,"concurrency":8,"running":1},"kinds":[{"kind":"echo","pending":3,"slaves":2}],
-				"throughput":{"window_ms":60000,"finished":43,"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"dispatched_per_sec":0},
-				"dispatch_latency_estimate_ms":null,"uptime_ms":5000}`), nil
+				"throughput":{"window_ms":60000,"finished":43,"failed":1,"finished_per_sec":12.5,"submitted_per_sec":0.38333672831176474,"dispatched_per_sec":0},
+				"dispatch_latency_estimate_ms":null,"store":{"commits":90,"ops":181,"last_batch_ops":2,"last_commit_ms":0.4,"mean_commit_ms":0.25},"uptime_ms":5000}`), nil
 		}},
 	}
 }
@@ -926,10 +926,14 @@ slaves.running:                 1
 kinds[0]:                       kind=echo pending=3 slaves=2
 throughput.window_ms:           60000
 throughput.finished:            43
+throughput.failed:              1
 throughput.finished_per_sec:    12.5
 throughput.submitted_per_sec:   0.383
 throughput.dispatched_per_sec:  0
 dispatch_latency_estimate_ms:   -
+store.commits:                  90
+store.ops:                      181
+store.mean_commit_ms:           0.25
 uptime_ms:                      5000
 `)
 	out, _, _ = f.run("stats", "--json")

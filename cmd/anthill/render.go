@@ -251,10 +251,14 @@ func printSummary(w io.Writer, s *jsonrpc.Summary) error {
 	fs = append(fs,
 		field{"throughput.window_ms", fmt.Sprint(tp.WindowMS)},
 		field{"throughput.finished", fmt.Sprint(tp.Finished)},
+		field{"throughput.failed", fmt.Sprint(tp.Failed)},
 		field{"throughput.finished_per_sec", fmtFloat(tp.FinishedPerSec)},
 		field{"throughput.submitted_per_sec", fmtFloat(tp.SubmittedPerSec)},
 		field{"throughput.dispatched_per_sec", fmtFloat(tp.DispatchedPerSec)},
 		field{"dispatch_latency_estimate_ms", latency},
+		field{"store.commits", fmt.Sprint(s.Store.Commits)},
+		field{"store.ops", fmt.Sprint(s.Store.Ops)},
+		field{"store.mean_commit_ms", fmtFloat(s.Store.MeanCommitMS)},
 		field{"uptime_ms", fmt.Sprint(s.UptimeMS)},
 	)
 	return printFields(w, fs)
