@@ -53,18 +53,20 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/binenc": {},
 		"protocol":        {"internal/binenc"},
 		"stats":           {},
-		"internal/wire":   {},
+		// The numbers of stats as Prometheus metrics, and nothing else.
+		"stats/promexport": {"stats"},
+		"internal/wire":    {},
 		// The client side of a session, shared by slave and appnode.
 		"internal/dial": {"protocol", "internal/wire", "internal/binenc"},
 		"sandbox":       {"protocol", "internal/binenc"},
 		"master/store":  {"protocol", "internal/binenc"},
 		// The scheduler knows no sockets: no wire, no HTTP.
 		"master/sched": {"protocol", "stats", "master/store", "internal/binenc"},
-		"master":       {"protocol", "stats", "internal/wire", "master/store", "master/sched", "internal/binenc"},
+		"master":       {"protocol", "stats", "stats/promexport", "internal/wire", "master/store", "master/sched", "internal/binenc"},
 		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc"},
 		"appnode":      {"protocol", "internal/wire", "internal/dial", "internal/binenc"},
 		// A real master for tests: the master and what it imports.
-		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "internal/wire", "internal/binenc"},
+		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "stats/promexport", "internal/wire", "internal/binenc"},
 		// The operator's view, built from the scheduler and stats.
 		"internal/view": {"master/sched", "protocol", "stats", "master/store", "internal/binenc"},
 		// jsonrpc serves the scheduler's operator API and the view; it sees
@@ -88,6 +90,23 @@ func TestDependencyDirection(t *testing.T) {
 			if ok && !contains(rules, dep) {
 				t.Errorf("%s imports %s; it may import only %v", name, dep, rules)
 			}
+		}
+	}
+}
+
+// The scheduler knows no transport, not even through what it imports: no
+// HTTP server or client, no WebSocket, no frame writer. It records into
+// stats, which leaves Prometheus (and the net/http it brings) to
+// stats/promexport.
+func TestSchedulerHasNoTransport(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "../master/sched").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	for _, banned := range []string{"net/http", "github.com/gorilla/websocket", module + "internal/wire"} {
+		if contains(deps, banned) {
+			t.Errorf("master/sched depends on %s", banned)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/stats"
+	"github.com/anthill-project/anthill/stats/promexport"
 )
 
 // StoreFile is the name of the bbolt file inside Options.Data.
@@ -86,10 +87,12 @@ func New(opts Options) (*Master, error) {
 		stopping: make(chan struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancelCause(context.Background())
-	metrics, err := stats.NewMaster(opts.Metrics, opts.Now)
-	if err != nil {
-		st.Close()
-		return nil, err
+	metrics := stats.NewMaster(opts.Now)
+	if opts.Metrics != nil {
+		if err := promexport.Register(opts.Metrics, metrics); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	m.sched, err = sched.New(st, sched.Options{
 		Strategy: opts.Strategy, Dispatch: opts.Dispatch, MaxPayload: opts.MaxPayload,

@@ -60,8 +60,8 @@ type Options struct {
 	// Default "": any slave may join.
 	SlaveToken string
 	// Metrics is where the master's Prometheus metrics are registered (serve
-	// them with stats.Handler). Nil keeps the numbers, for Stats and the
-	// time series, without exporting them.
+	// them with promexport.Handler). Nil keeps the numbers, for Stats and
+	// the time series, without exporting them.
 	Metrics prometheus.Registerer
 	// NoSync skips fsync. Only for tests and benchmarks that say so.
 	NoSync bool

@@ -1,42 +1,37 @@
 // Package stats keeps Anthill's numbers — the master's tasks, queues, store
-// and connections, each slave's and each application's work — and serves
-// them two ways: as Prometheus metrics on a registry the caller passes in,
-// and as in-memory per-second series of the last hour for the dashboard and
-// the Stats RPC.
+// and connections, each slave's and each application's work — in plain
+// atomics, and serves them as totals, as in-memory per-second series of the
+// last hour for the dashboard and the Stats RPC, and as an [Export] for a
+// metrics exporter.
 //
-// It imports nothing of ours and decides nothing: callers say what happened.
-// It never registers on the global Prometheus registry and starts no
-// goroutine. Every recording method is safe for concurrent use, never blocks
-// on I/O and does not allocate once a kind, slave or app has been seen, so the
-// master may call it from its hot paths while holding its own lock.
+// It imports nothing of ours, nor Prometheus nor net/http, so that the
+// scheduler that records into it knows no transport; it decides nothing:
+// callers say what happened. It starts no goroutine. Every recording method
+// is safe for concurrent use, never blocks on I/O and does not allocate once
+// a kind, slave or app has been seen, so the master may call it from its hot
+// paths while holding its own lock.
 //
-// # Metrics
+// # Export
 //
-// All names start with anthill_ and carry their unit: counters end in
-// _total, durations in _seconds, sizes in _bytes. Labels are bounded:
+// [Master.Export] hands an exporter every number with the labels it may
+// show, and stats/promexport is the one that does, as Prometheus metrics (it
+// documents their names). The label rules are kept here, so that every
+// exporter shows the same, bounded, set:
 //
-//   - kind: at most [MaxKinds] values; later kinds are counted as "_other".
-//   - slave: one value per connected slave name. When a slave's last session
-//     goes, its series stay for [Linger] (so a flapping slave keeps its
-//     counters and its reconnects are counted) and are then removed.
-//   - app: one value per application the master knows. After [App.Gone] the
-//     series stay for [Linger] and are then removed.
-//   - state: done, failed, canceled (tasks finished) or pending, running,
-//     unacked (tasks by state).
-//
-// Rates are left to Prometheus. Useful queries:
-//
-//	dispatch rate        rate(anthill_tasks_dispatched_total[1m])
-//	results per second   sum(rate(anthill_tasks_finished_total[1m]))
-//	mean task latency    rate(anthill_task_latency_seconds_sum[5m]) / rate(anthill_task_latency_seconds_count[5m])
-//	slave busy fraction  rate(anthill_slave_busy_seconds_total[1m]) / anthill_slave_slots
-//	slave mean task time rate(anthill_slave_busy_seconds_total[5m]) / sum without(state) (rate(anthill_slave_tasks_total[5m]))
+//   - kind: at most [MaxKinds] values; later kinds are counted as [OtherKind].
+//   - slave: one value per slave name. When a slave's last session goes, its
+//     row stays for [Linger] (so a flapping slave keeps its counters and its
+//     reconnects are counted) and is then removed.
+//   - app: one value per application the master knows. After [App.Gone] its
+//     row stays for [Linger] and is then removed.
+//   - every label value is valid UTF-8.
 //
 // # Totals
 //
-// Master.Totals and App.Counts give the same events summed over kinds: the
-// master's Stats, the Stats.Summary RPC and the dashboard read them, so
-// there is one count of everything and it lives here.
+// [Master.Totals] sums over the kinds the very counters that Export shows,
+// and [App.Counts] reads an application's: the master's Stats, the
+// Stats.Summary RPC, the dashboard and /metrics all read them, so there is
+// one count of everything and it lives here.
 //
 // # Time series
 //

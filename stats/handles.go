@@ -4,11 +4,8 @@ import (
 	"cmp"
 	"math"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Slave is one session of a slave, returned by [Master.SlaveSeen]. The
@@ -43,11 +40,9 @@ func (s *Slave) Session() SessionCounts {
 
 // slaveEntry is everything recorded under one slave name.
 type slaveEntry struct {
-	name                     string
-	label                    string
-	done, failed, busy, reco prometheus.Counter
-	slots, connected         prometheus.Gauge
-	nDone, nFailed, busyNs   atomic.Uint64
+	name                   string
+	label                  string
+	nDone, nFailed, busyNs atomic.Uint64
 
 	// Guarded by Master.mu.
 	sessions, nSlots    int
@@ -76,28 +71,15 @@ func (m *Master) SlaveSeen(name string, slots int) *Slave {
 	defer m.mu.Unlock()
 	e := m.slaves[name]
 	if e == nil {
-		label := strings.ToValidUTF8(name, "\uFFFD")
-		e = &slaveEntry{
-			name:      name,
-			label:     label,
-			done:      m.slaveTasks.WithLabelValues(label, "done"),
-			failed:    m.slaveTasks.WithLabelValues(label, "failed"),
-			busy:      m.slaveBusy.WithLabelValues(label),
-			reco:      m.slaveReconnects.WithLabelValues(label),
-			slots:     m.slaveSlots.WithLabelValues(label),
-			connected: m.slaveConnected.WithLabelValues(label),
-		}
+		e = &slaveEntry{name: name, label: label(name)}
 		m.slaves[name] = e
 	} else {
 		e.reconnects++
-		e.reco.Inc()
 	}
 	e.sessions++
 	e.nSlots += slots
 	e.goneAt = time.Time{}
 	e.lastSeen = later(e.lastSeen, m.now())
-	e.slots.Set(float64(e.nSlots))
-	e.connected.Set(float64(e.sessions))
 	return &Slave{m: m, e: e, slots: slots}
 }
 
@@ -107,16 +89,13 @@ func (m *Master) SlaveSeen(name string, slots int) *Slave {
 func (s *Slave) Result(ok bool, runTime time.Duration) {
 	e := s.e
 	if ok {
-		e.done.Inc()
 		e.nDone.Add(1)
 		s.done.Add(1)
 	} else {
-		e.failed.Inc()
 		e.nFailed.Add(1)
 		s.failed.Add(1)
 	}
 	if runTime > 0 {
-		e.busy.Add(runTime.Seconds())
 		e.busyNs.Add(uint64(runTime))
 		s.busyNs.Add(uint64(runTime))
 	}
@@ -137,8 +116,6 @@ func (s *Slave) Gone() {
 		e.goneAt = m.now()
 		e.lastSeen = later(e.lastSeen, e.goneAt)
 	}
-	e.slots.Set(float64(e.nSlots))
-	e.connected.Set(float64(e.sessions))
 }
 
 // App is an application as the master knows it, returned by [Master.App].
@@ -146,15 +123,10 @@ type App struct {
 	m         *Master
 	name      string
 	label     string
-	pushed    prometheus.Counter
-	finished  [numStates]prometheus.Counter
-	inFlight  prometheus.Gauge
-	latency   prometheus.Observer
 	nPushed   atomic.Uint64
 	nFinished [numStates]atomic.Uint64
 	nInFlight atomic.Int64
-	latSumNs  atomic.Uint64
-	latN      atomic.Uint64
+	latency   *histogram // seconds
 
 	// Guarded by Master.mu.
 	goneAt       time.Time // zero while known
@@ -173,18 +145,7 @@ func (m *Master) App(name string) *App {
 		a.goneAt = time.Time{}
 		return a
 	}
-	label := strings.ToValidUTF8(name, "\uFFFD")
-	a := &App{
-		m:        m,
-		name:     name,
-		label:    label,
-		pushed:   m.appPushed.WithLabelValues(label),
-		inFlight: m.appInFlight.WithLabelValues(label),
-		latency:  m.appLatency.WithLabelValues(label),
-	}
-	for s := range numStates {
-		a.finished[s] = m.appFinished.WithLabelValues(label, stateNames[s])
-	}
+	a := &App{m: m, name: name, label: label(name), latency: newHistogram(latencyBuckets)}
 	m.apps[name] = a
 	return a
 }
@@ -192,14 +153,12 @@ func (m *Master) App(name string) *App {
 // Pushed records n tasks pushed by the application.
 func (a *App) Pushed(n int) {
 	if n > 0 {
-		a.pushed.Add(float64(n))
 		a.nPushed.Add(uint64(n))
 	}
 }
 
 // InFlight sets how many of the application's tasks are not yet final.
 func (a *App) InFlight(n int) {
-	a.inFlight.Set(float64(n))
 	a.nInFlight.Store(int64(n))
 }
 
@@ -209,12 +168,9 @@ func (a *App) Finished(state State, latency time.Duration) {
 	if state >= numStates {
 		return
 	}
-	a.finished[state].Inc()
 	a.nFinished[state].Add(1)
 	if state != Canceled {
-		a.latency.Observe(latency.Seconds())
-		a.latSumNs.Add(uint64(max(latency, 0)))
-		a.latN.Add(1)
+		a.latency.observe(latency.Seconds())
 	}
 }
 
@@ -236,20 +192,13 @@ func (a *App) Gone() {
 
 // tickHandles closes second open for the slaves and apps, sec being the one
 // now open: what they recorded since the last call counts for open, the
-// seconds between are zero. It removes the series of slaves and apps gone
-// for Linger. Called under m.mu.
+// seconds between are zero. It removes the slaves and apps gone for Linger.
+// Called under m.mu.
 func (m *Master) tickHandles(now time.Time, open, sec int64) {
 	dt := float64(sec - open)
 	alpha := 1 - math.Exp(-dt/60) // one-minute moving average
 	for name, e := range m.slaves {
 		if e.sessions == 0 && !e.goneAt.IsZero() && now.Sub(e.goneAt) >= Linger {
-			for _, st := range [...]string{"done", "failed"} {
-				m.slaveTasks.DeleteLabelValues(e.label, st)
-			}
-			m.slaveBusy.DeleteLabelValues(e.label)
-			m.slaveReconnects.DeleteLabelValues(e.label)
-			m.slaveSlots.DeleteLabelValues(e.label)
-			m.slaveConnected.DeleteLabelValues(e.label)
 			delete(m.slaves, name)
 			continue
 		}
@@ -265,12 +214,6 @@ func (m *Master) tickHandles(now time.Time, open, sec int64) {
 	}
 	for name, a := range m.apps {
 		if !a.goneAt.IsZero() && now.Sub(a.goneAt) >= Linger {
-			m.appPushed.DeleteLabelValues(a.label)
-			m.appInFlight.DeleteLabelValues(a.label)
-			m.appLatency.DeleteLabelValues(a.label)
-			for s := range numStates {
-				m.appFinished.DeleteLabelValues(a.label, stateNames[s])
-			}
 			delete(m.apps, name)
 			continue
 		}
@@ -371,8 +314,8 @@ func (m *Master) Apps() []AppSummary {
 		i := len(recent)
 		recent = a.recent.appendTo(recent, last)
 		s.Recent = recent[i:len(recent):len(recent)]
-		if n := a.latN.Load(); n > 0 {
-			s.MeanLatency = time.Duration(a.latSumNs.Load() / n)
+		if n, sum := a.latency.total(); n > 0 {
+			s.MeanLatency = time.Duration(math.Round(sum / float64(n) * 1e9))
 		}
 		out = append(out, s)
 	}

@@ -55,7 +55,7 @@ func checkTime(t *testing.T, what string, got time.Time, want time.Duration) {
 }
 
 func TestSlaveRecentAndLastSeen(t *testing.T) {
-	m, _, c := newMaster(t)
+	m, c := newMaster(t)
 	c.set(sec(10)) // the master ticks every 20 ms: second 10 is open
 	m.Tick()
 	c.set(sec(10.25))
@@ -131,7 +131,7 @@ func TestSlaveRecentAndLastSeen(t *testing.T) {
 // TestRecentWraps runs longer than the window: Recent holds exactly the
 // last RecentSeconds seconds, and a gap longer than that leaves zeros.
 func TestRecentWraps(t *testing.T) {
-	m, _, c := newMaster(t)
+	m, c := newMaster(t)
 	s := m.SlaveSeen("box", 1)
 	defer s.Gone()
 	a := m.App("render")
@@ -166,7 +166,7 @@ func TestRecentWraps(t *testing.T) {
 }
 
 func TestAppThroughputAndRecent(t *testing.T) {
-	m, _, c := newMaster(t)
+	m, c := newMaster(t)
 	a := m.App("render")
 	m.App("idle")
 	a.Pushed(20) // pushing is not finishing
@@ -243,7 +243,7 @@ func TestAppThroughputAndRecent(t *testing.T) {
 // Rates count every event of the window once, the open second's too, and
 // the window never reaches back before the start.
 func TestRates(t *testing.T) {
-	m, _, clk := newMaster(t)
+	m, clk := newMaster(t)
 	m.Submitted("k", 10)
 	m.Dispatched("k", 4)
 	m.Finished("k", Done, time.Millisecond)

@@ -20,7 +20,7 @@ import (
 	"github.com/anthill-project/anthill/samples/mandelbrot"
 	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
-	"github.com/anthill-project/anthill/stats"
+	"github.com/anthill-project/anthill/stats/promexport"
 	"github.com/anthill-project/anthill/web"
 )
 
@@ -110,7 +110,7 @@ type httpParts struct {
 // the admin token kept in the data dir (created on first start), and the
 // metrics in reg on /metrics.
 func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
-	m.Handle("/metrics", stats.Handler(reg))
+	m.Handle("/metrics", promexport.Handler(reg))
 	tok, path, _, err := jsonrpc.LoadOrCreateToken(data)
 	if err != nil {
 		return httpParts{}, err

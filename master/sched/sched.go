@@ -183,9 +183,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 	}
 	metrics := opts.Metrics
 	if metrics == nil {
-		if metrics, err = stats.NewMaster(nil, opts.Now); err != nil {
-			return nil, err
-		}
+		metrics = stats.NewMaster(opts.Now)
 	}
 	s := &Scheduler{
 		opts:      opts,
