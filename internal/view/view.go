@@ -363,11 +363,11 @@ func slavesOf(st *sched.Stats) []Slave {
 	return out
 }
 
-// namesOf joins the live sessions with the numbers stats keeps per name;
-// a name stats no longer knows but a session has is shown too.
+// namesOf joins the live sessions with the numbers stats keeps per name.
+// Stats knows every name a session has (SlaveSeen), and its LastSeen
+// already counts the sessions' connections.
 func namesOf(st *sched.Stats, sums []stats.SlaveSummary) []SlaveName {
 	rows := map[string]*SlaveName{}
-	var lastSeen = map[string]time.Time{}
 	for _, sl := range st.Slaves {
 		row := rows[sl.Name]
 		if row == nil {
@@ -378,7 +378,6 @@ func namesOf(st *sched.Stats, sums []stats.SlaveSummary) []SlaveName {
 		row.Slots += sl.Concurrency
 		row.Running += sl.Running
 		row.Draining = row.Draining && sl.Draining
-		lastSeen[sl.Name] = later(lastSeen[sl.Name], sl.Connected)
 	}
 	for _, ss := range sums {
 		row := rows[ss.Name]
@@ -389,29 +388,20 @@ func namesOf(st *sched.Stats, sums []stats.SlaveSummary) []SlaveName {
 		row.Done, row.Failed, row.Reconnects = ss.Done, ss.Failed, ss.Reconnects
 		row.Throughput, row.BusyFraction = ss.Throughput, ss.BusyFraction
 		row.MeanTaskMS = millis(ss.MeanTaskTime)
-		row.Recent = ss.Recent
-		lastSeen[ss.Name] = later(lastSeen[ss.Name], ss.LastSeen)
+		row.Recent, row.LastSeen = ss.Recent, Time(ss.LastSeen)
 	}
 	out := make([]SlaveName, 0, len(rows))
-	for name, row := range rows {
+	for _, row := range rows {
 		if len(row.Sessions) == 0 {
 			row.Sessions, row.Draining = []string{}, false
 		}
 		if row.Recent == nil {
 			row.Recent = []float64{}
 		}
-		row.LastSeen = Time(lastSeen[name])
 		out = append(out, *row)
 	}
 	slices.SortFunc(out, func(a, b SlaveName) int { return cmp.Compare(a.Name, b.Name) })
 	return out
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // appsOf joins the scheduler's applications with stats' numbers of them.

@@ -88,7 +88,7 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 		if t.maxAttempts == 0 {
 			t.maxAttempts = uint32(s.opts.DefaultAttempts)
 		}
-		t.q = QueuedTask{ID: t.id, App: a.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
+		t.initQueued()
 		s.put(b, t)
 		s.addLocked(t)
 		s.queue.Push(&t.q)
@@ -136,7 +136,6 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 		t.slave = sl
 		t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)
 		sl.running[t.id] = t
-		sl.metrics.Dispatched(1)
 		s.metrics.Dispatched(t.kind, 1)
 		if sl.credit > 0 {
 			sl.credit--
@@ -155,6 +154,7 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 	if len(d.Tasks) == 0 {
 		return
 	}
+	sl.metrics.Dispatched(len(d.Tasks))
 	sl.out.Send(&d)
 }
 

@@ -55,19 +55,12 @@ func infoOf(t *task) TaskInfo {
 
 // infoOfRecord reads a task that lives only in the store.
 func infoOfRecord(r *store.Record) TaskInfo {
-	info := TaskInfo{
+	return TaskInfo{
 		ID: r.ID, App: r.App, Kind: r.Kind, Key: r.Key, State: r.State, Attempts: r.Attempts,
 		MaxAttempts: r.MaxAttempts, Priority: r.Priority, Timeout: r.Timeout, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Slave: r.Slave, Payload: r.Payload,
-		Result: r.Result, Err: r.Err,
+		Result: r.Result, Err: r.Err, History: historyOf(r.History),
 	}
-	if len(r.History) > 0 {
-		info.History = make([]Attempt, len(r.History))
-		for i, h := range r.History {
-			info.History[i] = Attempt{Slave: h.Slave, Started: h.Started, Ended: h.Ended, Outcome: fromStore[h.Outcome], Err: h.Err}
-		}
-	}
-	return info
 }
 
 // SubmitError refuses a batch submitted through Submit; nothing of it was
@@ -108,7 +101,7 @@ func (s *Scheduler) Submit(ctx context.Context, app string, tasks []protocol.New
 	}
 	durable := make(chan error, 1)
 	s.mu.Lock()
-	if s.stopping {
+	if s.isStopping() {
 		s.mu.Unlock()
 		return 0, ErrStopping
 	}

@@ -141,7 +141,7 @@ type Scheduler struct {
 	st      *store.Store
 	metrics *stats.Master
 	started time.Time
-	stopped chan struct{} // closed by Stop
+	stopped chan struct{} // closed by Stop, under mu
 
 	mu     sync.Mutex
 	tasks  map[uint64]*task // unfinished, and final but not yet acknowledged
@@ -160,7 +160,6 @@ type Scheduler struct {
 	commitQ   []commitReq
 	commitCh  chan struct{}
 	duties    []duty
-	stopping  bool
 	scratch   []store.Attempt // see put
 }
 
@@ -291,9 +290,17 @@ func (s *Scheduler) Run(ctx context.Context) {
 func (s *Scheduler) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.stopping {
-		s.stopping = true
+	if !s.isStopping() {
 		close(s.stopped)
+	}
+}
+
+func (s *Scheduler) isStopping() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -107,14 +107,26 @@ func taskOf(r *store.Record, a *App) *task {
 		state: r.State, attempts: r.Attempts, startedAt: r.StartedAt, finishedAt: r.FinishedAt,
 		ranOn: r.Slave, result: r.Result, err: r.Err, acked: r.Acked,
 	}
-	if len(r.History) > 0 {
-		t.history = make([]Attempt, len(r.History))
-		for i, h := range r.History {
-			t.history[i] = Attempt{Slave: h.Slave, Started: h.Started, Ended: h.Ended, Outcome: fromStore[h.Outcome], Err: h.Err}
-		}
-	}
-	t.q = QueuedTask{ID: t.id, App: a.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
+	t.history = historyOf(r.History)
+	t.initQueued()
 	return t
+}
+
+// historyOf reads a stored history; nil stays nil.
+func historyOf(h []store.Attempt) []Attempt {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make([]Attempt, len(h))
+	for i, a := range h {
+		out[i] = Attempt{Slave: a.Slave, Started: a.Started, Ended: a.Ended, Outcome: fromStore[a.Outcome], Err: a.Err}
+	}
+	return out
+}
+
+// initQueued sets what the strategy sees of t; it never changes after.
+func (t *task) initQueued() {
+	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
 }
 
 // put writes t into b. The history is converted into the scheduler's
