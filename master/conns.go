@@ -101,10 +101,13 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 
 	_ = ws.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	ws.SetReadLimit(protocol.MaxHandshakeBytes)
-	_, frame, err := ws.ReadMessage()
+	typ, frame, err := ws.ReadMessage()
 	if err != nil {
 		ws.Close()
 		return nil, nil
+	}
+	if typ != websocket.BinaryMessage {
+		return refuse(protocol.CodeBadHandshake, "a text frame on a binary protocol: the hello must be a binary frame")
 	}
 	msg, err := protocol.Decode(frame)
 	if err != nil {
@@ -218,7 +221,9 @@ func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *p
 	// The Welcome is queued before the scheduler hears of the session, so
 	// no dispatch or notification can overtake it.
 	p.Send(m.welcome(session))
-	return p, h, session, func() { m.untrack(c) }
+	// done closes before it waits, so a handler that panics still lets the
+	// writer go and the connection be forgotten.
+	return p, h, session, func() { c.Close(); m.untrack(c) }
 }
 
 func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
@@ -230,6 +235,12 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
 	sl := m.sched.AttachSlave(session, h, p)
+	// Deferred, so that even a panic in a handler detaches the session:
+	// otherwise it would stay listed, holding its tasks, as a ghost.
+	defer func() {
+		n := m.sched.DetachSlave(sl)
+		p.log.Info("slave disconnected", "requeued", n)
+	}()
 	readLoop(p, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
 		case *protocol.Results:
@@ -246,8 +257,6 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	n := m.sched.DetachSlave(sl)
-	p.log.Info("slave disconnected", "requeued", n)
 }
 
 func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
@@ -258,6 +267,10 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 	defer done()
 	a, waiting := m.sched.AttachApp(h.Name, p)
 	p.log.Info("app connected", "pending_notifications", waiting)
+	defer func() {
+		m.sched.DetachApp(a, p)
+		p.log.Info("app disconnected")
+	}()
 	readLoop(p, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
 		case *protocol.Submit:
@@ -272,8 +285,6 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	m.sched.DetachApp(a, p)
-	p.log.Info("app disconnected")
 }
 
 // Scheduler is the master's task life: the operator API and its numbers.

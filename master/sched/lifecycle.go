@@ -220,14 +220,24 @@ func (s *Scheduler) unqueueLocked(t *task) {
 // retryLocked schedules another attempt of t after an exponential backoff
 // with jitter, so a failing task does not hammer the slaves in lockstep.
 func (s *Scheduler) retryLocked(t *task, now time.Time) {
-	d := s.opts.RetryBackoff << min(t.attempts-1, 20)
-	d = min(d, s.opts.RetryBackoffMax)
+	d := backoff(s.opts.RetryBackoff, s.opts.RetryBackoffMax, t.attempts)
 	d = d/2 + rand.N(d/2+1)
 	t.state = protocol.StatePending
 	t.slave = nil
 	t.retryAt = now.Add(d)
 	s.retries.push(t)
 	s.metrics.Retried(t.kind)
+}
+
+// backoff is base doubled per attempt after the first, capped at max. It
+// doubles step by step rather than shifting once, so a large base cannot
+// overflow into a negative delay.
+func backoff(base, max time.Duration, attempts uint32) time.Duration {
+	d := base
+	for i := uint32(1); i < attempts && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
 }
 
 // requeueLocked puts t back to pending after its slave vanished or its
@@ -355,11 +365,21 @@ func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := new(store.Batch)
+	// NotifyDone promises only that an id will not be notified again: true
+	// of the ids acknowledged now and of those no longer known (acknowledged
+	// before), never of another application's task or an unfinished one,
+	// which the application must not believe taken care of.
+	done := &protocol.IDs{T: protocol.TypeNotifyDone, IDs: make([]uint64, 0, len(ids))}
 	for _, id := range ids {
 		t := s.tasks[id]
-		if t == nil || t.app != a || !t.state.Final() {
+		if t == nil {
+			done.IDs = append(done.IDs, id)
 			continue
 		}
+		if t.app != a || !t.state.Final() {
+			continue
+		}
+		done.IDs = append(done.IDs, id)
 		delete(a.sent, id)
 		delete(s.tasks, id)
 		if p := t.push; p != nil {
@@ -376,7 +396,10 @@ func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
 		}
 		a.acked++
 	}
-	done := &protocol.IDs{T: protocol.TypeNotifyDone, IDs: ids}
+	if len(done.IDs) == 0 {
+		s.notifyLocked(a)
+		return
+	}
 	s.commitLocked(b, func(err error) {
 		if err != nil {
 			s.opts.OnFatal(fmt.Errorf("commit acknowledgements: %w", err))

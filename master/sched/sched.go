@@ -103,6 +103,23 @@ func (o *Options) setDefaults() error {
 	def(&o.RetryBackoff, DefaultRetryBackoff)
 	def(&o.RetryBackoffMax, DefaultRetryBackoffMax)
 	def(&o.Retention, DefaultRetention)
+	// A negative duration has no meaning here (Retention's is "at once"),
+	// and the arithmetic on them assumes none: a negative backoff once
+	// panicked in a connection handler.
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"default timeout", o.DefaultTimeout}, {"max timeout", o.MaxTimeout}, {"lease grace", o.LeaseGrace},
+		{"retry backoff", o.RetryBackoff}, {"retry backoff max", o.RetryBackoffMax},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %v must not be negative", d.name, d.v)
+		}
+	}
+	if o.RetryBackoff > o.RetryBackoffMax {
+		return fmt.Errorf("retry backoff %v exceeds retry backoff max %v", o.RetryBackoff, o.RetryBackoffMax)
+	}
 	if o.DefaultTimeout > o.MaxTimeout {
 		return errors.New("default timeout exceeds max timeout")
 	}
@@ -114,6 +131,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.NotifyWindow == 0 {
 		o.NotifyWindow = DefaultNotifyWindow
+	}
+	if o.NotifyWindow < 0 {
+		return fmt.Errorf("notify window %d must not be negative", o.NotifyWindow)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
