@@ -1,6 +1,7 @@
 package slave
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/dial"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/sandbox"
@@ -48,6 +50,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Software is the version string sent in the Hello. Default "".
 	Software string
+	// CA is a PEM file of the certificates that verify a wss:// master
+	// (a private CA or a self-signed master). Default "": the system's
+	// roots. TLS, when set, is used instead.
+	CA string
+	// TLS verifies a wss:// master. Default: from CA.
+	TLS *tls.Config
+	// MaxFrame caps a frame the slave reads, whatever the master
+	// announces (the smaller of the two counts; an announced 0 means
+	// this). Default 16 MiB. Negative is refused.
+	MaxFrame int
 }
 
 // The master's limits on a Hello; New checks them so a misconfigured
@@ -107,6 +119,19 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxFrame < 0 {
+		return o, fmt.Errorf("slave: negative max frame %d", o.MaxFrame)
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = dial.DefaultMaxFrame
+	}
+	if o.TLS == nil {
+		c, err := dial.ClientTLS(o.CA)
+		if err != nil {
+			return o, fmt.Errorf("slave: %w", err)
+		}
+		o.TLS = c
 	}
 	return o, nil
 }
