@@ -32,6 +32,10 @@ func ClientIP(r *http.Request, trustProxy bool) string {
 // (net/http would otherwise drain the body before writing the header).
 func CloseAfter(w http.ResponseWriter) {
 	w.Header().Set("Connection", "close")
+	// net/http drains what is left of a small body when the handler ends,
+	// even on a connection it then closes: a read deadline already passed
+	// cuts that short, so a body sent one byte at a time holds nothing.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // TooMany answers a locked-out client with 429 and when to try again.
@@ -55,10 +59,15 @@ func RequireBearer(token string, l *Limiter, trustProxy bool, door string, next 
 			TooMany(w, wait, "too many wrong tokens from your address; try again later")
 			return
 		}
-		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		auth := r.Header.Get("Authorization")
+		scheme, tok, _ := strings.Cut(auth, " ")
 		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			l.Fail(ip, door)
+			// A scraper set up without the token is no guesser: only a
+			// wrong credential counts, or it would lock its host out.
+			if auth != "" {
+				l.Fail(ip, door)
+			}
 			CloseAfter(w)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="anthill"`)
 			http.Error(w, "unauthorized: this endpoint needs Authorization: Bearer <token>", http.StatusUnauthorized)
