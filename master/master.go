@@ -171,11 +171,19 @@ func serverTLS(opts Options) (*tls.Config, error) {
 // before any TLS handshake costs a thing) and adds TLS when configured.
 func (m *Master) guard(ln net.Listener, tlsConf *tls.Config) net.Listener {
 	perIP, total := max(m.opts.MaxConnsPerIP, 0), max(m.opts.MaxConns, 0)
-	var refusals sync.Map // ip -> struct{}: log the first refusal of an address only
+	// A line per refused connection would let a flood write the log: one
+	// a minute at most, with the count since the last.
+	var mu sync.Mutex
+	var last time.Time
+	refused := 0
 	ln = netguard.NewListener(ln, perIP, total, func(ip string, overTotal bool) {
-		if _, seen := refusals.LoadOrStore(ip, struct{}{}); !seen {
-			m.opts.Logger.Warn("connection refused: over the cap", "remote", ip, "total_cap", overTotal,
+		mu.Lock()
+		defer mu.Unlock()
+		refused++
+		if now := time.Now(); now.Sub(last) >= time.Minute {
+			m.opts.Logger.Warn("connections refused: over the cap", "refused", refused, "last_remote", ip, "total_cap", overTotal,
 				"max_conns_per_ip", perIP, "max_conns", total)
+			last, refused = now, 0
 		}
 	})
 	m.tls = tlsConf != nil

@@ -18,7 +18,7 @@ func ClientIP(r *http.Request, trustProxy bool) string {
 		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			parts := strings.Split(xff[len(xff)-1], ",")
 			if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
-				return ip
+				return Key(ip)
 			}
 		}
 	}

@@ -43,7 +43,16 @@ type Limiter struct {
 
 	mu  sync.Mutex
 	ips map[string]*failures
+	// Lines about first failures, across addresses, in the current
+	// SampleEvery: many addresses must not flood the log either.
+	window     time.Time
+	firsts     int
+	suppressed int // first failures not logged in the window
 }
+
+// maxFirstLines bounds the lines about addresses' first failures logged
+// per SampleEvery; the rest are summed up in one line.
+const maxFirstLines = 20
 
 type failures struct {
 	n        int       // failures since the IP was last forgotten
@@ -140,8 +149,19 @@ func (l *Limiter) Succeed(ip string) {
 // once per SampleEvery: never a line per failure, so guessing cannot
 // flood the logs.
 func (l *Limiter) sampleLocked(ip string, f *failures, now time.Time, door string) {
+	if now.Sub(l.window) >= l.o.SampleEvery {
+		if l.suppressed > 0 {
+			l.o.Logger.Warn("credential refused from more addresses", "addresses", l.suppressed, "within", l.o.SampleEvery.String())
+		}
+		l.window, l.firsts, l.suppressed = now, 0, 0
+	}
 	switch {
+	case f.logged.IsZero() && l.firsts >= maxFirstLines:
+		l.suppressed++
+		f.logged = now // its summary comes a period later, like everyone's
+		return
 	case f.logged.IsZero():
+		l.firsts++
 		l.o.Logger.Warn("credential refused", "remote", ip, "door", door,
 			"note", "further failures from this address are summed up at most every "+l.o.SampleEvery.String())
 	case now.Sub(f.logged) >= l.o.SampleEvery:

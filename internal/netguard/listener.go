@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 )
 
@@ -82,11 +83,31 @@ func (c *conn) Close() error {
 	return err
 }
 
-// hostOf is the IP of a host:port address, or the address itself.
+// hostOf is the IP of a host:port address, or the address itself, as
+// Key makes it.
 func hostOf(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return addr
+		return Key(addr)
 	}
-	return host
+	return Key(host)
+}
+
+// Key is the address a client is counted under: an IPv4 address as it
+// is, an IPv6 one as its /64, since one host commonly holds a whole /64
+// and could otherwise take a fresh address per try.
+func Key(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }

@@ -112,3 +112,35 @@ func TestListenerCapsPerIPAndInTotal(t *testing.T) {
 	}
 	a2.Close()
 }
+
+func TestKeyGroupsIPv6By64(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"not an ip":            "not an ip",
+	} {
+		if got := Key(in); got != want {
+			t.Errorf("Key(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Many addresses failing at once still write a bounded number of lines.
+func TestLimiterLogsFewLinesForManyAddresses(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var logs bytes.Buffer
+	l := NewLimiter(LimiterOptions{Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for i := range 500 {
+		l.Fail(net.IPv4(10, 0, byte(i>>8), byte(i)).String(), "rpc")
+	}
+	if n := strings.Count(logs.String(), "\n"); n != maxFirstLines {
+		t.Fatalf("%d lines for 500 addresses in a minute, want %d", n, maxFirstLines)
+	}
+	now = now.Add(time.Minute)
+	l.Fail("10.9.9.9", "rpc")
+	if !strings.Contains(logs.String(), "addresses=480") {
+		t.Fatalf("no summary of the addresses left out:\n%s", logs.String())
+	}
+}
