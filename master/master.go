@@ -18,11 +18,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,9 +142,24 @@ func New(opts Options) (*Master, error) {
 		WriteTimeout:      opts.WriteTimeout,
 		IdleTimeout:       opts.IdleTimeout,
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		ErrorLog:          log.New(serverLog{opts.Logger}, "", 0),
 	}
 	return m, nil
+}
+
+// serverLog takes net/http's own complaints into the master's log. A
+// failed TLS handshake is anyone's to cause, once per connection, so it
+// goes to debug; the rest (a handler's panic) is worth a warning.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.log.Debug(msg)
+	} else {
+		l.log.Warn(msg)
+	}
+	return len(p), nil
 }
 
 // serverTLS is the TLS configuration opts ask for, or nil for cleartext.
