@@ -178,3 +178,25 @@ func TestHTTPSecureCookieBehindATrustedProxyOnly(t *testing.T) {
 		}
 	}
 }
+
+// Bad TLS and frame flags are refused at start with a message that names
+// them, never a silent fall back to cleartext or no limit.
+func TestHTTPEdgeFlagsAreChecked(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"master", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tls-cert", missing}, 1, "needs both a certificate and a key"},
+		{[]string{"master", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tls-cert", missing, "--tls-key", missing}, 1, "TLS certificate"},
+		{[]string{"slave", "--master", "wss://127.0.0.1:1", "--ca", missing}, 1, "CA file"},
+		{[]string{"slave", "--master", "ws://127.0.0.1:1", "--max-frame", "-1"}, 1, "negative max frame"},
+		{[]string{"stats", "--master", "https://127.0.0.1:1", "--token", strings.Repeat("t", 32), "--ca", missing}, 2, "--ca"},
+	} {
+		out, code := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.says) {
+			t.Errorf("anthill %s: exit %d, want %d; output should contain %q:\n%s", strings.Join(tc.args, " "), code, tc.code, tc.says, out)
+		}
+	}
+}
