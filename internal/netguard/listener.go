@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -52,8 +53,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// Open reports the connections held now, in total and from ip.
-func (l *Listener) Open(ip string) (total, fromIP int) {
+// Held reports the connections held now, in total and from ip.
+func (l *Listener) Held(ip string) (total, fromIP int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.count, l.byIP[ip]
@@ -81,6 +82,21 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })
 	return err
+}
+
+// CloseWrite half-closes like the TCP connection underneath, which
+// net/http does before closing a connection it answered with
+// Connection: close, so the client sees the end at once.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps the TCP connection's sendfile path for net/http.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(c.Conn, r)
 }
 
 // hostOf is the IP of a host:port address, or the address itself, as

@@ -107,7 +107,7 @@ func TestListenerCapsPerIPAndInTotal(t *testing.T) {
 	a1.Close() // closing twice gives the slot back once
 	dial()
 	<-accepted
-	if total, ip := l.Open("127.0.0.1"); total != 2 || ip != 2 {
+	if total, ip := l.Held("127.0.0.1"); total != 2 || ip != 2 {
 		t.Fatalf("open %d total, %d from the IP; want 2 and 2", total, ip)
 	}
 	a2.Close()
