@@ -10,7 +10,8 @@ import (
 // default written beside it.
 type LimiterOptions struct {
 	// Free is how many failures an IP may make before it is locked out.
-	// Default 5: a person who mistypes a token is not punished.
+	// Default 10: a person who mistypes a token, or a script run a few
+	// times with an old one, is not punished.
 	Free int
 	// Base is the first lockout; each further failure doubles it, up to
 	// Max. Defaults 1s and 15m.
@@ -65,7 +66,7 @@ type failures struct {
 // NewLimiter returns a Limiter with o's settings.
 func NewLimiter(o LimiterOptions) *Limiter {
 	if o.Free <= 0 {
-		o.Free = 5
+		o.Free = 10
 	}
 	if o.Base <= 0 {
 		o.Base = time.Second
