@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,23 @@ func TestLimiterLogsFewLinesForManyAddresses(t *testing.T) {
 	l.Fail("10.9.9.9", "rpc")
 	if !strings.Contains(logs.String(), "addresses=480") {
 		t.Fatalf("no summary of the addresses left out:\n%s", logs.String())
+	}
+}
+
+// Behind a trusted proxy the client is the address the proxy appended;
+// otherwise the header is the client's own claim and is ignored.
+func TestClientIP(t *testing.T) {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.0.0.1:5555"
+	r.Header.Add("X-Forwarded-For", "6.6.6.6, 198.51.100.7")
+	if got := ClientIP(r, false); got != "10.0.0.1" {
+		t.Errorf("untrusted: %s, want the peer 10.0.0.1", got)
+	}
+	if got := ClientIP(r, true); got != "198.51.100.7" {
+		t.Errorf("trusted: %s, want the address the proxy appended", got)
+	}
+	r.Header.Del("X-Forwarded-For")
+	if got := ClientIP(r, true); got != "10.0.0.1" {
+		t.Errorf("trusted, no header: %s, want the peer", got)
 	}
 }
