@@ -129,14 +129,23 @@ func (l *Limiter) Fail(ip, door string) {
 	f.n++
 	f.last = now
 	if over := f.n - l.o.Free; over > 0 {
-		d := l.o.Max
-		if over <= 30 && l.o.Base<<(over-1) < l.o.Max {
-			d = l.o.Base << (over - 1)
-		}
-		f.until = now.Add(d)
+		f.until = now.Add(lockout(l.o.Base, l.o.Max, over))
 	}
 	f.unlogged++
 	l.sampleLocked(ip, f, now, door)
+}
+
+// lockout is base doubled for each failure after the first over the
+// free ones, at most ceiling; doubling stops before it could overflow.
+func lockout(base, ceiling time.Duration, over int) time.Duration {
+	d := min(base, ceiling)
+	for i := 1; i < over && d < ceiling; i++ {
+		if d > ceiling/2 {
+			return ceiling
+		}
+		d *= 2
+	}
+	return d
 }
 
 // Succeed forgets ip's failures: it holds a valid credential.

@@ -163,3 +163,21 @@ func TestClientIP(t *testing.T) {
 		t.Errorf("trusted, no header: %s, want the peer", got)
 	}
 }
+
+func TestLockoutDoublesWithoutOverflow(t *testing.T) {
+	for _, c := range []struct {
+		base, max time.Duration
+		over      int
+		want      time.Duration
+	}{
+		{time.Second, time.Minute, 1, time.Second},
+		{time.Second, time.Minute, 3, 4 * time.Second},
+		{time.Second, time.Minute, 1000, time.Minute},
+		{time.Hour, 1 << 62, 1000, 1 << 62},
+		{time.Hour, time.Minute, 1, time.Minute},
+	} {
+		if got := lockout(c.base, c.max, c.over); got != c.want {
+			t.Errorf("lockout(%v, %v, %d) = %v, want %v", c.base, c.max, c.over, got, c.want)
+		}
+	}
+}
