@@ -187,8 +187,10 @@ func (l *Limiter) sampleLocked(ip string, f *failures, now time.Time, door strin
 }
 
 // pruneLocked makes room: first the IPs quiet long enough to forget, then,
-// if the table is still full, the ones not locked out. An attacker holding
-// MaxIPs addresses in lockout at once keeps them all.
+// if the table is still full, the ones not locked out, and last any one:
+// the table never outgrows MaxIPs, even against an attacker holding that
+// many addresses in lockout at once (who then frees one of its own,
+// most likely).
 func (l *Limiter) pruneLocked(now time.Time) {
 	for ip, f := range l.ips {
 		if now.Sub(f.last) >= l.o.Forget {
@@ -205,5 +207,9 @@ func (l *Limiter) pruneLocked(now time.Time) {
 				return
 			}
 		}
+	}
+	for ip := range l.ips {
+		delete(l.ips, ip)
+		return
 	}
 }

@@ -57,12 +57,16 @@ func TestLimiterLocksOutAfterFreeFailuresAndBacksOff(t *testing.T) {
 }
 
 func TestLimiterTableIsBounded(t *testing.T) {
-	l := NewLimiter(LimiterOptions{MaxIPs: 10})
-	for i := range 100 {
-		l.Fail(net.IPv4(10, 0, 0, byte(i)).String(), "rpc")
-	}
-	if n := len(l.ips); n > 10 {
-		t.Fatalf("%d addresses tracked, cap 10", n)
+	for _, free := range []int{10, 1} { // 1: every address is locked out
+		l := NewLimiter(LimiterOptions{MaxIPs: 10, Free: free})
+		for i := range 100 {
+			ip := net.IPv4(10, 0, 0, byte(i)).String()
+			l.Fail(ip, "rpc")
+			l.Fail(ip, "rpc")
+		}
+		if n := len(l.ips); n > 10 {
+			t.Fatalf("free %d: %d addresses tracked, cap 10", free, n)
+		}
 	}
 }
 
