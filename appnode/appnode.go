@@ -19,6 +19,16 @@ type Options struct {
 	// Master is the master's base URL, ws://host:port or http://host:port
 	// (wss and https work too); the node dials Master + "/ws/app".
 	Master string
+	// CA is a PEM file of the certificates that verify a wss:// master
+	// (a private CA or a self-signed master). Default "": the system's
+	// roots. TLS, when set, is used instead.
+	CA string
+	// TLS verifies a wss:// master. Default: from CA.
+	TLS *tls.Config
+	// MaxFrame caps a frame the node reads, whatever the master announces
+	// (the smaller of the two counts; an announced 0 means this). Default
+	// 16 MiB. Negative is refused.
+	MaxFrame int
 	// App is the application id. Notifications are kept by the master per
 	// app id across reconnects and process restarts. Required.
 	App string
@@ -37,16 +47,6 @@ type Options struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// Logger receives connection events. nil discards them.
 	Logger *slog.Logger
-	// CA is a PEM file of the certificates that verify a wss:// master
-	// (a private CA or a self-signed master). Default "": the system's
-	// roots. TLS, when set, is used instead.
-	CA string
-	// TLS verifies a wss:// master. Default: from CA.
-	TLS *tls.Config
-	// MaxFrame caps a frame the node reads, whatever the master announces
-	// (the smaller of the two counts; an announced 0 means this). Default
-	// 16 MiB. Negative is refused.
-	MaxFrame int
 }
 
 // Task is one unit of work. The application fills in everything but ID.

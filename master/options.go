@@ -21,46 +21,6 @@ type Options struct {
 	Listen string
 	// Data is the directory holding the bbolt file. Default "./anthill-data".
 	Data string
-	// Strategy orders pending tasks: "fifo" (default) or "priority".
-	Strategy string
-	// Dispatch is the work pattern: "send" (default: the master keeps each
-	// slave's window full) or "poll" (slaves ask for every free slot).
-	Dispatch string
-	// MaxPayload caps a task payload in bytes. Default 1 MiB.
-	MaxPayload int
-	// MaxFrame caps a WebSocket frame in bytes. Default 16 MiB; it must
-	// exceed MaxPayload.
-	MaxFrame int
-	// Heartbeat is the ping interval; a peer silent for two is dropped.
-	// Default 5s.
-	Heartbeat time.Duration
-	// DefaultTimeout applies to tasks submitted without one. Default 1m.
-	DefaultTimeout time.Duration
-	// MaxTimeout caps a task's timeout. Default 24h.
-	MaxTimeout time.Duration
-	// LeaseGrace is added to a task's timeout before the master takes the
-	// task back from a silent slave. Default 5s.
-	LeaseGrace time.Duration
-	// DefaultAttempts applies to tasks submitted without MaxAttempts.
-	// Default 3.
-	DefaultAttempts int
-	// RetryBackoff is the delay before the second attempt; it doubles per
-	// attempt up to RetryBackoffMax. Defaults 100ms and 30s.
-	RetryBackoff    time.Duration
-	RetryBackoffMax time.Duration
-	// Retention is how long a finished task stays in the store after its
-	// application acknowledged it. Default 24h; negative removes at once.
-	Retention time.Duration
-	// SendQueue bounds frames waiting for one peer; a peer that lets it
-	// fill up is dropped as too slow. Default 1024.
-	SendQueue int
-	// NotifyWindow bounds notifications sent to an application and not yet
-	// acknowledged. Default 8192.
-	NotifyWindow int
-	// SlaveToken, when set, is the enrollment token every slave must
-	// present in its Hello; a slave without it is refused as unauthorized.
-	// Default "": any slave may join.
-	SlaveToken string
 	// TLSCert and TLSKey are PEM files of the master's certificate (with
 	// its chain) and key. Set both to serve https and wss on Listen; URL
 	// then says wss://. Default "": cleartext, for loopback and trusted
@@ -107,6 +67,46 @@ type Options struct {
 	// when given Master.Limiter. Default: one with netguard's defaults,
 	// logging to Logger.
 	Limiter *netguard.Limiter
+	// Strategy orders pending tasks: "fifo" (default) or "priority".
+	Strategy string
+	// Dispatch is the work pattern: "send" (default: the master keeps each
+	// slave's window full) or "poll" (slaves ask for every free slot).
+	Dispatch string
+	// MaxPayload caps a task payload in bytes. Default 1 MiB.
+	MaxPayload int
+	// MaxFrame caps a WebSocket frame in bytes. Default 16 MiB; it must
+	// exceed MaxPayload.
+	MaxFrame int
+	// Heartbeat is the ping interval; a peer silent for two is dropped.
+	// Default 5s.
+	Heartbeat time.Duration
+	// DefaultTimeout applies to tasks submitted without one. Default 1m.
+	DefaultTimeout time.Duration
+	// MaxTimeout caps a task's timeout. Default 24h.
+	MaxTimeout time.Duration
+	// LeaseGrace is added to a task's timeout before the master takes the
+	// task back from a silent slave. Default 5s.
+	LeaseGrace time.Duration
+	// DefaultAttempts applies to tasks submitted without MaxAttempts.
+	// Default 3.
+	DefaultAttempts int
+	// RetryBackoff is the delay before the second attempt; it doubles per
+	// attempt up to RetryBackoffMax. Defaults 100ms and 30s.
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
+	// Retention is how long a finished task stays in the store after its
+	// application acknowledged it. Default 24h; negative removes at once.
+	Retention time.Duration
+	// SendQueue bounds frames waiting for one peer; a peer that lets it
+	// fill up is dropped as too slow. Default 1024.
+	SendQueue int
+	// NotifyWindow bounds notifications sent to an application and not yet
+	// acknowledged. Default 8192.
+	NotifyWindow int
+	// SlaveToken, when set, is the enrollment token every slave must
+	// present in its Hello; a slave without it is refused as unauthorized.
+	// Default "": any slave may join.
+	SlaveToken string
 	// Metrics is where the master's Prometheus metrics are registered (serve
 	// them with promexport.Handler). Nil keeps the numbers, for Stats and
 	// the time series, without exporting them.
@@ -130,6 +130,9 @@ func (o *Options) setDefaults() error {
 	if o.Data == "" {
 		o.Data = "./anthill-data"
 	}
+	if err := o.setEdgeDefaults(); err != nil {
+		return err
+	}
 	if o.MaxFrame == 0 {
 		o.MaxFrame = sched.DefaultMaxFrame
 	}
@@ -147,9 +150,6 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if err := o.setEdgeDefaults(); err != nil {
-		return err
 	}
 	return nil
 }
@@ -181,7 +181,7 @@ func (o *Options) setEdgeDefaults() error {
 		o.MaxConns = 8192
 	}
 	if o.Limiter == nil {
-		o.Limiter = netguard.NewLimiter(netguard.LimiterOptions{Logger: o.Logger})
+		o.Limiter = netguard.NewLimiter(netguard.LimiterOptions{Logger: o.Logger}) // nil Logger: discard, as here
 	}
 	return nil
 }

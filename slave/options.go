@@ -22,6 +22,16 @@ type Options struct {
 	// http:// and https://, which mean ws:// and wss://. The slave dials
 	// Master + "/ws/slave". Required.
 	Master string
+	// CA is a PEM file of the certificates that verify a wss:// master
+	// (a private CA or a self-signed master). Default "": the system's
+	// roots. TLS, when set, is used instead.
+	CA string
+	// TLS verifies a wss:// master. Default: from CA.
+	TLS *tls.Config
+	// MaxFrame caps a frame the slave reads, whatever the master
+	// announces (the smaller of the two counts; an announced 0 means
+	// this). Default 16 MiB. Negative is refused.
+	MaxFrame int
 	// Name identifies the slave on the master, 1 to 128 bytes. Default
 	// "<hostname>-<pid>".
 	Name string
@@ -50,16 +60,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Software is the version string sent in the Hello. Default "".
 	Software string
-	// CA is a PEM file of the certificates that verify a wss:// master
-	// (a private CA or a self-signed master). Default "": the system's
-	// roots. TLS, when set, is used instead.
-	CA string
-	// TLS verifies a wss:// master. Default: from CA.
-	TLS *tls.Config
-	// MaxFrame caps a frame the slave reads, whatever the master
-	// announces (the smaller of the two counts; an announced 0 means
-	// this). Default 16 MiB. Negative is refused.
-	MaxFrame int
 }
 
 // The master's limits on a Hello; New checks them so a misconfigured
@@ -73,6 +73,19 @@ const (
 // withDefaults returns o with every zero field defaulted, or an error for
 // a field out of range.
 func (o Options) withDefaults() (Options, error) {
+	if o.MaxFrame < 0 {
+		return o, fmt.Errorf("slave: negative max frame %d", o.MaxFrame)
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = dial.DefaultMaxFrame
+	}
+	if o.TLS == nil {
+		c, err := dial.ClientTLS(o.CA)
+		if err != nil {
+			return o, fmt.Errorf("slave: %w", err)
+		}
+		o.TLS = c
+	}
 	if o.Registry == nil {
 		return o, errors.New("slave: Options.Registry is required")
 	}
@@ -119,19 +132,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.MaxFrame < 0 {
-		return o, fmt.Errorf("slave: negative max frame %d", o.MaxFrame)
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = dial.DefaultMaxFrame
-	}
-	if o.TLS == nil {
-		c, err := dial.ClientTLS(o.CA)
-		if err != nil {
-			return o, fmt.Errorf("slave: %w", err)
-		}
-		o.TLS = c
 	}
 	return o, nil
 }
