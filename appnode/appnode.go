@@ -2,6 +2,7 @@ package appnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,16 @@ type Options struct {
 	// Master is the master's base URL, ws://host:port or http://host:port
 	// (wss and https work too); the node dials Master + "/ws/app".
 	Master string
+	// CA is a PEM file of the certificates that verify a wss:// master
+	// (a private CA or a self-signed master). Default "": the system's
+	// roots. TLS, when set, is used instead.
+	CA string
+	// TLS verifies a wss:// master. Default: from CA.
+	TLS *tls.Config
+	// MaxFrame caps a frame the node reads, whatever the master announces
+	// (the smaller of the two counts; an announced 0 means this). Default
+	// 16 MiB. Negative is refused.
+	MaxFrame int
 	// App is the application id. Notifications are kept by the master per
 	// app id across reconnects and process restarts. Required.
 	App string
@@ -159,6 +170,14 @@ func Connect(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.MaxFrame < 0 {
+		return nil, fmt.Errorf("appnode: negative Options.MaxFrame %d", opts.MaxFrame)
+	}
+	if opts.TLS == nil {
+		if opts.TLS, err = dial.ClientTLS(opts.CA); err != nil {
+			return nil, fmt.Errorf("appnode: %w", err)
+		}
+	}
 	if opts.ReconnectMin <= 0 {
 		opts.ReconnectMin = 100 * time.Millisecond
 	}
@@ -209,7 +228,7 @@ func appURL(base string) (string, error) {
 // open dials the master and runs the handshake.
 func (n *Node) open(ctx context.Context) (*wire.Conn, *protocol.Welcome, error) {
 	hello := &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: n.opts.App, Token: n.opts.Token}
-	c, w, err := dial.Open(ctx, n.url, hello, dial.Options{Queue: sendQueue})
+	c, w, err := dial.Open(ctx, n.url, hello, dial.Options{Queue: sendQueue, MaxFrame: n.opts.MaxFrame, TLS: n.opts.TLS})
 	if err != nil {
 		return nil, nil, fmt.Errorf("appnode: %w", err)
 	}

@@ -56,24 +56,28 @@ func TestDependencyDirection(t *testing.T) {
 		// The numbers of stats as Prometheus metrics, and nothing else.
 		"stats/promexport": {"stats"},
 		"internal/wire":    {},
+		// The guards of the network edge (connection caps, credential
+		// failure limiter, bearer check), shared by master, web and jsonrpc;
+		// standard library only.
+		"internal/netguard": {},
 		// The client side of a session, shared by slave and appnode.
 		"internal/dial": {"protocol", "internal/wire", "internal/binenc"},
 		"sandbox":       {"protocol", "internal/binenc"},
 		"master/store":  {"protocol", "internal/binenc"},
 		// The scheduler knows no sockets: no wire, no HTTP.
 		"master/sched": {"protocol", "stats", "master/store", "internal/binenc"},
-		"master":       {"protocol", "stats", "stats/promexport", "internal/wire", "master/store", "master/sched", "internal/binenc"},
+		"master":       {"protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "master/store", "master/sched", "internal/binenc"},
 		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc"},
 		"appnode":      {"protocol", "internal/wire", "internal/dial", "internal/binenc"},
 		// A real master for tests: the master and what it imports.
-		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "stats/promexport", "internal/wire", "internal/binenc"},
+		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "internal/binenc"},
 		// The operator's view, built from the scheduler and stats.
 		"internal/view": {"master/sched", "protocol", "stats", "master/store", "internal/binenc"},
 		// jsonrpc serves the scheduler's operator API and the view; it sees
 		// nothing of the transport, slave or appnode.
-		"jsonrpc": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/binenc"},
+		"jsonrpc": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
 		// So does the dashboard, beside the API rather than on top of it.
-		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/binenc"},
+		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
 	}
 	for _, p := range listPackages(t) {
 		name := strings.TrimPrefix(p.ImportPath, module)

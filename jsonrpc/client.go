@@ -3,12 +3,14 @@ package jsonrpc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -25,8 +27,13 @@ type Client struct {
 	// HTTP sends the requests. Default http.DefaultClient. Tasks.Wait
 	// holds a request up to a minute: a Timeout must allow for it.
 	HTTP *http.Client
+	// TLS verifies an https master when HTTP is nil (with HTTP set, its
+	// transport's configuration counts). Nil means the system's roots.
+	TLS *tls.Config
 
-	id atomic.Uint64
+	id    atomic.Uint64
+	once  sync.Once
+	ownHC *http.Client
 }
 
 // HTTPError is an answer that is not a JSON-RPC response: a proxy's error
@@ -75,6 +82,14 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	hc := c.HTTP
+	if hc == nil && c.TLS != nil {
+		c.once.Do(func() {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = c.TLS
+			c.ownHC = &http.Client{Transport: tr}
+		})
+		hc = c.ownHC
+	}
 	if hc == nil {
 		hc = http.DefaultClient
 	}

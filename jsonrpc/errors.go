@@ -20,6 +20,7 @@ const (
 	CodeUnavailable    = -32003 // the call was abandoned before the master answered
 	CodeNotFound       = -32004 // no task with that id, or no slave with that session
 	CodeConflict       = -32009 // the task's state forbids the operation (cancel a final task, retry one that is not failed or canceled)
+	CodeRateLimited    = -32029 // too many wrong tokens from this address lately; the token was not checked (HTTP 429)
 )
 
 // Error is a JSON-RPC error object as a client receives it.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/rpc/v2"
 	"github.com/gorilla/rpc/v2/json2"
 
+	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -40,6 +42,13 @@ type Options struct {
 	MaxBatch int
 	// MaxWait caps Tasks.Wait's timeout_ms. Default 60s.
 	MaxWait time.Duration
+	// Limiter counts wrong tokens per IP and locks an address out after a
+	// few (pass the master's, master.Limiter, so every door shares it).
+	// Default: one of the handler's own.
+	Limiter *netguard.Limiter
+	// TrustProxy counts failures per X-Forwarded-For address: set it only
+	// behind a reverse proxy that sets the header (master.Options).
+	TrustProxy bool
 }
 
 // DefaultWait is Tasks.Wait's timeout when the call gives none (or
@@ -85,6 +94,9 @@ func New(m Master, opts Options) (http.Handler, error) {
 	if opts.MaxWait == 0 {
 		opts.MaxWait = 60 * time.Second
 	}
+	if opts.Limiter == nil {
+		opts.Limiter = netguard.NewLimiter(netguard.LimiterOptions{Logger: opts.Logger})
+	}
 	if opts.MaxBatch > protocol.MaxSubmitTasks {
 		return nil, fmt.Errorf("jsonrpc: MaxBatch %d exceeds the protocol's %d", opts.MaxBatch, protocol.MaxSubmitTasks)
 	}
@@ -111,11 +123,25 @@ func New(m Master, opts Options) (http.Handler, error) {
 // member names case-insensitively, accept trailing garbage, report an
 // unknown method as -32000 and silently drop calls without an id.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if msg := h.authenticate(r); msg != "" {
+	// A refused request is answered at once without reading its body, on
+	// a connection closed after it: a stranger's slow body holds nothing.
+	ip := netguard.ClientIP(r, h.opts.TrustProxy)
+	if wait := h.opts.Limiter.Allow(ip); wait > 0 {
+		netguard.CloseAfter(w)
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		writeError(w, http.StatusTooManyRequests, nil, rpcError(CodeRateLimited, nil, "too many wrong tokens from %s; try again in %v", ip, wait.Round(time.Second)))
+		return
+	}
+	if msg, presented := h.authenticate(r); msg != "" {
+		if presented {
+			h.opts.Limiter.Fail(ip, "rpc")
+		}
+		netguard.CloseAfter(w)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="anthill"`)
 		writeError(w, http.StatusUnauthorized, nil, rpcError(CodeUnauthorized, nil, "unauthorized: %s", msg))
 		return
 	}
+	h.opts.Limiter.Succeed(ip)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, nil, rpcError(CodeInvalidRequest, nil, "invalid request: use POST, not %s", r.Method))
@@ -156,25 +182,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.rpc.ServeHTTP(tw, r2)
 }
 
-// authenticate returns why r is refused, or "".
-func (h *handler) authenticate(r *http.Request) string {
+// authenticate returns why r is refused, or "", and whether r presented
+// a credential at all: only a wrong one counts as a guess.
+func (h *handler) authenticate(r *http.Request) (string, bool) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
-		return "missing bearer token (send the header Authorization: Bearer <token>; the master keeps it in <data dir>/" + TokenFile + ")"
+		return "missing bearer token (send the header Authorization: Bearer <token>; the master keeps it in <data dir>/" + TokenFile + ")", false
 	}
 	scheme, tok, _ := strings.Cut(auth, " ")
 	if !strings.EqualFold(scheme, "Bearer") {
-		return "the Authorization header must be Bearer <token>"
+		return "the Authorization header must be Bearer <token>", true
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
-		return "empty bearer token"
+		return "empty bearer token", true
 	}
 	got := sha256.Sum256([]byte(tok))
 	if subtle.ConstantTimeCompare(got[:], h.token[:]) != 1 {
-		return "wrong token"
+		return "wrong token", true
 	}
-	return ""
+	return "", true
 }
 
 // mapError turns an error a method returned that is not a *json2.Error

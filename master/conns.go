@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
@@ -72,8 +73,13 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	if err != nil {
 		return nil, nil // the upgrader already answered with an HTTP error
 	}
+	ip := netguard.ClientIP(r, m.opts.TrustProxy)
 	refuse := func(code, msg string) (*wire.Conn, *protocol.Hello) {
-		m.opts.Logger.Info("handshake refused", "remote", r.RemoteAddr, "code", code, "msg", msg)
+		// Credential failures are logged, sampled, by the limiter: a
+		// guesser must not get a line per guess.
+		if code != protocol.CodeUnauthorized && code != protocol.CodeRateLimited {
+			m.opts.Logger.Info("handshake refused", "remote", r.RemoteAddr, "code", code, "msg", msg)
+		}
 		dl := time.Now().Add(time.Second)
 		_ = ws.SetWriteDeadline(dl)
 		_ = ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, &protocol.Error{Code: code, Message: msg}))
@@ -99,6 +105,11 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 		}
 	}()
 
+	// A locked-out address is refused before its Hello is read, so its
+	// credential is never checked.
+	if wait := m.opts.Limiter.Allow(ip); wait > 0 {
+		return refuse(protocol.CodeRateLimited, fmt.Sprintf("too many wrong credentials from %s; try again in %v", ip, wait.Round(time.Second)))
+	}
 	_ = ws.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	ws.SetReadLimit(protocol.MaxHandshakeBytes)
 	typ, frame, err := ws.ReadMessage()
@@ -118,6 +129,9 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 		return refuse(protocol.CodeBadHandshake, fmt.Sprintf("first frame must be hello, got %s", msg.Type()))
 	}
 	if code, why := m.checkHello(h, role); code != "" {
+		if code == protocol.CodeUnauthorized {
+			m.opts.Limiter.Fail(ip, role+" handshake")
+		}
 		return refuse(code, why)
 	}
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error

@@ -15,16 +15,22 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/store"
@@ -46,6 +52,7 @@ type Master struct {
 	st       *store.Store
 	sched    *sched.Scheduler
 	upgrader websocket.Upgrader
+	tls      bool // serving https and wss
 
 	ctx    context.Context // root lifetime: ends when Run stops
 	cancel context.CancelCauseFunc
@@ -106,12 +113,17 @@ func New(opts Options) (*Master, error) {
 		st.Close()
 		return nil, err
 	}
+	tlsConf, err := serverTLS(opts)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	m.ln = ln
+	m.ln = m.guard(ln, tlsConf)
 	m.upgrader = websocket.Upgrader{
 		ReadBufferSize:  64 << 10,
 		WriteBufferSize: 64 << 10,
@@ -123,9 +135,87 @@ func New(opts Options) (*Master, error) {
 	m.mux.HandleFunc("/ws/slave", m.serveSlave)
 	m.mux.HandleFunc("/ws/app", m.serveApp)
 	m.mux.HandleFunc("/healthz", m.serveHealth)
-	m.srv = &http.Server{Handler: m.mux, ReadHeaderTimeout: 10 * time.Second}
+	m.srv = &http.Server{
+		Handler:           m.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       opts.ReadTimeout,
+		WriteTimeout:      opts.WriteTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		MaxHeaderBytes:    opts.MaxHeaderBytes,
+		ErrorLog:          log.New(serverLog{opts.Logger}, "", 0),
+	}
 	return m, nil
 }
+
+// serverLog takes net/http's own complaints into the master's log. A
+// failed TLS handshake is anyone's to cause, once per connection, so it
+// goes to debug; the rest (a handler's panic) is worth a warning.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.log.Debug(msg)
+	} else {
+		l.log.Warn(msg)
+	}
+	return len(p), nil
+}
+
+// serverTLS is the TLS configuration opts ask for, or nil for cleartext.
+func serverTLS(opts Options) (*tls.Config, error) {
+	if opts.TLSConfig != nil {
+		c := opts.TLSConfig.Clone()
+		if len(c.Certificates) == 0 && c.GetCertificate == nil {
+			return nil, errors.New("TLSConfig holds no certificate")
+		}
+		c.NextProtos = []string{"http/1.1"}
+		return c, nil
+	}
+	if opts.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	// HTTP/1.1 only: WebSockets upgrade from it, and one protocol keeps
+	// the server's timeouts and connection cap meaning one thing.
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
+}
+
+// guard caps connections per IP and in total (counting TCP connections,
+// before any TLS handshake costs a thing) and adds TLS when configured.
+func (m *Master) guard(ln net.Listener, tlsConf *tls.Config) net.Listener {
+	perIP, total := max(m.opts.MaxConnsPerIP, 0), max(m.opts.MaxConns, 0)
+	// A line per refused connection would let a flood write the log: one
+	// a minute at most, with the count since the last.
+	var mu sync.Mutex
+	var last time.Time
+	refused := 0
+	ln = netguard.NewListener(ln, perIP, total, func(ip string, overTotal bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		refused++
+		if now := time.Now(); now.Sub(last) >= time.Minute {
+			m.opts.Logger.Warn("connections refused: over the cap", "refused", refused, "last_remote", ip, "total_cap", overTotal,
+				"max_conns_per_ip", perIP, "max_conns", total)
+			last, refused = now, 0
+		}
+	})
+	m.tls = tlsConf != nil
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	return ln
+}
+
+// Limiter is the master's limiter of credential failures, for the other
+// doors mounted with Handle (the dashboard, the API, /metrics) to share.
+func (m *Master) Limiter() *netguard.Limiter { return m.opts.Limiter }
+
+// TLS reports whether the master serves https and wss.
+func (m *Master) TLS() bool { return m.tls }
 
 // Metrics is the master's statistics recorder: counters, per-slave and
 // per-app numbers and the last hour of one-second time series.
@@ -134,8 +224,13 @@ func (m *Master) Metrics() *stats.Master { return m.sched.Metrics() }
 // Addr is the bound listen address.
 func (m *Master) Addr() net.Addr { return m.ln.Addr() }
 
-// URL is the WebSocket base URL slaves and apps dial.
-func (m *Master) URL() string { return "ws://" + m.ln.Addr().String() }
+// URL is the WebSocket base URL slaves and apps dial: wss:// under TLS.
+func (m *Master) URL() string {
+	if m.tls {
+		return "wss://" + m.ln.Addr().String()
+	}
+	return "ws://" + m.ln.Addr().String()
+}
 
 // Handle attaches another HTTP handler (the JSON-RPC API, the dashboard,
 // metrics) to the master's server. Call it before Run.

@@ -1,12 +1,14 @@
 package master
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -19,6 +21,52 @@ type Options struct {
 	Listen string
 	// Data is the directory holding the bbolt file. Default "./anthill-data".
 	Data string
+	// TLSCert and TLSKey are PEM files of the master's certificate (with
+	// its chain) and key. Set both to serve https and wss on Listen; URL
+	// then says wss://. Default "": cleartext, for loopback and trusted
+	// networks only.
+	TLSCert, TLSKey string
+	// TLSConfig, when not nil, serves TLS with this configuration instead
+	// of TLSCert and TLSKey (tests and embedders). It must hold a
+	// certificate.
+	TLSConfig *tls.Config
+	// TrustProxy says the master sits behind a TLS-terminating reverse
+	// proxy that sets X-Forwarded-Proto and X-Forwarded-For: the dashboard
+	// then marks its cookie Secure when the proxy says https, and
+	// credential failures are counted per forwarded client address. Never
+	// set it when clients can reach the master directly: they could forge
+	// both headers. Default false.
+	TrustProxy bool
+	// IdleTimeout closes a keep-alive HTTP connection with no request for
+	// this long. Default 90s.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds reading one HTTP request, body included (a
+	// WebSocket's deadlines are wire's own once upgraded). Default 2m,
+	// generous for a large /rpc body on a slow link.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one HTTP answer, from the end of the
+	// request's headers; it must exceed the longest Tasks.Wait. Default
+	// 3m. Upgraded WebSockets are not affected.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes caps a request's header. Default 32 KiB; a larger
+	// header gets 431.
+	MaxHeaderBytes int
+	// MaxConnsPerIP caps the open TCP connections from one IP address; a
+	// connection over it is closed at once. Default 256 (a lab of slaves
+	// behind one NAT shares an address). Negative means no cap.
+	MaxConnsPerIP int
+	// MaxConns caps the open TCP connections in total. Default 8192.
+	// Negative means no cap.
+	MaxConns int
+	// MetricsToken, when set, is the bearer token /metrics requires
+	// (cmd/anthill mounts /metrics). Default "": /metrics is open to
+	// anyone who can reach the port.
+	MetricsToken string
+	// Limiter counts credential failures per IP for every door of the
+	// master: slave and app handshakes here, and the dashboard and the API
+	// when given Master.Limiter. Default: one with netguard's defaults,
+	// logging to Logger.
+	Limiter *netguard.Limiter
 	// Strategy orders pending tasks: "fifo" (default) or "priority".
 	Strategy string
 	// Dispatch is the work pattern: "send" (default: the master keeps each
@@ -82,6 +130,9 @@ func (o *Options) setDefaults() error {
 	if o.Data == "" {
 		o.Data = "./anthill-data"
 	}
+	if err := o.setEdgeDefaults(); err != nil {
+		return err
+	}
 	if o.MaxFrame == 0 {
 		o.MaxFrame = sched.DefaultMaxFrame
 	}
@@ -99,6 +150,38 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// setEdgeDefaults fills and checks the options of the network edge.
+func (o *Options) setEdgeDefaults() error {
+	if o.IdleTimeout < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.MaxHeaderBytes < 0 {
+		return errors.New("negative idle, read or write timeout or header size")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return errors.New("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 90 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 2 * time.Minute
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 3 * time.Minute
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = 32 << 10
+	}
+	if o.MaxConnsPerIP == 0 {
+		o.MaxConnsPerIP = 256
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 8192
+	}
+	if o.Limiter == nil {
+		o.Limiter = netguard.NewLimiter(netguard.LimiterOptions{Logger: o.Logger}) // nil Logger: discard, as here
 	}
 	return nil
 }

@@ -118,6 +118,11 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
+// CodeRateLimited refuses a handshake from an address that presented too
+// many wrong credentials lately; its credential was not checked. Worth a
+// retry later, unlike unauthorized.
+const CodeRateLimited = "rate_limited"
+
 // Task is one attempt of a task, as dispatched to a slave.
 type Task struct {
 	ID      uint64

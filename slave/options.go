@@ -1,6 +1,7 @@
 package slave
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/dial"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/sandbox"
@@ -20,6 +22,16 @@ type Options struct {
 	// http:// and https://, which mean ws:// and wss://. The slave dials
 	// Master + "/ws/slave". Required.
 	Master string
+	// CA is a PEM file of the certificates that verify a wss:// master
+	// (a private CA or a self-signed master). Default "": the system's
+	// roots. TLS, when set, is used instead.
+	CA string
+	// TLS verifies a wss:// master. Default: from CA.
+	TLS *tls.Config
+	// MaxFrame caps a frame the slave reads, whatever the master
+	// announces (the smaller of the two counts; an announced 0 means
+	// this). Default 16 MiB. Negative is refused.
+	MaxFrame int
 	// Name identifies the slave on the master, 1 to 128 bytes. Default
 	// "<hostname>-<pid>".
 	Name string
@@ -61,6 +73,19 @@ const (
 // withDefaults returns o with every zero field defaulted, or an error for
 // a field out of range.
 func (o Options) withDefaults() (Options, error) {
+	if o.MaxFrame < 0 {
+		return o, fmt.Errorf("slave: negative max frame %d", o.MaxFrame)
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = dial.DefaultMaxFrame
+	}
+	if o.TLS == nil {
+		c, err := dial.ClientTLS(o.CA)
+		if err != nil {
+			return o, fmt.Errorf("slave: %w", err)
+		}
+		o.TLS = c
+	}
 	if o.Registry == nil {
 		return o, errors.New("slave: Options.Registry is required")
 	}

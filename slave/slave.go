@@ -213,7 +213,7 @@ func dispatchName(w *protocol.Welcome) string {
 
 // connect opens a session. ctx ending aborts it at once.
 func (s *Slave) connect(ctx context.Context) (*wire.Conn, *protocol.Welcome, error) {
-	c, w, err := dial.Open(ctx, s.url, s.hello(), dial.Options{Queue: sendQueue, BufferBytes: 64 << 10})
+	c, w, err := dial.Open(ctx, s.url, s.hello(), dial.Options{Queue: sendQueue, BufferBytes: 64 << 10, MaxFrame: s.opts.MaxFrame, TLS: s.opts.TLS})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,8 +7,13 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,14 +41,100 @@ type auth struct {
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu    sync.Mutex
-	codes map[string]time.Time // one-time login codes and their expiry
+	mu      sync.Mutex
+	codes   map[string]time.Time // one-time login codes and their expiry
+	revoked map[string]int64     // nonces of sessions ended by logout, and their expiry (Unix seconds)
+	file    string               // where revoked is kept; "" for memory only
 }
 
-func newAuth(token string, ttl time.Duration, now func() time.Time) *auth {
+// maxRevoked bounds the sessions remembered as logged out. Only a holder
+// of a session can log one out, and sessions expire, so it is never
+// reached in practice; past it the soonest to expire is forgotten.
+const maxRevoked = 4096
+
+func newAuth(token string, ttl time.Duration, now func() time.Time, file string) (*auth, error) {
 	mac := hmac.New(sha256.New, []byte(token))
 	mac.Write([]byte("anthill dashboard session v1"))
-	return &auth{token: []byte(token), key: mac.Sum(nil), ttl: ttl, now: now, codes: map[string]time.Time{}}
+	a := &auth{token: []byte(token), key: mac.Sum(nil), ttl: ttl, now: now, codes: map[string]time.Time{},
+		revoked: map[string]int64{}, file: file}
+	if err := a.loadRevoked(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// loadRevoked reads the revocation file: one "expiry nonce" per line.
+func (a *auth) loadRevoked() error {
+	if a.file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(a.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("web: sessions ended by logout: %w", err)
+	}
+	nowUnix := a.now().Unix()
+	for line := range strings.Lines(string(b)) {
+		exp, nonce, ok := strings.Cut(strings.TrimSpace(line), " ")
+		e, err := strconv.ParseInt(exp, 10, 64)
+		if !ok || err != nil || nonce == "" {
+			return fmt.Errorf("web: %s: a line is not \"expiry nonce\": %.80q", a.file, line)
+		}
+		if e > nowUnix {
+			a.revoked[nonce] = e
+		}
+	}
+	return nil
+}
+
+// revoke ends the session v (a valid cookie value) until it expires, and
+// saves that when the auth has a file. The session is refused from now on
+// even if saving fails.
+func (a *auth) revoke(v string) error {
+	body64, _, ok := strings.Cut(v, ".")
+	body, err := b64.DecodeString(body64)
+	if !ok || err != nil || len(body) != 24 {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	nowUnix := a.now().Unix()
+	for n, e := range a.revoked {
+		if e <= nowUnix {
+			delete(a.revoked, n)
+		}
+	}
+	for len(a.revoked) >= maxRevoked {
+		soonest, at := "", int64(0)
+		for n, e := range a.revoked {
+			if soonest == "" || e < at {
+				soonest, at = n, e
+			}
+		}
+		delete(a.revoked, soonest)
+	}
+	a.revoked[b64.EncodeToString(body[8:])] = int64(binary.BigEndian.Uint64(body[:8]))
+	if a.file == "" {
+		return nil
+	}
+	var out strings.Builder
+	for n, e := range a.revoked {
+		fmt.Fprintf(&out, "%d %s\n", e, n)
+	}
+	tmp := a.file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(out.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.file)
+}
+
+func (a *auth) isRevoked(body []byte) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.revoked[b64.EncodeToString(body[8:])]
+	return ok
 }
 
 func (a *auth) sign(parts ...[]byte) []byte {
@@ -77,7 +168,7 @@ func (a *auth) valid(v string) bool {
 	if !hmac.Equal(sig, a.sign([]byte("session"), body)) {
 		return false
 	}
-	return a.now().Unix() < int64(binary.BigEndian.Uint64(body[:8]))
+	return a.now().Unix() < int64(binary.BigEndian.Uint64(body[:8])) && !a.isRevoked(body)
 }
 
 // session returns the request's valid session cookie, or "".

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/anthill-project/anthill/internal/netguard"
 )
 
 //go:embed assets
@@ -33,7 +35,25 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the dashboard's logs. Nil discards them.
 	Logger *slog.Logger
+	// Limiter counts wrong tokens and login codes per IP and locks an
+	// address out after a few (pass the master's, master.Limiter, so every
+	// door shares it). Default: one of the dashboard's own.
+	Limiter *netguard.Limiter
+	// TrustProxy says a TLS-terminating reverse proxy sets
+	// X-Forwarded-Proto and X-Forwarded-For: the cookie is then Secure
+	// when the proxy says https, and failures count per forwarded address.
+	// Never set it when browsers can reach the master directly. Default
+	// false: the cookie is Secure only when the master serves TLS itself.
+	TrustProxy bool
+	// RevocationFile keeps the sessions ended by logout until they expire,
+	// so a logged-out cookie stays dead across a master restart. Default
+	// "": kept in memory only.
+	RevocationFile string
 }
+
+// RevocationFile is the name cmd/anthill gives Options.RevocationFile in
+// the master's data dir.
+const RevocationFile = "dashboard-logouts"
 
 // Server serves the dashboard. Mount it at "/" on the master with
 // master.Handle; it stops its live feeds when the master stops.
@@ -73,6 +93,13 @@ func New(m Master, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Limiter == nil {
+		o.Limiter = netguard.NewLimiter(netguard.LimiterOptions{Logger: o.Logger})
+	}
+	a, err := newAuth(o.Token, o.SessionTTL, o.Now, o.RevocationFile)
+	if err != nil {
+		return nil, err
+	}
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {
 		return nil, err
@@ -82,7 +109,7 @@ func New(m Master, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		m: m, opts: o, auth: newAuth(o.Token, o.SessionTTL, o.Now),
+		m: m, opts: o, auth: a,
 		mux: http.NewServeMux(), index: index,
 		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
 		quit:   make(chan struct{}),
@@ -170,10 +197,17 @@ func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveLoginPage(w http.ResponseWriter, r *http.Request) {
 	if code := r.URL.Query().Get("code"); code != "" {
+		ip := netguard.ClientIP(r, s.opts.TrustProxy)
+		if wait := s.opts.Limiter.Allow(ip); wait > 0 {
+			netguard.TooMany(w, wait, "too many failed logins from your address; try again later")
+			return
+		}
 		if s.auth.useCode(code) {
+			s.opts.Limiter.Succeed(ip)
 			s.login(w, r)
 			return
 		}
+		s.opts.Limiter.Fail(ip, "login code")
 		s.loginPage(w, http.StatusUnauthorized, "That login link was used already or has expired. Log in with the admin token.")
 		return
 	}
@@ -186,30 +220,51 @@ func (s *Server) serveLoginPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
+		netguard.CloseAfter(w)
 		http.Error(w, "cross-origin login refused", http.StatusForbidden)
+		return
+	}
+	// A locked-out address is refused before its token is read, let alone
+	// checked; the limiter logs failures, sampled, not one line each.
+	ip := netguard.ClientIP(r, s.opts.TrustProxy)
+	if wait := s.opts.Limiter.Allow(ip); wait > 0 {
+		netguard.TooMany(w, wait, "too many failed logins from your address; try again later")
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if !s.auth.tokenOK(r.PostFormValue("token")) {
-		s.opts.Logger.Warn("dashboard login refused", "remote", r.RemoteAddr)
+		s.opts.Limiter.Fail(ip, "login")
 		s.loginPage(w, http.StatusUnauthorized, "That is not the admin token.")
 		return
 	}
+	s.opts.Limiter.Succeed(ip)
 	s.login(w, r)
+}
+
+// secure reports whether the browser reached us over TLS: ours, or a
+// proxy's that TrustProxy lets us believe.
+func (s *Server) secure(r *http.Request) bool {
+	return r.TLS != nil || (s.opts.TrustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: s.auth.issue(), Path: "/",
 		MaxAge: int(s.opts.SessionTTL / time.Second), HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+		Secure: s.secure(r), SameSite: http.SameSiteStrictMode,
 	})
 	s.opts.Logger.Info("dashboard login", "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// serveLogout ends the session on the server, not only in this browser:
+// a copy of the cookie is refused from now on.
 func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	if err := s.auth.revoke(s.auth.session(r)); err != nil {
+		s.opts.Logger.Error("dashboard logout: the revocation is not saved; it lasts until a restart", "err", err)
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: s.secure(r), SameSite: http.SameSiteStrictMode})
 	writeJSON(w, http.StatusOK, okOut{true})
 }
 
@@ -234,6 +289,7 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.auth.session(r) == "" {
+			netguard.CloseAfter(w)
 			writeError(w, http.StatusUnauthorized, "log in first")
 			return
 		}
@@ -248,10 +304,13 @@ func (s *Server) action(h http.HandlerFunc) http.HandlerFunc {
 		sess := s.auth.session(r)
 		switch {
 		case sess == "":
+			netguard.CloseAfter(w)
 			writeError(w, http.StatusUnauthorized, "log in first")
 		case !sameOrigin(r):
+			netguard.CloseAfter(w)
 			writeError(w, http.StatusForbidden, "cross-origin request refused")
 		case !hmacEqual(r.Header.Get(csrfHeader), s.auth.csrf(sess)):
+			netguard.CloseAfter(w)
 			writeError(w, http.StatusForbidden, "missing or wrong CSRF token")
 		default:
 			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)

@@ -69,7 +69,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	parts, err := attachHTTP(m, dir, reg, log)
+	parts, err := attachHTTP(m, mo, reg, log)
 	if err != nil {
 		m.Close()
 		return err

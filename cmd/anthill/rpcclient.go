@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/anthill-project/anthill/internal/dial"
 	"github.com/anthill-project/anthill/jsonrpc"
 )
 
@@ -59,7 +60,7 @@ const exitCodesHelp = `exit codes:
   1  error: the master refused the call (a JSON-RPC error), or a task failed or was canceled (wait)
   2  usage: a bad command line
   3  timed out before every task was final (wait)
-  4  not authorized: no token found, or the master refused it (HTTP 401)
+  4  not authorized: no token found, or the master refused it (HTTP 401; 429 after too many wrong tokens)
   5  master unreachable: no connection, or no answer in time`
 
 // exitError carries the exit code of a failed command; any other error
@@ -104,6 +105,7 @@ type clientFlags struct {
 	master   string
 	token    string
 	data     string
+	ca       string
 	json     bool
 }
 
@@ -118,6 +120,7 @@ func newClientFlags(name, synopsis, about string, stderr io.Writer) *clientFlags
 	c.fs.StringVar(&c.master, "master", master, "URL of the master, http(s):// or ws(s)://; $ANTHILL_MASTER sets the default")
 	c.fs.StringVar(&c.token, "token", "", "admin token (default $ANTHILL_TOKEN, else the file admin.token in --data)")
 	c.fs.StringVar(&c.data, "data", "./anthill-data", "the master's data dir, where admin.token is read when neither --token nor $ANTHILL_TOKEN is set")
+	c.fs.StringVar(&c.ca, "ca", "", "PEM file of the CA (or certificate) that verifies an https master (default: the system's roots)")
 	c.fs.BoolVar(&c.json, "json", false, "print the result as the master sent it, one JSON document")
 	c.fs.Usage = func() {
 		w := c.fs.Output()
@@ -199,6 +202,9 @@ func (c *clientFlags) client() (*rpcClient, error) {
 	// A transport of its own, closed by close: a command leaves no idle
 	// connection behind, which matters to tests that run many.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tr.TLSClientConfig, err = dial.ClientTLS(c.ca); err != nil {
+		return nil, c.usageError("--ca: %v", err)
+	}
 	return &rpcClient{endpoint: endpoint, c: jsonrpc.Client{URL: endpoint, Token: token, HTTP: &http.Client{Transport: tr}}}, nil
 }
 
@@ -262,7 +268,7 @@ func (c *rpcClient) call(ctx context.Context, method string, params any, wait ti
 		return raw, nil
 	}
 	if rerr, ok := errors.AsType[*jsonrpc.Error](err); ok {
-		if rerr.Code == jsonrpc.CodeUnauthorized {
+		if rerr.Code == jsonrpc.CodeUnauthorized || rerr.Code == jsonrpc.CodeRateLimited {
 			return nil, &exitError{exitUnauthorized, rerr}
 		}
 		return nil, rerr

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/samples/hello"
@@ -28,6 +30,16 @@ import (
 func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7070", "address to serve slaves, apps and HTTP on")
 	fs.StringVar(&o.Data, "data", "./anthill-data", "directory of the bbolt store")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate (with chain) to serve https and wss; needs --tls-key")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&o.TrustProxy, "trust-proxy", false, "behind a TLS-terminating reverse proxy: trust its X-Forwarded-Proto and X-Forwarded-For (never when clients can reach the master directly)")
+	fs.StringVar(&o.MetricsToken, "metrics-token", "", "bearer token /metrics requires (default: /metrics is open to anyone who can reach the port)")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 90*time.Second, "close a keep-alive HTTP connection idle this long")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", 2*time.Minute, "longest time to read one HTTP request, body included")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", 3*time.Minute, "longest time to write one HTTP answer (must exceed a Tasks.Wait)")
+	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest HTTP request header in bytes")
+	fs.IntVar(&o.MaxConnsPerIP, "max-conns-per-ip", 256, "open TCP connections allowed from one IP address (negative: no cap)")
+	fs.IntVar(&o.MaxConns, "max-conns", 8192, "open TCP connections allowed in total (negative: no cap)")
 	fs.StringVar(&o.Strategy, "strategy", "fifo", "task order: fifo or priority")
 	fs.StringVar(&o.Dispatch, "dispatch", "send", "work pattern: send (master fills each slave's window) or poll (slaves ask)")
 	fs.IntVar(&o.MaxPayload, "max-payload", 1<<20, "largest task payload in bytes")
@@ -75,7 +87,7 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	parts, err := attachHTTP(m, o.Data, reg, log)
+	parts, err := attachHTTP(m, o, reg, log)
 	if err != nil {
 		m.Close()
 		return err
@@ -108,19 +120,21 @@ type httpParts struct {
 
 // attachHTTP serves the JSON-RPC API and the dashboard on m, both behind
 // the admin token kept in the data dir (created on first start), and the
-// metrics in reg on /metrics.
-func attachHTTP(m *master.Master, data string, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
-	m.Handle("/metrics", promexport.Handler(reg))
-	tok, path, _, err := jsonrpc.LoadOrCreateToken(data)
+// metrics in reg on /metrics, behind o.MetricsToken when set. Every door
+// shares the master's limiter of credential failures.
+func attachHTTP(m *master.Master, o master.Options, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
+	m.Handle("/metrics", netguard.RequireBearer(o.MetricsToken, m.Limiter(), o.TrustProxy, "metrics", promexport.Handler(reg)))
+	tok, path, _, err := jsonrpc.LoadOrCreateToken(o.Data)
 	if err != nil {
 		return httpParts{}, err
 	}
-	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log})
+	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log, Limiter: m.Limiter(), TrustProxy: o.TrustProxy})
 	if err != nil {
 		return httpParts{}, err
 	}
 	m.Handle(jsonrpc.Path, h)
-	dash, err := web.New(m.Scheduler(), web.Options{Token: tok, Logger: log})
+	dash, err := web.New(m.Scheduler(), web.Options{Token: tok, Logger: log, Limiter: m.Limiter(), TrustProxy: o.TrustProxy,
+		RevocationFile: filepath.Join(o.Data, web.RevocationFile)})
 	if err != nil {
 		return httpParts{}, err
 	}
@@ -138,17 +152,22 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// httpBase is the http:// address of m for a person on this machine: a
-// master listening on every interface is reached on loopback.
+// httpBase is the http:// (https:// under TLS) address of m for a person
+// on this machine: a master listening on every interface is reached on
+// loopback.
 func httpBase(m *master.Master) string {
+	scheme := "http://"
+	if m.TLS() {
+		scheme = "https://"
+	}
 	host, port, err := net.SplitHostPort(m.Addr().String())
 	if err != nil {
-		return "http://" + m.Addr().String()
+		return scheme + m.Addr().String()
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + net.JoinHostPort(host, port)
 }
 
 // stockRegistry holds every kind the stock slave runs: the built-ins and
@@ -170,6 +189,8 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks run at once (default: number of CPUs)")
 	fs.IntVar(&o.Prefetch, "prefetch", 0, "tasks held beyond concurrency to hide latency (default: concurrency)")
 	fs.DurationVar(&o.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long running tasks may finish")
+	fs.StringVar(&o.CA, "ca", "", "PEM file of the CA (or certificate) that verifies a wss:// master (default: the system's roots)")
+	fs.IntVar(&o.MaxFrame, "max-frame", 16<<20, "largest frame read from the master in bytes, whatever it announces")
 	logger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err

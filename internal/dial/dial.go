@@ -8,9 +8,12 @@ package dial
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -31,6 +34,49 @@ type Options struct {
 	// BufferBytes sizes the socket's read and write buffers. Zero means
 	// gorilla/websocket's default (4 KiB).
 	BufferBytes int
+	// MaxFrame caps a frame this client reads, whatever the master
+	// announces: the limit is the smaller of the two, and an announced
+	// limit of zero or less means this one. Zero means DefaultMaxFrame. A
+	// hostile master (or a man in the middle of ws://) cannot make the
+	// client buffer more.
+	MaxFrame int
+	// TLS verifies a wss:// master. Nil means the system's roots
+	// (ClientTLS builds one from a CA file).
+	TLS *tls.Config
+}
+
+// DefaultMaxFrame is the frame cap of a client that sets none: the
+// master's default frame limit.
+const DefaultMaxFrame = 16 << 20
+
+// ReadLimit is the frame limit a client with local cap local (zero:
+// DefaultMaxFrame) keeps when the master announces announced.
+func ReadLimit(local, announced int) int {
+	if local <= 0 {
+		local = DefaultMaxFrame
+	}
+	if announced <= 0 {
+		return local
+	}
+	return min(local, announced)
+}
+
+// ClientTLS is the TLS configuration of a client that trusts the PEM
+// certificates in caFile (a private CA, or a self-signed master) instead
+// of the system's roots. An empty caFile means the system's roots: nil.
+func ClientTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // RefusedError is an Error frame from the master: in answer to the Hello
@@ -76,6 +122,7 @@ func Open(ctx context.Context, url string, hello *protocol.Hello, o Options) (*w
 		HandshakeTimeout: handshakeTimeout,
 		ReadBufferSize:   o.BufferBytes,
 		WriteBufferSize:  o.BufferBytes,
+		TLSClientConfig:  o.TLS,
 	}
 	ws, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {
@@ -109,9 +156,7 @@ func Open(ctx context.Context, url string, hello *protocol.Hello, o Options) (*w
 		q = 64
 	}
 	c := wire.New(ws, hb, q)
-	if w.MaxFrameBytes > 0 {
-		c.SetReadLimit(int64(w.MaxFrameBytes))
-	}
+	c.SetReadLimit(int64(ReadLimit(o.MaxFrame, w.MaxFrameBytes)))
 	return c, w, nil
 }
 
