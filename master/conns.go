@@ -119,6 +119,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	}
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
 	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
+	c.SetQueueBytes(m.opts.SendQueueBytes)
 	c.SetReadLimit(int64(m.opts.MaxFrame))
 	m.mu.Lock()
 	m.live[c] = struct{}{} // for shutdown; untrack undoes it

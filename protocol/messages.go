@@ -108,6 +108,11 @@ const (
 	CodeShuttingDown       = "shutting_down"       // master is stopping
 	CodeReplaced           = "replaced"            // a newer connection took over this app id
 	CodeInternal           = "internal"            // the master failed (e.g. store error)
+	// CodeQuotaExceeded refuses a whole submit (SubmitReject, Index -1)
+	// or an application's connection that would pass one of the master's
+	// quotas; the message names the quota and its value. Nothing already
+	// accepted is touched, and the same submit may succeed later.
+	CodeQuotaExceeded = "quota_exceeded"
 )
 
 // Error is sent before the sender closes the connection on a fault.

@@ -51,6 +51,12 @@ type App struct {
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
 	acked   uint64           // notifications acknowledged: the protocol's, not a statistic
 	metrics *stats.App       // every other number of the application
+
+	// What the quotas count: its unfinished tasks and their payload
+	// bytes, and its tasks in Scheduler.tasks.
+	queuedTasks, queuedBytes int64
+	live                     int
+	idleSince                time.Time // zero until forgetApps saw it idle
 }
 
 // push remembers a submit batch so a re-sent one gets its original ids.
@@ -170,10 +176,17 @@ func (s *Scheduler) DetachSlave(sl *Slave) int {
 // notifications that waited. The newest connection wins: an older one,
 // most likely dead and not yet noticed, is closed as replaced. The
 // transport sent the Welcome first. It returns the application and how
-// many notifications waited.
+// many notifications waited; a nil application when a new one would pass
+// MaxApps, and out was closed with protocol.CodeQuotaExceeded.
 func (s *Scheduler) AttachApp(name string, out Outbox) (*App, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.apps[name] == nil {
+		if err := s.checkNewAppLocked(name); err != nil {
+			out.Close(protocol.CodeQuotaExceeded, err.Error())
+			return nil, 0
+		}
+	}
 	a := s.appLocked(name)
 	if old := a.out; old != nil {
 		old.Close(protocol.CodeReplaced, "replaced by a new connection of the same app")

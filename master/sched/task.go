@@ -45,6 +45,7 @@ type task struct {
 	retryAt   time.Time // while waiting for a retry
 	retrySlot int       // index+1 in the retry heap; 0 when not waiting
 	settled   bool      // final, and that is durable
+	counted   bool      // counted by the queue quotas (see queuedLocked)
 	push      *push     // the batch it came in, until acknowledged
 }
 
