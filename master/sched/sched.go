@@ -244,17 +244,18 @@ type Scheduler struct {
 	// the kind quota counts kinds that are still there, not every kind
 	// ever seen.
 	liveKinds map[string]int
+	apps      map[string]*App
+	retries   indexed[*task]        // tasks waiting for their retry, by retryAt
+	watch     map[uint64][]*watcher // Wait callers by task id
+	expiry    []expiring            // acknowledged tasks in finish order, for retention
+	commitQ   []commitReq
+	commitCh  chan struct{}
+	duties    []duty
+	scratch   []store.Attempt // see put
+
 	// queuedTasks and queuedBytes are the tasks accepted and not final,
 	// and their payload bytes: what the queue quotas count.
 	queuedTasks, queuedBytes int64
-	apps                     map[string]*App
-	retries                  indexed[*task]        // tasks waiting for their retry, by retryAt
-	watch                    map[uint64][]*watcher // Wait callers by task id
-	expiry                   []expiring            // acknowledged tasks in finish order, for retention
-	commitQ                  []commitReq
-	commitCh                 chan struct{}
-	duties                   []duty
-	scratch                  []store.Attempt // see put
 }
 
 type expiring struct {
