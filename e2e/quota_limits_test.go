@@ -196,7 +196,6 @@ func TestQuotaKindFloodIsRefused(t *testing.T) {
 	})
 }
 
-
 // quotaMetrics scrapes the master's /metrics.
 func quotaMetrics(t *testing.T, addr string) string {
 	t.Helper()
