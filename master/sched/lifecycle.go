@@ -99,7 +99,7 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 			t.maxAttempts = uint32(s.opts.DefaultAttempts)
 		}
 		t.initQueued()
-		s.put(b, t)
+		s.putNew(b, t)
 		s.addLocked(t)
 		s.queue.Push(&t.q)
 		s.metrics.Submitted(t.kind, 1)
