@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -458,4 +459,37 @@ func (l *quotaLog) has(s string) bool {
 		}
 	}
 	return false
+}
+
+// H3, the requeue: a slave that vanishes holding large tasks sends them
+// back to the queue with small state records; the payloads, written once
+// when the tasks were accepted, are not written again, and the tasks still
+// run with them.
+func TestQuotaRequeueWritesOnlySmallRecords(t *testing.T) {
+	m := startMaster(t, master.Options{})
+	ws := quotaSlave(t, m.URL(), "vanishing", "echo")
+	waitSlaves(t, m, 1)
+	c := newCollector()
+	app := connect(t, m.URL(), "large", c)
+	const n, size = 20, 512 << 10
+	tasks := make([]*appnode.Task, n)
+	for i := range tasks {
+		tasks[i] = &appnode.Task{Kind: "echo", Payload: bytes.Repeat([]byte{byte(i)}, size)}
+	}
+	for i := 0; i < n; i += 5 {
+		push(t, app, tasks[i:i+5]...)
+	}
+	held := 0
+	for held < n {
+		held += len(quotaDispatched(t, ws).Tasks)
+	}
+	before := m.Scheduler().Stats().Store.Bytes
+	ws.Close()
+	waitFor(t, 30*time.Second, "the requeue committed", func() bool { return m.Scheduler().Stats().Store.Bytes > before })
+	if wrote := m.Scheduler().Stats().Store.Bytes - before; wrote > n*1024 {
+		t.Fatalf("re-queueing %d tasks of %d bytes wrote %d bytes", n, size, wrote)
+	}
+	startSlave(t, m.URL(), "reader")
+	waitFor(t, 60*time.Second, "every task", func() bool { return c.len() == n })
+	checkEchoed(t, c, tasks)
 }
