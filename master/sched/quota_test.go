@@ -199,3 +199,41 @@ func TestQuotaRetentionKeepsRetriedTask(t *testing.T) {
 		t.Fatalf("after the sweep and a restart: %s", got.State)
 	}
 }
+
+// BenchmarkDetachSlaveLargeTasks is H3's requeue under the scheduler's
+// lock: a slave holding 300 tasks of 1 MiB vanishes. It reports the bytes
+// the requeue writes (bytes/requeue) and allocates (B/op); before payloads
+// were written once, both were the 300 MiB of payloads again (see
+// store's BenchmarkRequeueLargePayloads, PutTask).
+func BenchmarkDetachSlaveLargeTasks(b *testing.B) {
+	h := newHarness(b, Options{MaxFrame: 512 << 20, MaxPayload: 1 << 20})
+	tasks := make([]protocol.NewTask, 300)
+	for i := range tasks {
+		tasks[i] = protocol.NewTask{Kind: "k", Payload: make([]byte, 1<<20)}
+	}
+	for i := 0; i < len(tasks); i += 50 {
+		h.submit("a", tasks[i:i+50]...)
+	}
+	var wrote int
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		h.s.mu.Lock()
+		for _, t := range h.s.tasks {
+			t.attempts = 0 // every round costs an attempt
+		}
+		h.s.mu.Unlock()
+		sl, out := h.slave("s", len(tasks), "k")
+		for held := 0; held < len(tasks); h.tick() {
+			held += len(readAs[*protocol.Dispatch](b, out).Tasks)
+		}
+		before := h.st.Stats().Bytes
+		b.StartTimer()
+		h.s.DetachSlave(sl)
+		b.StopTimer()
+		h.settle()
+		wrote = int(h.st.Stats().Bytes - before)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(wrote), "bytes/requeue")
+}
