@@ -2,6 +2,7 @@ package appnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -94,5 +95,27 @@ func TestOversizedNotifyIsReportedAndSurvived(t *testing.T) {
 	}
 	if got := r.calls(); len(got) != 1 || got[0].err == nil {
 		t.Fatalf("calls %+v", got)
+	}
+}
+
+// A master announces how many tasks it takes in one submit: a larger push
+// is refused before it is sent, as the master would refuse it.
+func TestPushOverAnnouncedSubmitCap(t *testing.T) {
+	p := newPeer(t, func(p *peer) { p.welcome.MaxSubmitTasks = 2 })
+	n := connect(t, p, nil)
+	pc := p.accept(t)
+	err := n.PushTasks(context.Background(), []*Task{{Kind: "echo"}, {Kind: "echo"}, {Kind: "echo"}})
+	var rej *RejectError
+	if !errors.As(err, &rej) || rej.Index != -1 || rej.Code != protocol.CodeQuotaExceeded || !strings.Contains(rej.Message, "at most 2") {
+		t.Fatalf("push of 3: %v", err)
+	}
+	done := push(n, &Task{Kind: "echo"}, &Task{Kind: "echo"})
+	s := pc.submit(t)
+	if len(s.Tasks) != 2 {
+		t.Fatalf("submit of %d tasks", len(s.Tasks))
+	}
+	pc.send(&protocol.SubmitAck{Seq: s.Seq, FirstID: 1, Count: 2})
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
 	}
 }

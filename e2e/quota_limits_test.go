@@ -139,6 +139,12 @@ func TestQuotaTaskFloodIsRefusedAndLosesNothing(t *testing.T) {
 	err = rpc.Call(ctx, "Tasks.Submit", big, &jsonrpc.SubmitResult{})
 	quotaRPCRefused(t, err, "max-queued-bytes-per-app", 100000)
 
+	// The appnode knows the submit cap from the Welcome and refuses first.
+	err = app.PushTasks(ctx, echoTasks(41))
+	if !errors.As(err, &rej) || rej.Code != protocol.CodeQuotaExceeded || !strings.Contains(rej.Message, "at most 40") {
+		t.Fatalf("push past the submit cap: %v", err)
+	}
+
 	flood := quotaApp(t, url, "flood")
 	quotaRefused(t, quotaSubmit(t, flood, 1, 41, "echo"), "max-submit-tasks")
 	quotaRefused(t, quotaSubmit(t, flood, 2, 21, "echo"), "max-queued-tasks")

@@ -163,6 +163,7 @@ func (m *Master) welcome(session string) *protocol.Welcome {
 		Version: protocol.Version, Session: session, Dispatch: m.sched.Dispatch(),
 		HeartbeatMillis: int(m.opts.Heartbeat / time.Millisecond),
 		MaxFrameBytes:   m.opts.MaxFrame, MaxPayloadBytes: m.sched.MaxPayload(),
+		MaxSubmitTasks: m.sched.MaxSubmitTasks(),
 	}
 }
 

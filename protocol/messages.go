@@ -89,6 +89,10 @@ type Welcome struct {
 	HeartbeatMillis int    `json:"heartbeat_ms"`
 	MaxFrameBytes   int    `json:"max_frame_bytes"`
 	MaxPayloadBytes int    `json:"max_payload_bytes"`
+	// MaxSubmitTasks is the most tasks the master takes in one submit; a
+	// larger one is refused with CodeQuotaExceeded. Zero: not announced
+	// (an older master), MaxSubmitTasks applies.
+	MaxSubmitTasks int `json:"max_submit_tasks,omitempty"`
 }
 
 // Heartbeat is the interval a Welcome announces.

@@ -406,6 +406,9 @@ func (s *Scheduler) Stopped() <-chan struct{} { return s.stopped }
 // Metrics is the recorder of the scheduler's numbers.
 func (s *Scheduler) Metrics() *stats.Master { return s.metrics }
 
+// MaxSubmitTasks is the most tasks one submit may carry.
+func (s *Scheduler) MaxSubmitTasks() int { return s.opts.MaxSubmitTasks }
+
 // MaxPayload is the largest payload a task may carry.
 func (s *Scheduler) MaxPayload() int { return s.opts.MaxPayload }
 
