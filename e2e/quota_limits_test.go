@@ -233,7 +233,10 @@ func TestQuotaAppFloodIsRefusedAndIdleAppsAreForgotten(t *testing.T) {
 		push(t, n, echoTasks(1)...)
 		flood = append(flood, n)
 	}
-	expectError(t, quotaApp(t, url, "one-too-many"), protocol.CodeQuotaExceeded)
+	// Refused after its Welcome, whatever it sends next.
+	over := quotaApp(t, url, "one-too-many")
+	_ = over.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, &protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "echo"}}}))
+	expectError(t, over, protocol.CodeQuotaExceeded)
 	err := rpc.Call(context.Background(), "Tasks.Submit", jsonrpc.SubmitParams{App: "script", TaskSpec: jsonrpc.TaskSpec{Kind: "echo"}}, &jsonrpc.SubmitResult{})
 	quotaRPCRefused(t, err, "max-apps", 3)
 	if m := quotaMetrics(t, addr); !strings.Contains(m, `app="flood-app-0"`) {

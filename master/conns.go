@@ -259,6 +259,9 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	a, waiting := m.sched.AttachApp(h.Name, p)
+	if a == nil {
+		return // refused for a quota, and closed
+	}
 	p.log.Info("app connected", "pending_notifications", waiting)
 	readLoop(p, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
