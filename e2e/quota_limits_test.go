@@ -103,11 +103,11 @@ func quotaRPCRefused(t *testing.T, err error, quota string, limit int64) {
 	if !errors.As(err, &re) || re.Code != jsonrpc.CodeQuotaExceeded ||
 		!strings.Contains(string(re.Data), fmt.Sprintf(`"quota":%q`, quota)) ||
 		!strings.Contains(string(re.Data), fmt.Sprintf(`"limit":%d`, limit)) {
-		t.Fatalf("got %v (data %s), want code %d naming %s", err, dataOf(re), jsonrpc.CodeQuotaExceeded, quota)
+		t.Fatalf("got %v (data %s), want code %d naming %s", err, quotaDataOf(re), jsonrpc.CodeQuotaExceeded, quota)
 	}
 }
 
-func dataOf(e *jsonrpc.Error) string {
+func quotaDataOf(e *jsonrpc.Error) string {
 	if e == nil {
 		return ""
 	}
