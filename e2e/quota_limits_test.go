@@ -21,8 +21,8 @@ import (
 	"github.com/anthill-project/anthill/protocol"
 )
 
-// quotaMaster runs `anthill master` with extra flags and returns its
-// address, its process and a JSON-RPC client with the admin token.
+// quotaMaster runs `anthill master` on addr and data with extra flags and
+// returns its process and a JSON-RPC client with the admin token.
 func quotaMaster(t *testing.T, data string, addr string, flags ...string) (*proc, *jsonrpc.Client) {
 	t.Helper()
 	args := append([]string{"master", "--listen", addr, "--data", data, "--log-level", "warn"}, flags...)
