@@ -240,7 +240,9 @@ func (n *Node) loop(c *wire.Conn, w *protocol.Welcome) {
 	defer n.wg.Done()
 	backoff := dial.Backoff{Min: n.opts.ReconnectMin, Max: n.opts.ReconnectMax}
 	for {
-		n.serve(c, w)
+		if err := n.serve(c, w); !doomed(err) {
+			backoff.Reset()
+		}
 		if n.ctx.Err() != nil || n.failed() {
 			return
 		}
@@ -256,7 +258,6 @@ func (n *Node) loop(c *wire.Conn, w *protocol.Welcome) {
 			var err error
 			c, w, err = n.open(n.ctx)
 			if err == nil {
-				backoff.Reset()
 				break
 			}
 			if n.ctx.Err() != nil {
@@ -272,6 +273,17 @@ func (n *Node) loop(c *wire.Conn, w *protocol.Welcome) {
 	}
 }
 
+// doomed reports whether a session ended in a way the next one will most
+// likely repeat at once: a frame over the local limit (the master would
+// send it again), or a refusal for a quota. Reconnecting is still right,
+// since the master or its quotas may change, but the backoff keeps
+// growing instead of starting over, so the node does not loop at full
+// speed.
+func doomed(err error) bool {
+	var pe *protocol.Error
+	return errors.Is(err, wire.ErrTooLarge) || (errors.As(err, &pe) && pe.Code == protocol.CodeQuotaExceeded)
+}
+
 func (n *Node) failed() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -279,13 +291,13 @@ func (n *Node) failed() bool {
 }
 
 // serve installs c as the current connection, re-sends unacknowledged
-// batches on it and reads until it fails.
-func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) {
+// batches on it and reads until it fails, and returns why.
+func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) error {
 	n.mu.Lock()
 	if n.stopped || n.err != nil {
 		n.mu.Unlock()
 		dial.HangUp(c)
-		return
+		return nil
 	}
 	n.conn = c
 	n.welcome = *w
@@ -302,11 +314,16 @@ func (n *Node) serve(c *wire.Conn, w *protocol.Welcome) {
 	n.disconnectedLocked()
 	n.mu.Unlock()
 	dial.HangUp(c)
-	if n.ctx.Err() != nil {
+	switch {
+	case n.ctx.Err() != nil:
 		n.log.Debug("connection closed", "session", w.Session, "err", err)
-	} else {
+	case errors.Is(err, wire.ErrTooLarge):
+		n.log.Error("the master sent a frame over this node's limit; reconnecting with a growing delay",
+			"session", w.Session, "limit", w.MaxFrameBytes, "err", err)
+	default:
 		n.log.Warn("disconnected; reconnecting", "session", w.Session, "err", err)
 	}
+	return err
 }
 
 // read handles frames from c until the session ends, and stops the node

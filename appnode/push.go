@@ -97,8 +97,12 @@ func newTask(i int, t *Task) (protocol.NewTask, *RejectError) {
 // master would refuse never loops through reconnects.
 func (n *Node) submit(ctx context.Context, ts []*Task, owner *run) (*batch, error) {
 	n.mu.Lock()
-	maxPayload := n.welcome.MaxPayloadBytes
+	maxPayload, maxTasks := n.welcome.MaxPayloadBytes, n.welcome.MaxSubmitTasks
 	n.mu.Unlock()
+	if maxTasks > 0 && len(ts) > maxTasks {
+		return nil, &RejectError{Index: -1, Code: protocol.CodeQuotaExceeded,
+			Message: fmt.Sprintf("a push of %d tasks; the master takes at most %d at once (its --max-submit-tasks): push fewer at once", len(ts), maxTasks)}
+	}
 	nts := make([]protocol.NewTask, len(ts))
 	for i, t := range ts {
 		nt, rej := newTask(i, t)

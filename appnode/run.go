@@ -96,7 +96,7 @@ func (n *Node) Run(ctx context.Context, ts TaskSystem, o RunOptions) error {
 		return err
 	}
 	for {
-		budget := n.frameBudget()
+		budget, most := n.frameBudget(), n.submitBudget(size)
 		for !exhausted && open < window {
 			t := ts.Next()
 			if t == nil {
@@ -106,7 +106,7 @@ func (n *Node) Run(ctx context.Context, ts TaskSystem, o RunOptions) error {
 			open++
 			cur = append(cur, t)
 			curBytes += len(t.Kind) + len(t.Key) + len(t.Payload) + 32
-			if len(cur) >= size || curBytes >= budget {
+			if len(cur) >= most || curBytes >= budget {
 				if err := flush(); err != nil {
 					return err
 				}
@@ -147,6 +147,17 @@ func (n *Node) Run(ctx context.Context, ts TaskSystem, o RunOptions) error {
 			refused(b.tasks, b.err)
 		}
 	}
+}
+
+// submitBudget is the most tasks in one Run batch: what the master
+// announced, if it did.
+func (n *Node) submitBudget(size int) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m := n.welcome.MaxSubmitTasks; m > 0 {
+		return min(size, m)
+	}
+	return size
 }
 
 // frameBudget is the size a Run batch is cut at: half the master's frame

@@ -19,6 +19,7 @@ const (
 	CodeTooLarge       = -32002 // a payload or the request body exceeds its limit
 	CodeUnavailable    = -32003 // the call was abandoned before the master answered
 	CodeNotFound       = -32004 // no task with that id, or no slave with that session
+	CodeQuotaExceeded  = -32005 // the submission would pass one of the master's quotas; nothing was stored
 	CodeConflict       = -32009 // the task's state forbids the operation (cancel a final task, retry one that is not failed or canceled)
 	CodeRateLimited    = -32029 // too many wrong tokens from this address lately; the token was not checked (HTTP 429)
 )

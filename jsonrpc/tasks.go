@@ -252,6 +252,9 @@ var paramOf = map[protocol.TaskField]string{
 // submitError maps a refused submission. In a batch the field is the
 // task's path ("tasks[3].kind") and the data carries its index.
 func (h *handler) submitError(err error, batch bool) error {
+	if qe, ok := errors.AsType[*sched.QuotaError](err); ok {
+		return rpcError(CodeQuotaExceeded, quotaData{Quota: qe.Quota, Limit: qe.Limit}, "%s", qe.Error())
+	}
 	te, ok := errors.AsType[*sched.SubmitError](err)
 	if !ok {
 		return h.masterError(err)
@@ -280,6 +283,13 @@ func (h *handler) taskError(err error, id uint64) error {
 		return rpcError(CodeConflict, idData{id}, "task %d is %s; only failed or canceled tasks can be retried", id, h.stateOf(id))
 	}
 	return h.masterError(err)
+}
+
+// quotaData is the data of a quota error: the quota, named as the
+// master's flag, and its value.
+type quotaData struct {
+	Quota string `json:"quota"`
+	Limit int64  `json:"limit"`
 }
 
 type idData struct {

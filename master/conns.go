@@ -136,6 +136,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	}
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
 	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
+	c.SetQueueBytes(m.opts.SendQueueBytes)
 	c.SetReadLimit(int64(m.opts.MaxFrame))
 	m.mu.Lock()
 	m.live[c] = struct{}{} // for shutdown; untrack undoes it
@@ -179,6 +180,7 @@ func (m *Master) welcome(session string) *protocol.Welcome {
 		Version: protocol.Version, Session: session, Dispatch: m.sched.Dispatch(),
 		HeartbeatMillis: int(m.opts.Heartbeat / time.Millisecond),
 		MaxFrameBytes:   m.opts.MaxFrame, MaxPayloadBytes: m.sched.MaxPayload(),
+		MaxSubmitTasks: m.sched.MaxSubmitTasks(),
 	}
 }
 
@@ -280,6 +282,9 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	a, waiting := m.sched.AttachApp(h.Name, p)
+	if a == nil {
+		return // refused for a quota, and closed
+	}
 	p.log.Info("app connected", "pending_notifications", waiting)
 	defer func() {
 		m.sched.DetachApp(a, p)

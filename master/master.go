@@ -107,6 +107,9 @@ func New(opts Options) (*Master, error) {
 		LeaseGrace: opts.LeaseGrace, DefaultAttempts: opts.DefaultAttempts,
 		RetryBackoff: opts.RetryBackoff, RetryBackoffMax: opts.RetryBackoffMax,
 		Retention: opts.Retention, NotifyWindow: opts.NotifyWindow, Metrics: metrics,
+		MaxQueuedTasks: opts.MaxQueuedTasks, MaxQueuedBytes: opts.MaxQueuedBytes,
+		MaxQueuedTasksPerApp: opts.MaxQueuedTasksPerApp, MaxQueuedBytesPerApp: opts.MaxQueuedBytesPerApp,
+		MaxSubmitTasks: opts.MaxSubmitTasks, MaxKinds: opts.MaxKinds, MaxApps: opts.MaxApps, AppIdle: opts.AppIdle,
 		OnFatal: m.fail, Now: opts.Now, Logger: opts.Logger, Version: opts.Version,
 	})
 	if err != nil {

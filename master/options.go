@@ -103,6 +103,23 @@ type Options struct {
 	// NotifyWindow bounds notifications sent to an application and not yet
 	// acknowledged. Default 8192.
 	NotifyWindow int
+	// SendQueueBytes bounds the bytes of the frames waiting for one peer,
+	// so a peer that does not read pins at most this much memory; past it
+	// the peer is dropped as too slow. Default 4 × MaxFrame.
+	SendQueueBytes int64
+	// Quotas (see sched.Options for each): MaxQueuedTasks and
+	// MaxQueuedBytes over all applications (defaults 1Mi tasks, 1 GiB),
+	// MaxQueuedTasksPerApp and MaxQueuedBytesPerApp (default the global
+	// ones), MaxSubmitTasks per submit (default 10000), MaxKinds (default
+	// 10000) and MaxApps (default 1000). Negative means no limit, except
+	// for MaxSubmitTasks.
+	MaxQueuedTasks, MaxQueuedBytes             int64
+	MaxQueuedTasksPerApp, MaxQueuedBytesPerApp int64
+	MaxSubmitTasks, MaxKinds, MaxApps          int
+	// AppIdle is how long an application with nothing left on the master
+	// (no connection, task, notification or submit record) is kept before
+	// it and its series are forgotten. Default 10m.
+	AppIdle time.Duration
 	// SlaveToken, when set, is the enrollment token every slave must
 	// present in its Hello; a slave without it is refused as unauthorized.
 	// Default "": any slave may join.
@@ -144,6 +161,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.SendQueue == 0 {
 		o.SendQueue = 1024
+	}
+	if o.SendQueueBytes < 0 {
+		return errors.New("negative send queue bytes")
+	}
+	if o.SendQueueBytes == 0 {
+		o.SendQueueBytes = 4 * int64(o.MaxFrame)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -89,6 +89,10 @@ type Welcome struct {
 	HeartbeatMillis int    `json:"heartbeat_ms"`
 	MaxFrameBytes   int    `json:"max_frame_bytes"`
 	MaxPayloadBytes int    `json:"max_payload_bytes"`
+	// MaxSubmitTasks is the most tasks the master takes in one submit; a
+	// larger one is refused with CodeQuotaExceeded. Zero: not announced
+	// (an older master), MaxSubmitTasks applies.
+	MaxSubmitTasks int `json:"max_submit_tasks,omitempty"`
 }
 
 // Heartbeat is the interval a Welcome announces.
@@ -108,6 +112,11 @@ const (
 	CodeShuttingDown       = "shutting_down"       // master is stopping
 	CodeReplaced           = "replaced"            // a newer connection took over this app id
 	CodeInternal           = "internal"            // the master failed (e.g. store error)
+	// CodeQuotaExceeded refuses a whole submit (SubmitReject, Index -1)
+	// or an application's connection that would pass one of the master's
+	// quotas; the message names the quota and its value. Nothing already
+	// accepted is touched, and the same submit may succeed later.
+	CodeQuotaExceeded = "quota_exceeded"
 )
 
 // Error is sent before the sender closes the connection on a fault.

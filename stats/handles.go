@@ -190,6 +190,19 @@ func (a *App) Gone() {
 	}
 }
 
+// Remove drops the application's numbers and series at once, without the
+// [Linger] of [App.Gone]: the master calls it for an application it forgot
+// after an idle time, which already served as the linger, so that a flood
+// of application names cannot keep their labels alive. The handle must not
+// be used afterwards; [Master.App] makes a new one.
+func (a *App) Remove() {
+	a.m.mu.Lock()
+	defer a.m.mu.Unlock()
+	if a.m.apps[a.name] == a {
+		delete(a.m.apps, a.name)
+	}
+}
+
 // tickHandles closes second open for the slaves and apps, sec being the one
 // now open: what they recorded since the last call counts for open, the
 // seconds between are zero. It removes the slaves and apps gone for Linger.

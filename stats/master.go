@@ -237,8 +237,19 @@ func (m *Master) Commit(ops int, d time.Duration) {
 	}
 }
 
-// SetQueue sets how many tasks of kind wait for a slave.
+// SetQueue sets how many tasks of kind wait for a slave. Kinds counted
+// under OtherKind overwrite each other: use SetQueues for a full sample.
 func (m *Master) SetQueue(kind string, pending int) { m.kind(kind).queued.Store(int64(pending)) }
+
+// SetQueues sets every kind's queue from one sample: levels calls add for
+// each kind with waiting tasks. Kinds under OtherKind are summed, and a
+// kind absent from the sample reads 0, so the gauge of a kind whose tasks
+// are gone does not stay at its last level.
+func (m *Master) SetQueues(levels func(add func(kind string, pending int))) {
+	sums := map[*kind]int64{}
+	levels(func(k string, n int) { sums[m.kind(k)] += int64(n) })
+	m.kinds.Load().each(func(kd *kind) { kd.queued.Store(sums[kd]) })
+}
 
 // SetTasks sets the numbers of unfinished tasks: pending (queued or waiting
 // for a retry), running, and final but not yet acknowledged.

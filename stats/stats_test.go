@@ -425,3 +425,48 @@ func TestTotalsAndAppCounts(t *testing.T) {
 		t.Fatalf("App.Counts = %d %d %d %d, want 5 2 1 1", p, d, f, c)
 	}
 }
+
+// SetQueues sums the kinds counted under OtherKind instead of letting the
+// last one win, and sets a kind absent from the sample to 0.
+func TestSetQueuesSumsOtherAndClearsGone(t *testing.T) {
+	m, _ := newMaster(t)
+	for i := range MaxKinds + 3 {
+		m.Submitted(fmt.Sprintf("k%d", i), 1)
+	}
+	m.SetQueues(func(add func(string, int)) {
+		add("k0", 4)
+		for i := MaxKinds; i < MaxKinds+3; i++ {
+			add(fmt.Sprintf("k%d", i), 10)
+		}
+	})
+	queued := func() map[string]int64 {
+		out := map[string]int64{}
+		for _, r := range m.Export().Kinds {
+			if r.Queued != 0 {
+				out[r.Kind] = r.Queued
+			}
+		}
+		return out
+	}
+	if got := queued(); len(got) != 2 || got["k0"] != 4 || got[OtherKind] != 30 {
+		t.Fatalf("queued = %v, want k0 4 and %s 30", got, OtherKind)
+	}
+	m.SetQueues(func(add func(string, int)) { add("k1", 1) })
+	if got := queued(); len(got) != 1 || got["k1"] != 1 {
+		t.Fatalf("queued = %v, want k1 1 alone", got)
+	}
+}
+
+// Remove drops an application's numbers at once, without the linger.
+func TestAppRemove(t *testing.T) {
+	m, _ := newMaster(t)
+	a := m.App("flood")
+	a.Pushed(3)
+	a.Remove()
+	if rows := m.Export().Apps; len(rows) != 0 {
+		t.Fatalf("rows after Remove: %+v", rows)
+	}
+	if b := m.App("flood"); b == a {
+		t.Fatal("App returned the removed handle")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/samples/hello"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
 	"github.com/anthill-project/anthill/sandbox"
@@ -52,6 +53,15 @@ func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.DurationVar(&o.RetryBackoff, "retry-backoff", 100*time.Millisecond, "delay before a second attempt; doubles per attempt")
 	fs.DurationVar(&o.RetryBackoffMax, "retry-backoff-max", 30*time.Second, "largest delay between attempts")
 	fs.DurationVar(&o.Retention, "retention", 24*time.Hour, "how long finished, acknowledged tasks stay in the store (negative: delete at once)")
+	fs.Int64Var(&o.MaxQueuedTasks, "max-queued-tasks", sched.DefaultMaxQueuedTasks, "most unfinished tasks the master holds, over all apps (negative: no limit)")
+	fs.Int64Var(&o.MaxQueuedBytes, "max-queued-bytes", sched.DefaultMaxQueuedBytes, "most payload bytes of unfinished tasks, over all apps (negative: no limit)")
+	fs.Int64Var(&o.MaxQueuedTasksPerApp, "max-queued-tasks-per-app", 0, "most unfinished tasks of one app (default: --max-queued-tasks)")
+	fs.Int64Var(&o.MaxQueuedBytesPerApp, "max-queued-bytes-per-app", 0, "most payload bytes of one app's unfinished tasks (default: --max-queued-bytes)")
+	fs.IntVar(&o.MaxSubmitTasks, "max-submit-tasks", sched.DefaultMaxSubmitTasks, "most tasks in one submit")
+	fs.IntVar(&o.MaxKinds, "max-kinds", sched.DefaultMaxKinds, "most distinct kinds of the tasks held (negative: no limit)")
+	fs.IntVar(&o.MaxApps, "max-apps", sched.DefaultMaxApps, "most applications known at once (negative: no limit)")
+	fs.DurationVar(&o.AppIdle, "app-idle", sched.DefaultAppIdle, "how long an app with nothing left on the master is kept before it and its metrics are forgotten")
+	fs.Int64Var(&o.SendQueueBytes, "send-queue-bytes", 0, "most bytes queued for one peer before it is dropped as too slow (default: 4 × --max-frame)")
 	fs.StringVar(&o.SlaveToken, "slave-token", "", "enrollment token slaves must present (default: none needed)")
 	fs.BoolVar(&o.NoSync, "no-sync", false, "skip fsync (benchmarks only: accepted tasks can be lost on a crash)")
 }

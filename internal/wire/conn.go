@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,6 +39,10 @@ type Conn struct {
 	limit     int64
 	readDone  chan struct{} // closed when Read has failed: the peer is gone or closed
 	readOnce  sync.Once
+	// queued is the bytes of the frames in send; maxQueued bounds it for
+	// Send (0: only the frame count bounds the queue).
+	queued    atomic.Int64
+	maxQueued atomic.Int64
 
 	// Set once before closing is closed; the writer reads them after.
 	closeMsg    []byte
@@ -90,6 +95,16 @@ func (c *Conn) extend() {
 // ErrTooLarge on a larger one. Call it before the first Read.
 func (c *Conn) SetReadLimit(n int64) { c.limit = n }
 
+// SetQueueBytes bounds the bytes of the frames waiting to be written: Send
+// refuses a frame that would take the queue past n, so a peer that does
+// not read pins at most n bytes however large its frames are. A frame
+// larger than n is still taken when nothing else waits. Zero or less
+// means no bound but the frame count.
+func (c *Conn) SetQueueBytes(n int64) { c.maxQueued.Store(n) }
+
+// QueuedBytes is the bytes of the frames waiting to be written.
+func (c *Conn) QueuedBytes() int64 { return c.queued.Load() }
+
 // Read returns the next binary frame. Text frames are an error: the
 // protocol is binary only.
 func (c *Conn) Read() ([]byte, error) {
@@ -123,10 +138,18 @@ func (c *Conn) Send(frame []byte) bool {
 		return false
 	default:
 	}
+	n := int64(len(frame))
+	if have := c.queued.Add(n); have > n {
+		if limit := c.maxQueued.Load(); limit > 0 && have > limit {
+			c.queued.Add(-n)
+			return false
+		}
+	}
 	select {
 	case c.send <- frame:
 		return true
 	default:
+		c.queued.Add(-n)
 		return false
 	}
 }
@@ -139,12 +162,16 @@ func (c *Conn) SendWait(ctx context.Context, frame []byte) error {
 		return ErrClosed
 	default:
 	}
+	n := int64(len(frame))
+	c.queued.Add(n)
 	select {
 	case c.send <- frame:
 		return nil
 	case <-c.closing:
+		c.queued.Add(-n)
 		return ErrClosed
 	case <-ctx.Done():
+		c.queued.Add(-n)
 		return ctx.Err()
 	}
 }
@@ -179,6 +206,7 @@ func (c *Conn) writer() {
 	for {
 		select {
 		case f := <-c.send:
+			c.queued.Add(-int64(len(f)))
 			if c.write(f) != nil {
 				c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
 				return
@@ -207,7 +235,9 @@ func (c *Conn) flush() {
 		return // the socket failed; nothing more can be written
 	}
 	for len(c.send) > 0 {
-		if c.write(<-c.send) != nil {
+		f := <-c.send
+		c.queued.Add(-int64(len(f)))
+		if c.write(f) != nil {
 			return
 		}
 	}

@@ -123,3 +123,50 @@ func TestSilentPeerTimesOut(t *testing.T) {
 		t.Fatal("read from a silent peer succeeded")
 	}
 }
+
+// H3: a peer that does not read pins at most the queue's bytes, however
+// many frames the count would allow; what the writer took off the queue
+// no longer counts.
+func TestSendQueueBoundedInBytes(t *testing.T) {
+	c, _ := pair(t, time.Second, 1024)
+	const limit = 1 << 20
+	c.SetQueueBytes(limit)
+	frame := make([]byte, 64<<10)
+	sent := 0
+	for i := 0; i < 1024 && c.Send(frame); i++ {
+		sent++
+		if q := c.QueuedBytes(); q > limit {
+			t.Fatalf("%d bytes queued, over the bound of %d", q, limit)
+		}
+	}
+	// The peer never reads: whatever the socket absorbed, the rest stops
+	// at the bound, far below the 1024 frames (64 MiB) the count allows.
+	if sent == 1024 {
+		t.Fatalf("Send accepted all %d frames of %d bytes that nobody reads", sent, len(frame))
+	}
+}
+
+// A frame larger than the bound still goes out when nothing waits, so a
+// bound below the frame limit cannot stall a connection for good.
+func TestSendQueueTakesOneLargeFrame(t *testing.T) {
+	c, peer := pair(t, time.Second, 8)
+	c.SetQueueBytes(10)
+	if !c.Send(make([]byte, 100)) {
+		t.Fatal("a lone frame over the bound was refused")
+	}
+	if _, b, err := peer.ReadMessage(); err != nil || len(b) != 100 {
+		t.Fatalf("peer got %d bytes, %v", len(b), err)
+	}
+	waitQueued(t, c, 0)
+}
+
+func waitQueued(t *testing.T, c *Conn, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.QueuedBytes() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes queued, want %d", c.QueuedBytes(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -26,6 +26,9 @@ const (
 	leasesEvery = 100 * time.Millisecond
 	// The gauges are levels Prometheus scrapes every few seconds.
 	gaugesEvery = time.Second
+	// Idle applications are forgotten after minutes; the walk is bounded
+	// by MaxApps.
+	appsEvery = time.Second
 	// Acknowledged tasks outlive their retention by at most this much.
 	retentionEvery = 10 * time.Second
 	// retentionBatch bounds the deletions of one sweep.
@@ -49,6 +52,7 @@ func newDuties() []duty {
 		{name: "series", every: seriesEvery, run: (*Scheduler).closeSeries},
 		{name: "gauges", every: gaugesEvery, run: (*Scheduler).sampleGauges},
 		{name: "retention", every: retentionEvery, run: (*Scheduler).sweepRetention},
+		{name: "apps", every: appsEvery, run: (*Scheduler).forgetApps},
 	}
 }
 
@@ -123,11 +127,17 @@ func (s *Scheduler) closeSeries(time.Time, *change) { s.metrics.Tick() }
 // sampleGauges sets what the metrics show as levels rather than events.
 func (s *Scheduler) sampleGauges(time.Time, *change) {
 	pending, running, unacked, apps := s.retries.Len(), 0, 0, 0
-	for k := range s.seenKinds {
-		n := s.queue.Len(k)
-		pending += n
-		s.metrics.SetQueue(k, n)
-	}
+	// liveKinds is bounded by MaxKinds, and stats labels the first
+	// stats.MaxKinds of them, summing the rest under one label.
+	s.metrics.SetQueues(func(add func(string, int)) {
+		for k := range s.liveKinds {
+			n := s.queue.Len(k)
+			pending += n
+			if n > 0 {
+				add(k, n)
+			}
+		}
+	})
 	for sl := range s.slaves {
 		running += len(sl.running)
 	}
@@ -151,7 +161,11 @@ func (s *Scheduler) sweepRetention(now time.Time, c *change) {
 	cut := now.Add(-s.opts.Retention)
 	n := 0
 	for n < len(s.expiry) && s.expiry[n].at.Before(cut) && n < retentionBatch {
-		c.b.DeleteTask(s.expiry[n].id)
+		// A task retried after its acknowledgement is live again: its
+		// record is the new run's, not the one that expired.
+		if id := s.expiry[n].id; s.tasks[id] == nil {
+			c.b.DeleteTask(id)
+		}
 		n++
 	}
 	s.expiry = s.expiry[n:]

@@ -25,6 +25,10 @@ import (
 // the application believes accepted. A batch re-sent with a seq already
 // seen is answered with its original ids, never stored twice.
 func (s *Scheduler) SubmitBatch(a *App, out Outbox, msg *protocol.Submit) {
+	if err := s.checkSubmitSize(len(msg.Tasks)); err != nil {
+		out.Send(err.reject(msg.Seq))
+		return
+	}
 	if err := protocol.CheckBatch(msg.Tasks, s.opts.MaxPayload, s.opts.MaxTimeout); err != nil {
 		out.Send(&protocol.SubmitReject{Seq: msg.Seq, Index: int32(err.Index), Code: err.Code, Message: err.Error()})
 		return
@@ -38,6 +42,12 @@ func (s *Scheduler) SubmitBatch(a *App, out Outbox, msg *protocol.Submit) {
 		} else {
 			p.waiters = append(p.waiters, out)
 		}
+		return
+	}
+	// After the seq check: a re-sent batch that was accepted gets its ids
+	// whatever the queue holds now.
+	if err := s.checkQuotasLocked(a, a.name, msg.Tasks); err != nil {
+		out.Send(err.reject(msg.Seq))
 		return
 	}
 	p := &push{seq: msg.Seq, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []Outbox{out}}
@@ -89,7 +99,7 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 			t.maxAttempts = uint32(s.opts.DefaultAttempts)
 		}
 		t.initQueued()
-		s.put(b, t)
+		s.putNew(b, t)
 		s.addLocked(t)
 		s.queue.Push(&t.q)
 		s.metrics.Submitted(t.kind, 1)
@@ -99,10 +109,16 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 	return first, b
 }
 
-// addLocked makes t the live task of its id.
+// addLocked makes t the live task of its id, in place of any other.
 func (s *Scheduler) addLocked(t *task) {
+	s.removeLocked(t.id)
 	s.tasks[t.id] = t
-	s.seenKinds[t.kind] = struct{}{}
+	s.liveKinds[t.kind]++
+	t.app.live++
+	t.app.idleSince = time.Time{}
+	if !t.state.Final() {
+		s.queuedLocked(t)
+	}
 }
 
 // pumpLocked fills every slave that has room.
@@ -284,6 +300,7 @@ func (s *Scheduler) finishLocked(t *task, now time.Time, c *change) {
 	s.metrics.Finished(t.kind, st, latency)
 	t.app.metrics.Finished(st, latency)
 	s.put(&c.b, t)
+	s.doneLocked(t)
 	// The payload is no longer needed in memory; the store keeps it.
 	t.payload = nil
 	c.final = append(c.final, t)
@@ -314,7 +331,7 @@ func (s *Scheduler) commitChangeLocked(c *change) {
 			t.settled = true
 			s.wakeLocked(t)
 			if t.quiet {
-				delete(s.tasks, t.id)
+				s.removeLocked(t.id)
 				s.expiry = append(s.expiry, expiring{t.id, t.finishedAt})
 				continue
 			}
@@ -333,21 +350,28 @@ func (s *Scheduler) notifyLocked(a *App) {
 	if out == nil {
 		return
 	}
+	// The frame's bound is a promise to the application, which refuses a
+	// larger frame: it holds whatever a slave delivered.
+	limit := s.opts.MaxFrame - notifyHeader
 	for len(a.pending) > 0 && len(a.sent) < s.opts.NotifyWindow {
 		var n protocol.Notify
 		size := 0
 		for len(a.pending) > 0 && len(a.sent) < s.opts.NotifyWindow && size < s.opts.MaxFrame/2 {
 			t := a.pending[0]
-			a.pending[0] = nil
-			a.pending = a.pending[1:]
 			if _, dup := a.sent[t.id]; dup {
+				a.pending[0] = nil
+				a.pending = a.pending[1:]
 				continue
 			}
+			f, fsize := s.finishedOf(t, limit)
+			if len(n.Tasks) > 0 && size+fsize > limit {
+				break // the next frame takes it
+			}
+			a.pending[0] = nil
+			a.pending = a.pending[1:]
 			a.sent[t.id] = t
-			size += len(t.result) + len(t.err) + len(t.kind) + 16
-			n.Tasks = append(n.Tasks, protocol.Finished{
-				ID: t.id, Kind: t.kind, State: t.state, Attempts: t.attempts, Result: t.result, Err: t.err,
-			})
+			size += fsize
+			n.Tasks = append(n.Tasks, f)
 		}
 		if len(n.Tasks) == 0 {
 			return
@@ -356,6 +380,34 @@ func (s *Scheduler) notifyLocked(a *App) {
 			return
 		}
 	}
+}
+
+// Encoded sizes of a notify frame: its type and count, and the fields of
+// one task beside its kind, error and result (five uvarints and a byte).
+const (
+	notifyHeader   = 1 + 10
+	notifyOverhead = 5*10 + 1
+)
+
+// finishedOf is t's notification and an upper bound of its encoded size,
+// which never exceeds limit: a result (or error) too large for a frame is
+// replaced by an error that says so, so the notification is delivered
+// rather than refused by the application forever.
+func (s *Scheduler) finishedOf(t *task, limit int) (protocol.Finished, int) {
+	f := protocol.Finished{ID: t.id, Kind: t.kind, State: t.state, Attempts: t.attempts, Result: t.result, Err: t.err}
+	size := len(t.kind) + len(t.err) + len(t.result) + notifyOverhead
+	if size <= limit {
+		return f, size
+	}
+	what := "result"
+	n := len(t.result)
+	if len(t.err) > n {
+		what, n = "error", len(t.err)
+	}
+	f.State, f.Result = protocol.StateFailed, nil
+	f.Err = fmt.Sprintf("the %s of %d bytes does not fit a notify frame of %d bytes", what, n, s.opts.MaxFrame)
+	s.opts.Logger.Warn("notification too large for a frame; sent as an error", "task", t.id, "app", t.app.name, "err", f.Err)
+	return f, len(t.kind) + len(f.Err) + notifyOverhead
 }
 
 // Acknowledge takes an application's NotifyAck: those notifications are
@@ -381,7 +433,7 @@ func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
 		}
 		done.IDs = append(done.IDs, id)
 		delete(a.sent, id)
-		delete(s.tasks, id)
+		s.removeLocked(id)
 		if p := t.push; p != nil {
 			if p.left--; p.left == 0 {
 				delete(a.pushes, p.seq)

@@ -91,10 +91,14 @@ func (s *Scheduler) Info() Info {
 // the ids firstID, firstID+1, ... in order. Tasks submitted this way are
 // "quiet": no application connection is notified or has to acknowledge
 // them; their record stays readable through Task until the retention
-// expires. One invalid task refuses the batch with a *SubmitError.
+// expires. One invalid task refuses the batch with a *SubmitError; a batch
+// over a quota is refused with a *QuotaError.
 func (s *Scheduler) Submit(ctx context.Context, app string, tasks []protocol.NewTask) (uint64, error) {
 	if app == "" || len(app) > protocol.MaxNameBytes {
 		return 0, &SubmitError{Index: -1, Code: protocol.CodeInvalidTask, Problem: fmt.Sprintf("app must be 1 to %d bytes", protocol.MaxNameBytes)}
+	}
+	if err := s.checkSubmitSize(len(tasks)); err != nil {
+		return 0, err
 	}
 	if err := protocol.CheckBatch(tasks, s.opts.MaxPayload, s.opts.MaxTimeout); err != nil {
 		return 0, err
@@ -104,6 +108,10 @@ func (s *Scheduler) Submit(ctx context.Context, app string, tasks []protocol.New
 	if s.isStopping() {
 		s.mu.Unlock()
 		return 0, ErrStopping
+	}
+	if err := s.checkQuotasLocked(s.apps[app], app, tasks); err != nil {
+		s.mu.Unlock()
+		return 0, err
 	}
 	first, b := s.acceptLocked(s.appLocked(app), tasks, nil)
 	s.commitLocked(b, func(err error) { durable <- err })
@@ -426,6 +434,9 @@ func (s *Scheduler) Retry(id uint64) error {
 	t.startedAt, t.finishedAt, t.ranOn, t.acked = time.Time{}, time.Time{}, "", false
 	s.addLocked(t)
 	s.queue.Push(&t.q)
+	// An acknowledged task has an entry in the retention list; left there,
+	// the sweep would delete the record of the new run.
+	s.expiry = slices.DeleteFunc(s.expiry, func(e expiring) bool { return e.id == id })
 	b := new(store.Batch)
 	s.put(b, t)
 	s.commitLocked(b, func(err error) {

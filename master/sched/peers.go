@@ -51,6 +51,12 @@ type App struct {
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
 	acked   uint64           // notifications acknowledged: the protocol's, not a statistic
 	metrics *stats.App       // every other number of the application
+
+	// What the quotas count: its unfinished tasks and their payload
+	// bytes, and its tasks in Scheduler.tasks.
+	queuedTasks, queuedBytes int64
+	live                     int
+	idleSince                time.Time // zero until forgetApps saw it idle
 }
 
 // push remembers a submit batch so a re-sent one gets its original ids.
@@ -137,13 +143,18 @@ func (s *Scheduler) Return(sl *Slave, ids []uint64) {
 	s.commitChangeLocked(&c)
 }
 
+// requeueChunk bounds the tasks one hold of the lock re-queues when a
+// slave goes: a slave can hold tens of thousands.
+const requeueChunk = 1024
+
 // DetachSlave re-queues everything the slave was running and forgets it.
 // Each task costs an attempt, so a task that kills every slave it touches
-// fails in the end. It returns how many tasks went back.
+// fails in the end. It returns how many tasks went back. The tasks go
+// back requeueChunk at a time, the lock released between chunks, so a
+// slave that held many does not stall the master.
 func (s *Scheduler) DetachSlave(sl *Slave) int {
 	now := s.opts.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.slaves, sl)
 	delete(s.hungry, sl)
 	for _, k := range sl.view.Kinds {
@@ -151,16 +162,37 @@ func (s *Scheduler) DetachSlave(sl *Slave) int {
 			delete(s.kinds, k)
 		}
 	}
+	sl.draining = true // nothing may be dispatched to it between chunks
+	held := make([]*task, 0, len(sl.running))
+	for _, t := range sl.running {
+		held = append(held, t)
+	}
+	sl.running = nil
+	sl.metrics.Gone()
+	s.mu.Unlock()
+	n := 0
+	for len(held) > 0 {
+		chunk := held[:min(len(held), requeueChunk)]
+		held = held[len(chunk):]
+		n += s.requeueHeld(sl, chunk, now)
+	}
+	return n
+}
+
+// requeueHeld re-queues the tasks of chunk that still run on the gone
+// slave sl; a result from elsewhere or a cancel may have taken others
+// meanwhile.
+func (s *Scheduler) requeueHeld(sl *Slave, chunk []*task, now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var c change
 	n := 0
-	for _, t := range sl.running {
+	for _, t := range chunk {
 		if t.slave == sl && t.state == protocol.StateRunning {
 			s.requeueLocked(t, OutcomeLost, fmt.Sprintf("slave %s disconnected while running the task", sl.view.Name), now, &c)
 			n++
 		}
 	}
-	sl.running = nil
-	sl.metrics.Gone()
 	s.pumpLocked()
 	s.commitChangeLocked(&c)
 	return n
@@ -170,10 +202,17 @@ func (s *Scheduler) DetachSlave(sl *Slave) int {
 // notifications that waited. The newest connection wins: an older one,
 // most likely dead and not yet noticed, is closed as replaced. The
 // transport sent the Welcome first. It returns the application and how
-// many notifications waited.
+// many notifications waited; a nil application when a new one would pass
+// MaxApps, and out was closed with protocol.CodeQuotaExceeded.
 func (s *Scheduler) AttachApp(name string, out Outbox) (*App, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.apps[name] == nil {
+		if err := s.checkNewAppLocked(name); err != nil {
+			out.Close(protocol.CodeQuotaExceeded, err.Error())
+			return nil, 0
+		}
+	}
 	a := s.appLocked(name)
 	if old := a.out; old != nil {
 		old.Close(protocol.CodeReplaced, "replaced by a new connection of the same app")

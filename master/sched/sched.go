@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -26,6 +27,26 @@ const (
 	DefaultRetryBackoffMax = 30 * time.Second
 	DefaultRetention       = 24 * time.Hour
 	DefaultNotifyWindow    = 8192
+
+	// The quotas' defaults fit a master on an ordinary machine: every
+	// unfinished task lives in memory with its payload (about 700 bytes
+	// of bookkeeping each beside it), so a million tasks and 1 GiB of
+	// payloads is a few GiB of RAM at most. One application may use all
+	// of it unless the per-app quotas are lowered.
+	DefaultMaxQueuedTasks = 1 << 20
+	DefaultMaxQueuedBytes = 1 << 30
+	// DefaultMaxSubmitTasks is the JSON-RPC API's batch cap as well: an
+	// appnode cuts its batches at half a frame anyway.
+	DefaultMaxSubmitTasks = 10000
+	// DefaultMaxKinds leaves room for many jobs; the metrics label only
+	// the first stats.MaxKinds of them.
+	DefaultMaxKinds = 10000
+	// DefaultMaxApps bounds the applications known at once, and with them
+	// the application series on /metrics (about 24 each).
+	DefaultMaxApps = 1000
+	// DefaultAppIdle is how long an application with nothing left on the
+	// master is kept before it is forgotten.
+	DefaultAppIdle = 10 * time.Minute
 )
 
 // Options configures a Scheduler. Every field's zero value means the
@@ -61,6 +82,32 @@ type Options struct {
 	// NotifyWindow bounds notifications sent to an application and not yet
 	// acknowledged. Default DefaultNotifyWindow.
 	NotifyWindow int
+	// MaxQueuedTasks and MaxQueuedBytes cap the tasks accepted and not
+	// final (pending or running) and their payload bytes, over every
+	// application; a submit that would pass either is refused whole with
+	// protocol.CodeQuotaExceeded. Defaults DefaultMaxQueuedTasks and
+	// DefaultMaxQueuedBytes; negative means no limit.
+	MaxQueuedTasks, MaxQueuedBytes int64
+	// MaxQueuedTasksPerApp and MaxQueuedBytesPerApp are the same quotas
+	// for each application. Default: the global ones; negative means no
+	// limit of its own.
+	MaxQueuedTasksPerApp, MaxQueuedBytesPerApp int64
+	// MaxSubmitTasks caps the tasks of one submit, from an application or
+	// the operator API. Default DefaultMaxSubmitTasks, at most
+	// protocol.MaxSubmitTasks.
+	MaxSubmitTasks int
+	// MaxKinds caps the distinct kinds of the tasks the scheduler holds; a
+	// submit that brings a new kind past it is refused. Default
+	// DefaultMaxKinds; negative means no limit.
+	MaxKinds int
+	// MaxApps caps the applications known at once; a new one past it is
+	// refused (its connection closed, its API submit refused). Default
+	// DefaultMaxApps; negative means no limit.
+	MaxApps int
+	// AppIdle is how long an application with no connection, no
+	// unfinished or unacknowledged task and no live submit record is kept
+	// before it and its series are forgotten. Default DefaultAppIdle.
+	AppIdle time.Duration
 	// Metrics records the scheduler's numbers. Default: a recorder of its
 	// own, exported nowhere.
 	Metrics *stats.Master
@@ -135,6 +182,9 @@ func (o *Options) setDefaults() error {
 	if o.NotifyWindow < 0 {
 		return fmt.Errorf("notify window %d must not be negative", o.NotifyWindow)
 	}
+	if err := o.setQuotas(); err != nil {
+		return err
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -147,6 +197,45 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Version == "" {
 		o.Version = "dev"
+	}
+	return nil
+}
+
+// setQuotas fills the quotas' defaults; a negative quota means none.
+func (o *Options) setQuotas() error {
+	def64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+		if *v < 0 {
+			*v = math.MaxInt64
+		}
+	}
+	def64(&o.MaxQueuedTasks, DefaultMaxQueuedTasks)
+	def64(&o.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	def64(&o.MaxQueuedTasksPerApp, o.MaxQueuedTasks)
+	def64(&o.MaxQueuedBytesPerApp, o.MaxQueuedBytes)
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+		if *v < 0 {
+			*v = math.MaxInt
+		}
+	}
+	def(&o.MaxKinds, DefaultMaxKinds)
+	def(&o.MaxApps, DefaultMaxApps)
+	if o.MaxSubmitTasks == 0 {
+		o.MaxSubmitTasks = DefaultMaxSubmitTasks
+	}
+	if o.MaxSubmitTasks < 0 || o.MaxSubmitTasks > protocol.MaxSubmitTasks {
+		return fmt.Errorf("max submit tasks %d: want 1 to %d", o.MaxSubmitTasks, protocol.MaxSubmitTasks)
+	}
+	if o.AppIdle == 0 {
+		o.AppIdle = DefaultAppIdle
+	}
+	if o.AppIdle < 0 {
+		return fmt.Errorf("app idle %v: must not be negative", o.AppIdle)
 	}
 	return nil
 }
@@ -170,9 +259,11 @@ type Scheduler struct {
 	slaves map[*Slave]struct{}
 	hungry map[*Slave]struct{} // slaves with free window
 	kinds  map[string]int      // connected slaves per kind
-	// seenKinds holds every kind ever submitted, so Stats can show kinds
-	// that wait for a slave without walking the tasks.
-	seenKinds map[string]struct{}
+	// liveKinds counts the tasks in tasks by kind, so Stats and the gauges
+	// see the kinds that wait for a slave without walking the tasks, and
+	// the kind quota counts kinds that are still there, not every kind
+	// ever seen.
+	liveKinds map[string]int
 	apps      map[string]*App
 	retries   indexed[*task]        // tasks waiting for their retry, by retryAt
 	watch     map[uint64][]*watcher // Wait callers by task id
@@ -181,6 +272,10 @@ type Scheduler struct {
 	commitCh  chan struct{}
 	duties    []duty
 	scratch   []store.Attempt // see put
+
+	// queuedTasks and queuedBytes are the tasks accepted and not final,
+	// and their payload bytes: what the queue quotas count.
+	queuedTasks, queuedBytes int64
 }
 
 type expiring struct {
@@ -215,7 +310,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		slaves:    map[*Slave]struct{}{},
 		hungry:    map[*Slave]struct{}{},
 		kinds:     map[string]int{},
-		seenKinds: map[string]struct{}{},
+		liveKinds: map[string]int{},
 		apps:      map[string]*App{},
 		retries:   indexed[*task]{less: retriesBefore, slot: retrySlot},
 		watch:     map[uint64][]*watcher{},
@@ -330,6 +425,9 @@ func (s *Scheduler) Stopped() <-chan struct{} { return s.stopped }
 
 // Metrics is the recorder of the scheduler's numbers.
 func (s *Scheduler) Metrics() *stats.Master { return s.metrics }
+
+// MaxSubmitTasks is the most tasks one submit may carry.
+func (s *Scheduler) MaxSubmitTasks() int { return s.opts.MaxSubmitTasks }
 
 // MaxPayload is the largest payload a task may carry.
 func (s *Scheduler) MaxPayload() int { return s.opts.MaxPayload }

@@ -101,7 +101,7 @@ func (s *Scheduler) Stats() Stats {
 			Failed: failed + canceled, Acked: a.acked, PendingNotifications: n,
 		})
 	}
-	for k := range s.seenKinds {
+	for k := range s.liveKinds {
 		kind(k)
 	}
 	for k, ks := range kinds {

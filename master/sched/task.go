@@ -45,6 +45,7 @@ type task struct {
 	retryAt   time.Time // while waiting for a retry
 	retrySlot int       // index+1 in the retry heap; 0 when not waiting
 	settled   bool      // final, and that is durable
+	counted   bool      // counted by the queue quotas (see queuedLocked)
 	push      *push     // the batch it came in, until acknowledged
 }
 
@@ -129,10 +130,18 @@ func (t *task) initQueued() {
 	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
 }
 
-// put writes t into b. The history is converted into the scheduler's
+// putNew writes a new task into b, its payload included: the only write
+// of the payload, which never changes.
+func (s *Scheduler) putNew(b *store.Batch, t *task) { s.write(b, t, true) }
+
+// put writes t's state into b; the stored payload stays as it is, so a
+// requeue or retry of a large task writes a small record.
+func (s *Scheduler) put(b *store.Batch, t *task) { s.write(b, t, false) }
+
+// write writes t into b. The history is converted into the scheduler's
 // scratch slice: the batch encodes at once, so one slice serves every
 // write made under the lock and the hot path allocates nothing for it.
-func (s *Scheduler) put(b *store.Batch, t *task) {
+func (s *Scheduler) write(b *store.Batch, t *task, payload bool) {
 	r := store.Record{
 		ID: t.id, App: t.app.name, Kind: t.kind, Key: t.key, Priority: t.priority, Timeout: t.timeout,
 		MaxAttempts: t.maxAttempts, Attempts: t.attempts, State: t.state, CreatedAt: t.createdAt,
@@ -146,5 +155,10 @@ func (s *Scheduler) put(b *store.Batch, t *task) {
 		}
 		r.History, s.scratch = h, h
 	}
-	b.PutTask(&r)
+	if payload {
+		b.PutTask(&r)
+	} else {
+		r.Payload = nil
+		b.PutState(&r)
+	}
 }

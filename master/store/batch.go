@@ -17,16 +17,18 @@ type Batch struct {
 	ops    []op
 	buf    []byte // keys and values of ops, back to back
 	nextID uint64
+	bytes  int // keys and values written, for Stats
 }
 
 type opKind uint8
 
 const (
-	opPutTask opKind = iota + 1
+	opPutTask opKind = iota + 1 // the record, and the payload at buf[pay:end] (none if pay == end)
 	opAckTask
 	opDeleteTask
 	opPutPush
 	opDeletePush
+	opPutState // the record alone; the stored payload stays
 )
 
 // op locates its key at buf[key:val] and its value at buf[val:end]. Offsets,
@@ -34,6 +36,7 @@ const (
 type op struct {
 	kind          opKind
 	key, val, end int
+	pay           int // opPutTask: where the record ends and the payload's value begins
 }
 
 func (b *Batch) add(kind opKind, key int) {
@@ -41,14 +44,45 @@ func (b *Batch) add(kind opKind, key int) {
 	b.ops = append(b.ops, op{kind: kind, key: key, val: n, end: n})
 }
 
-// PutTask inserts r or overwrites the stored record with the same ID.
+// PutTask inserts r, payload included, or overwrites the stored task with
+// the same ID. The payload is written here only: use it for a new task,
+// and PutState for every later change.
 func (b *Batch) PutTask(r *Record) {
-	b.buf = slices.Grow(b.buf, 8+encodedLen(r))
+	b.buf = slices.Grow(b.buf, 8+encodedLen(r)+1)
 	key := len(b.buf)
 	b.buf = taskKey(b.buf, r.ID)
 	val := len(b.buf)
-	b.buf = appendRecord(b.buf, r)
-	b.ops = append(b.ops, op{kind: opPutTask, key: key, val: val, end: len(b.buf)})
+	b.buf = appendState(b.buf, r)
+	pay := len(b.buf)
+	if r.Payload != nil {
+		b.buf = append(b.buf, payloadFormat)
+		b.buf = append(b.buf, r.Payload...)
+	}
+	b.ops = append(b.ops, op{kind: opPutTask, key: key, val: val, pay: pay, end: len(b.buf)})
+	b.bytes += len(b.buf) - key
+}
+
+// PutState overwrites the stored task's state with r's and keeps the
+// stored payload: r.Payload is ignored. A requeue, a retry or a result of
+// a task with a large payload writes a small record. On an id not stored
+// it stores a task without a payload.
+func (b *Batch) PutState(r *Record) {
+	b.buf = slices.Grow(b.buf, 8+encodedLen(r)-len(r.Payload))
+	key := len(b.buf)
+	b.buf = taskKey(b.buf, r.ID)
+	val := len(b.buf)
+	b.buf = appendState(b.buf, r)
+	b.ops = append(b.ops, op{kind: opPutState, key: key, val: val, end: len(b.buf)})
+	b.bytes += len(b.buf) - key
+}
+
+// Bytes is the size of the keys and values the batch writes: what a
+// commit of it costs beside bbolt's pages.
+func (b *Batch) Bytes() int {
+	if b == nil {
+		return 0
+	}
+	return b.bytes
 }
 
 // AckTask marks the stored task as acknowledged by its application. It is
@@ -75,6 +109,7 @@ func (b *Batch) PutPush(p Push) {
 	val := len(b.buf)
 	b.buf = appendPushValue(b.buf, &p)
 	b.ops = append(b.ops, op{kind: opPutPush, key: key, val: val, end: len(b.buf)})
+	b.bytes += len(b.buf) - key
 }
 
 // DeletePush forgets a push; a missing one is not an error.
@@ -109,7 +144,12 @@ func (b *Batch) Reset() {
 	b.ops = b.ops[:0]
 	b.buf = b.buf[:0]
 	b.nextID = 0
+	b.bytes = 0
 }
 
 func (b *Batch) key(o *op) []byte { return b.buf[o.key:o.val:o.val] }
 func (b *Batch) val(o *op) []byte { return b.buf[o.val:o.end:o.end] }
+
+// record and payload split an opPutTask's value.
+func (b *Batch) record(o *op) []byte  { return b.buf[o.val:o.pay:o.pay] }
+func (b *Batch) payload(o *op) []byte { return b.buf[o.pay:o.end:o.end] }

@@ -133,6 +133,9 @@ func (s *Store) commit(group []request, ops int) {
 			s.statsMu.Lock()
 			s.stats.Commits++
 			s.stats.Ops += uint64(ops)
+			for _, r := range group {
+				s.stats.Bytes += uint64(r.b.Bytes())
+			}
 			s.stats.LastBatchOps = ops
 			s.stats.LastCommit = elapsed
 			s.stats.TotalCommit += elapsed
@@ -172,6 +175,8 @@ func (s *Store) update(group []request) (next uint64, err error) {
 func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 	tasks := tx.Bucket(bucketTasks)
 	tasks.FillPercent = tasksFillPercent
+	payloads := tx.Bucket(bucketPayloads)
+	payloads.FillPercent = tasksFillPercent
 	pushes := tx.Bucket(bucketPushes)
 	var next uint64
 	for _, r := range group {
@@ -184,11 +189,24 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 			var err error
 			switch o.kind {
 			case opPutTask:
-				err = tasks.Put(b.key(o), b.val(o))
+				if err = tasks.Put(b.key(o), b.record(o)); err != nil {
+					break
+				}
+				if p := b.payload(o); len(p) > 0 {
+					err = payloads.Put(b.key(o), p)
+				} else {
+					err = payloads.Delete(b.key(o))
+				}
+			case opPutState:
+				if err = movePayload(tasks, payloads, b.key(o)); err == nil {
+					err = tasks.Put(b.key(o), b.val(o))
+				}
 			case opAckTask:
 				err = s.ack(tasks, b.key(o))
 			case opDeleteTask:
-				err = tasks.Delete(b.key(o))
+				if err = tasks.Delete(b.key(o)); err == nil {
+					err = payloads.Delete(b.key(o))
+				}
 			case opPutPush:
 				err = pushes.Put(b.key(o), b.val(o))
 			case opDeletePush:
@@ -209,14 +227,31 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 	return next, nil
 }
 
-// ack sets the flag on a copy: bbolt's bytes are read-only. Both record
-// formats share the header, so a format 1 record stays format 1.
+// movePayload moves the inline payload of a stored record of format 1 or
+// 2 to the payloads bucket, before a format 3 record replaces it.
+func movePayload(tasks, payloads *bbolt.Bucket, key []byte) error {
+	v := tasks.Get(key)
+	if v == nil || len(v) < headerLen || v[offFormat] == recordFormat {
+		return nil
+	}
+	r, err := decodeRecord(binary.BigEndian.Uint64(key), v)
+	if err != nil {
+		return err
+	}
+	if r.Payload == nil {
+		return payloads.Delete(key)
+	}
+	return payloads.Put(key, append([]byte{payloadFormat}, r.Payload...))
+}
+
+// ack sets the flag on a copy: bbolt's bytes are read-only. Every record
+// format shares the header, so a record keeps its format.
 func (s *Store) ack(tasks *bbolt.Bucket, key []byte) error {
 	v := tasks.Get(key)
 	if v == nil {
 		return nil
 	}
-	if len(v) < headerLen || (v[offFormat] != recordFormat && v[offFormat] != recordFormatV1) {
+	if len(v) < headerLen || v[offFormat] < recordFormatV1 || v[offFormat] > recordFormat {
 		return corruptRecord(binary.BigEndian.Uint64(key), "bad header")
 	}
 	if v[offFlags]&flagAcked != 0 {
@@ -235,6 +270,8 @@ func describe(b *Batch, o *op) string {
 	switch o.kind {
 	case opPutTask:
 		return fmt.Sprintf("put task %d", binary.BigEndian.Uint64(k))
+	case opPutState:
+		return fmt.Sprintf("put the state of task %d", binary.BigEndian.Uint64(k))
 	case opAckTask:
 		return fmt.Sprintf("ack task %d", binary.BigEndian.Uint64(k))
 	case opDeleteTask:

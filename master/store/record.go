@@ -99,8 +99,9 @@ type Push struct {
 	At      time.Time
 }
 
-// Record encoding, format 2. The header is fixed so AckTask can flip the
-// flag on a copy of the stored bytes without decoding the record:
+// Record encoding, format 2 (format 3 below). The header is fixed so
+// AckTask can flip the flag on a copy of the stored bytes without decoding
+// the record:
 //
 //	[0] format  [1] flags  [2] state
 //	varint priority, varint timeout, uvarint maxAttempts, uvarint attempts,
@@ -116,12 +117,23 @@ type Push struct {
 // Format 1 is format 2 without the history; it is still read (History
 // nil) and its header is the same, so AckTask flips either.
 //
+// Format 3 is format 2 with the payload kept apart: its payload length is
+// always 0 and the payload is the value of the same key in the payloads
+// bucket (payloadFormat, then the bytes; no key: no payload). A payload is
+// written once, with the task (PutTask), and never again: the writes of a
+// task's later life (PutState: requeues, retries, results) are the small
+// state record alone. Formats 1 and 2 are still read; the first PutState
+// of such a record moves its inline payload to the payloads bucket.
+//
 // The id is the bucket key, not part of the value. The strings come before
 // the byte slices and are contiguous so decoding needs one string conversion
 // and one copy; the history's strings likewise need one conversion.
 const (
-	recordFormat   = 2
+	recordFormat   = 3
+	recordFormatV2 = 2
 	recordFormatV1 = 1
+
+	payloadFormat = 1
 
 	offFormat = 0
 	offFlags  = 1
@@ -139,7 +151,18 @@ const maxHeaderLen = headerLen + 15*binary.MaxVarintLen64
 // maxAttemptLen bounds an attempt's encoded fields before its strings.
 const maxAttemptLen = 1 + 4*binary.MaxVarintLen64
 
+// appendRecord encodes r in format 2, its payload inline: the encoder of
+// the files older Anthills wrote, kept for the tests that build them.
 func appendRecord(dst []byte, r *Record) []byte {
+	return encodeRecord(dst, r, recordFormatV2, r.Payload)
+}
+
+// appendState encodes r in format 3: everything but the payload.
+func appendState(dst []byte, r *Record) []byte {
+	return encodeRecord(dst, r, recordFormat, nil)
+}
+
+func encodeRecord(dst []byte, r *Record, rf byte, payload []byte) []byte {
 	var flags byte
 	if r.Acked {
 		flags |= flagAcked
@@ -147,7 +170,7 @@ func appendRecord(dst []byte, r *Record) []byte {
 	if r.Quiet {
 		flags |= flagQuiet
 	}
-	dst = append(dst, recordFormat, flags, byte(r.State))
+	dst = append(dst, rf, flags, byte(r.State))
 	dst = binary.AppendVarint(dst, int64(r.Priority))
 	dst = binary.AppendVarint(dst, int64(r.Timeout))
 	dst = binary.AppendUvarint(dst, uint64(r.MaxAttempts))
@@ -160,14 +183,14 @@ func appendRecord(dst []byte, r *Record) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(r.Key)))
 	dst = binary.AppendUvarint(dst, uint64(len(r.Slave)))
 	dst = binary.AppendUvarint(dst, uint64(len(r.Err)))
-	dst = appendNilLen(dst, r.Payload)
+	dst = appendNilLen(dst, payload)
 	dst = appendNilLen(dst, r.Result)
 	dst = append(dst, r.App...)
 	dst = append(dst, r.Kind...)
 	dst = append(dst, r.Key...)
 	dst = append(dst, r.Slave...)
 	dst = append(dst, r.Err...)
-	dst = append(dst, r.Payload...)
+	dst = append(dst, payload...)
 	dst = append(dst, r.Result...)
 	h := history(r)
 	dst = binary.AppendUvarint(dst, uint64(len(h)))
@@ -230,14 +253,16 @@ func corruptRecord(id uint64, why string) error {
 }
 
 // decodeRecord never keeps a reference to data: bbolt's bytes are only valid
-// inside the transaction, and callers keep the Record.
+// inside the transaction, and callers keep the Record. A format 3 record
+// comes back without its payload, which the caller reads from the payloads
+// bucket (see Store.decode).
 func decodeRecord(id uint64, data []byte) (*Record, error) {
 	if len(data) < headerLen {
 		return nil, corruptRecord(id, fmt.Sprintf("%d bytes", len(data)))
 	}
 	rf := data[offFormat]
-	if rf != recordFormat && rf != recordFormatV1 {
-		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d or %d", rf, recordFormatV1, recordFormat))
+	if rf < recordFormatV1 || rf > recordFormat {
+		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d to %d", rf, recordFormatV1, recordFormat))
 	}
 	flags := data[offFlags]
 	if flags&^(flagAcked|flagQuiet) != 0 {
@@ -268,6 +293,9 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	resLen := d.Uvarint("result length")
 	if err := d.Err(); err != nil {
 		return nil, corruptRecord(id, err.Error())
+	}
+	if rf == recordFormat && payLen != 0 {
+		return nil, corruptRecord(id, "an inline payload in a record of format 3")
 	}
 	buf := d.Rest()
 

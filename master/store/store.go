@@ -23,10 +23,12 @@ import (
 //	1: the first format.
 //	2: task records may have record format 2 (with the attempt history),
 //	   which an Anthill that knows format 1 only would call corrupt.
+//	3: payloads live in a bucket of their own, apart from record format 3
+//	   (see record.go); a file of format 2 gets the bucket when opened.
 //
 // Open raises an older file's number (see initialize), so that an older
 // Anthill refuses the file by its format instead of by its records.
-const format = 2
+const format = 3
 
 // Errors returned by the store. Match them with errors.Is.
 var (
@@ -44,6 +46,8 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketTasks  = []byte("tasks")
 	bucketPushes = []byte("pushes")
+	// bucketPayloads holds the payloads of format 3 records, by task key.
+	bucketPayloads = []byte("payloads")
 
 	keyFormat = []byte("format")
 	keyNextID = []byte("next_id")
@@ -72,6 +76,7 @@ type Options struct {
 type Stats struct {
 	Commits      uint64        // transactions committed
 	Ops          uint64        // changes in them
+	Bytes        uint64        // keys and values they wrote (see Batch.Bytes)
 	LastBatchOps int           // changes in the last transaction
 	LastCommit   time.Duration // duration of the last transaction, fsync included
 	TotalCommit  time.Duration // sum of all transaction durations
@@ -350,6 +355,9 @@ func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 		if tx.Bucket(bucketTasks) == nil || tx.Bucket(bucketPushes) == nil {
 			return corrupt(path, errors.New("missing tasks or pushes bucket"))
 		}
+		if _, err := tx.CreateBucketIfNotExists(bucketPayloads); err != nil {
+			return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
+		}
 		if binary.BigEndian.Uint64(meta.Get(keyFormat)) < format {
 			if err := meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, format)); err != nil {
 				return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
@@ -382,6 +390,9 @@ func create(tx *bbolt.Tx) error {
 		return fmt.Errorf("create store: %w", err)
 	}
 	if _, err := tx.CreateBucket(bucketPushes); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	if _, err := tx.CreateBucket(bucketPayloads); err != nil {
 		return fmt.Errorf("create store: %w", err)
 	}
 	return nil
@@ -452,7 +463,7 @@ func (s *Store) Scan(after uint64, fn func(*Record) (bool, error)) error {
 			}
 			k, v = c.Seek(taskKey(make([]byte, 0, 8), after+1))
 		}
-		return s.walk(k, v, c.Next, fn)
+		return s.walk(tx, k, v, c.Next, fn)
 	})
 }
 
@@ -470,19 +481,19 @@ func (s *Store) ScanDesc(before uint64, fn func(*Record) (bool, error)) error {
 				k, v = c.Prev()
 			}
 		}
-		return s.walk(k, v, c.Prev, fn)
+		return s.walk(tx, k, v, c.Prev, fn)
 	})
 }
 
 // walk decodes records from k, v on, stepping with next.
-func (s *Store) walk(k, v []byte, next func() ([]byte, []byte), fn func(*Record) (bool, error)) error {
+func (s *Store) walk(tx *bbolt.Tx, k, v []byte, next func() ([]byte, []byte), fn func(*Record) (bool, error)) error {
 	for ; k != nil; k, v = next() {
 		if len(k) != 8 {
 			return corrupt(s.path, fmt.Errorf("task key %x", k))
 		}
-		r, err := decodeRecord(binary.BigEndian.Uint64(k), v)
+		r, err := s.decode(tx, k, v)
 		if err != nil {
-			return fmt.Errorf("store %s: %w", s.path, err)
+			return err
 		}
 		more, err := fn(r)
 		if err != nil || !more {
@@ -518,11 +529,29 @@ func (s *Store) Get(id uint64) (*Record, error) {
 			return ErrNotFound
 		}
 		var err error
-		r, err = decodeRecord(id, v)
-		if err != nil {
-			return fmt.Errorf("store %s: %w", s.path, err)
-		}
-		return nil
+		r, err = s.decode(tx, taskKey(make([]byte, 0, 8), id), v)
+		return err
 	})
 	return r, err
+}
+
+// decode reads the record v of key k and, for format 3, its payload.
+func (s *Store) decode(tx *bbolt.Tx, k, v []byte) (*Record, error) {
+	id := binary.BigEndian.Uint64(k)
+	r, err := decodeRecord(id, v)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", s.path, err)
+	}
+	if v[offFormat] != recordFormat {
+		return r, nil
+	}
+	p := tx.Bucket(bucketPayloads).Get(k)
+	switch {
+	case p == nil:
+	case len(p) < 1 || p[0] != payloadFormat:
+		return nil, fmt.Errorf("store %s: %w", s.path, corruptRecord(id, fmt.Sprintf("payload value %.8x", p)))
+	default:
+		r.Payload = append(make([]byte, 0, len(p)-1), p[1:]...)
+	}
+	return r, nil
 }

@@ -888,7 +888,7 @@ func TestOpenNewerFormat(t *testing.T) {
 	if !errors.Is(err, ErrNewerFormat) {
 		t.Errorf("error does not wrap ErrNewerFormat: %v", err)
 	}
-	want := "store " + path + " has format 7; this anthill understands format 2: upgrade anthill"
+	want := "store " + path + " has format 7; this anthill understands format 3: upgrade anthill"
 	if err.Error() != want {
 		t.Errorf("error = %q, want %q", err, want)
 	}
