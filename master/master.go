@@ -100,6 +100,7 @@ func New(opts Options) (*Master, error) {
 		LeaseGrace: opts.LeaseGrace, DefaultAttempts: opts.DefaultAttempts,
 		RetryBackoff: opts.RetryBackoff, RetryBackoffMax: opts.RetryBackoffMax,
 		Retention: opts.Retention, NotifyWindow: opts.NotifyWindow, Metrics: metrics,
+		MaxResult: opts.MaxResult, MaxWindow: opts.MaxWindow, MaxWindowBytes: opts.MaxWindowBytes,
 		OnFatal: m.fail, Now: opts.Now, Logger: opts.Logger, Version: opts.Version,
 	})
 	if err != nil {

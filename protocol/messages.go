@@ -7,8 +7,9 @@ import (
 
 // Version is the wire protocol version. A peer whose Hello carries another
 // version is refused with CodeUnsupportedVersion; bump it on any change a
-// peer of the previous version would misread.
-const Version = 1
+// peer of the previous version would misread. Version 2 added the lease
+// of a dispatched attempt (Task.Lease, echoed in Result.Lease).
+const Version = 2
 
 // Type is the first byte of every frame.
 type Type byte
@@ -89,6 +90,10 @@ type Welcome struct {
 	HeartbeatMillis int    `json:"heartbeat_ms"`
 	MaxFrameBytes   int    `json:"max_frame_bytes"`
 	MaxPayloadBytes int    `json:"max_payload_bytes"`
+	// MaxResultBytes is the largest Result.Output the master accepts; a
+	// larger one fails the attempt. Absent (0) from masters that announce
+	// none: the slave then keeps within its frame limit.
+	MaxResultBytes int `json:"max_result_bytes,omitempty"`
 }
 
 // Heartbeat is the interval a Welcome announces.
@@ -108,6 +113,7 @@ const (
 	CodeShuttingDown       = "shutting_down"       // master is stopping
 	CodeReplaced           = "replaced"            // a newer connection took over this app id
 	CodeInternal           = "internal"            // the master failed (e.g. store error)
+	CodeBadResult          = "bad_result"          // a slave kept sending results it holds no lease for
 )
 
 // Error is sent before the sender closes the connection on a fault.
@@ -122,6 +128,9 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 type Task struct {
 	ID      uint64
 	Attempt uint32 // 1 for the first run
+	// Lease is the master's random id of this attempt on this session: a
+	// result counts only if it echoes it (see Result.Lease).
+	Lease   uint64
 	Kind    string
 	Timeout time.Duration // the slave cancels the run after it; 0 means none
 	Payload []byte
@@ -135,6 +144,7 @@ type Dispatch struct{ Tasks []Task }
 type Result struct {
 	ID       uint64
 	Attempt  uint32
+	Lease    uint64 // the Task.Lease of the attempt it answers
 	Err      string
 	Output   []byte
 	Duration time.Duration // time the handler ran

@@ -80,7 +80,9 @@ type Slave struct {
 	connected  bool
 	draining   bool
 	stopping   bool
-	maxResult  int // largest result (output + error) that fits the master's frame
+	maxResult  int    // largest result (output + error) the master accepts
+	session    uint64 // sessions started; a job's results belong to its own
+	stale      uint64 // results dropped because their session had ended
 	stats      Stats
 }
 

@@ -19,17 +19,35 @@ type Slave struct {
 	hello     protocol.Hello
 	view      SlaveView
 	session   string
-	window    int
+	window    int // tasks it may hold now: slow start, up to maxWindow
+	maxWindow int // min(Concurrency+Prefetch, Options.MaxWindow)
+	heldBytes int // payload bytes of the tasks in running
 	poll      bool
 	credit    int  // slots the slave asked for (polling pattern)
 	draining  bool // Drain, or the slave is stopping: no more work
 	running   map[uint64]*task
+	// rejected counts the session's results that held no lease of it
+	// (or were oversized); strikes those since its last accepted result.
+	rejected  uint64
+	strikes   int
 	connected time.Time
 	metrics   *stats.Slave
 }
 
 // Session is the slave's session id.
 func (sl *Slave) Session() string { return sl.session }
+
+// MaxWindow is the most tasks the session can ever hold, so the most
+// results or returned ids a frame of it may carry. It never changes.
+func (sl *Slave) MaxWindow() int { return sl.maxWindow }
+
+// release frees the slot of id.
+func (sl *Slave) release(id uint64) {
+	if t, ok := sl.running[id]; ok {
+		delete(sl.running, id)
+		sl.heldBytes -= t.size
+	}
+}
 
 func (sl *Slave) free() int {
 	if sl.draining {
@@ -82,17 +100,18 @@ func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *
 	kinds := slices.Clone(h.Kinds)
 	sort.Strings(kinds)
 	kinds = slices.Compact(kinds)
-	window := h.Concurrency + h.Prefetch
+	maxWindow := min(h.Concurrency+h.Prefetch, s.opts.MaxWindow)
 	sl := &Slave{
 		out:       out,
 		hello:     *h,
 		view:      SlaveView{Name: h.Name, Kinds: kinds},
 		session:   session,
-		window:    window,
+		window:    min(maxWindow, h.Concurrency, SlowStartWindow),
+		maxWindow: maxWindow,
 		poll:      s.opts.Dispatch == protocol.DispatchPoll,
 		running:   map[uint64]*task{},
 		connected: s.opts.Now(),
-		metrics:   s.metrics.SlaveSeen(h.Name, window),
+		metrics:   s.metrics.SlaveSeen(h.Name, maxWindow),
 	}
 	sl.hello.Token = "" // nothing after the handshake needs it
 	s.mu.Lock()
@@ -110,7 +129,9 @@ func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *
 func (s *Scheduler) Request(sl *Slave, n uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sl.credit = min(sl.credit+int(n), sl.window)
+	// Credit is kept up to the largest window: the slow start only delays
+	// what the slave asked for.
+	sl.credit = min(sl.credit+int(n), sl.maxWindow)
 	s.dispatchLocked(sl)
 }
 
@@ -128,7 +149,7 @@ func (s *Scheduler) Return(sl *Slave, ids []uint64) {
 		if t == nil {
 			continue
 		}
-		delete(sl.running, id)
+		sl.release(id)
 		if t.slave == sl && t.state == protocol.StateRunning {
 			s.requeueLocked(t, OutcomeReturned, "slave "+sl.view.Name+" handed the task back while stopping", now, &c)
 		}
@@ -138,8 +159,10 @@ func (s *Scheduler) Return(sl *Slave, ids []uint64) {
 }
 
 // DetachSlave re-queues everything the slave was running and forgets it.
-// Each task costs an attempt, so a task that kills every slave it touches
-// fails in the end. It returns how many tasks went back.
+// Only the oldest Concurrency tasks it held (by dispatch order) could have
+// started, so only they cost an attempt: a task that kills every slave it
+// touches fails in the end, but a slave that vanishes with a prefetch
+// burns nothing of it. It returns how many tasks went back.
 func (s *Scheduler) DetachSlave(sl *Slave) int {
 	now := s.opts.Now()
 	s.mu.Lock()
@@ -151,19 +174,26 @@ func (s *Scheduler) DetachSlave(sl *Slave) int {
 			delete(s.kinds, k)
 		}
 	}
-	var c change
-	n := 0
+	held := make([]*task, 0, len(sl.running))
 	for _, t := range sl.running {
 		if t.slave == sl && t.state == protocol.StateRunning {
+			held = append(held, t)
+		}
+	}
+	sort.Slice(held, func(i, j int) bool { return held[i].seq < held[j].seq })
+	var c change
+	for i, t := range held {
+		if i < sl.hello.Concurrency {
 			s.requeueLocked(t, OutcomeLost, fmt.Sprintf("slave %s disconnected while running the task", sl.view.Name), now, &c)
-			n++
+		} else {
+			s.requeueLocked(t, OutcomeReturned, fmt.Sprintf("slave %s disconnected before starting the task", sl.view.Name), now, &c)
 		}
 	}
 	sl.running = nil
 	sl.metrics.Gone()
 	s.pumpLocked()
 	s.commitChangeLocked(&c)
-	return n
+	return len(held)
 }
 
 // AttachApp makes out the connection of application name and sends it the
