@@ -165,11 +165,18 @@ func TestNoPayloadInflation(t *testing.T) {
 	}
 }
 
+// FuzzDecode decodes any frame, with and without limits. Its seed corpus
+// is samples() and testdata/fuzz/FuzzDecode (forged counts, frames over a
+// limit, overflowing leases), run by go test.
 func FuzzDecode(f *testing.F) {
 	for _, m := range samples() {
 		f.Add(Encode(nil, m))
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		// Under a limit, whatever decodes holds no more items than it.
+		if m, err := DecodeWith(frame, DecodeLimits{MaxItems: 3}); err == nil && items(m) > 3 {
+			t.Fatalf("%s of %d items decoded under a limit of 3", m.Type(), items(m))
+		}
 		m, err := Decode(frame)
 		if err != nil {
 			return
@@ -183,6 +190,23 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%s not stable:\n%#v\n%#v", m.Type(), m, again)
 		}
 	})
+}
+
+// items counts the elements of a message, as DecodeLimits does.
+func items(m Message) int {
+	switch m := m.(type) {
+	case *Dispatch:
+		return len(m.Tasks)
+	case *Results:
+		return len(m.Results)
+	case *IDs:
+		return len(m.IDs)
+	case *Submit:
+		return len(m.Tasks)
+	case *Notify:
+		return len(m.Tasks)
+	}
+	return 0
 }
 
 // normalize maps empty and nil slices together; JSON and binary bodies may
