@@ -85,9 +85,7 @@ func (s *Slave) startSession(w *protocol.Welcome) {
 	s.pending, s.pendingB = nil, 0
 	s.poll = w.Dispatch == protocol.DispatchPoll
 	s.maxResult = resultLimit(w.MaxFrameBytes)
-	if w.MaxResultBytes > 0 {
-		s.maxResult = min(s.maxResult, w.MaxResultBytes)
-	}
+	s.maxOutput = w.MaxResultBytes
 	s.credit = max(s.window-len(s.active)-(len(s.queue)-s.head), 0)
 	s.returns, s.sendReturn = nil, false
 	s.mu.Unlock()

@@ -80,7 +80,8 @@ type Slave struct {
 	connected  bool
 	draining   bool
 	stopping   bool
-	maxResult  int    // largest result (output + error) the master accepts
+	maxResult  int    // largest result (output + error) that fits the master's frame
+	maxOutput  int    // the master's max_result_bytes; 0: it announced none
 	session    uint64 // sessions started; a job's results belong to its own
 	stale      uint64 // results dropped because their session had ended
 	stats      Stats

@@ -278,7 +278,7 @@ func TestOversizedResult(t *testing.T) {
 	})})
 	c := p.conn(0)
 	c.dispatch(t, protocol.Task{ID: 1, Kind: "big"}, protocol.Task{ID: 2, Kind: "echo", Payload: []byte("small")})
-	if r := c.waitResult(t, 1); r.Err != "result of 65536 bytes exceeds the master's limit of 7168" {
+	if r := c.waitResult(t, 1); r.Err != "result of 65536 bytes exceeds the master's frame limit" {
 		t.Fatalf("oversized result: %d bytes, err %q", len(r.Output), r.Err)
 	}
 	if r := c.waitResult(t, 2); string(r.Output) != "small" {

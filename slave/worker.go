@@ -206,12 +206,16 @@ func (s *Slave) addResultLocked(j *job, r protocol.Result) {
 		s.stale++
 		return
 	}
-	if n := len(r.Output) + len(r.Err); n > s.maxResult {
-		r.Output = nil
-		r.Err = fmt.Sprintf("result of %d bytes exceeds the master's limit of %d", n, s.maxResult)
-	}
 	if len(r.Err) > protocol.MaxErrBytes {
 		r.Err = strings.ToValidUTF8(r.Err[:protocol.MaxErrBytes], "")
+	}
+	if n := len(r.Output); s.maxOutput > 0 && n > s.maxOutput {
+		r.Output = nil
+		r.Err = fmt.Sprintf("result of %d bytes exceeds the master's limit of %d", n, s.maxOutput)
+	}
+	if n := len(r.Output) + len(r.Err); n > s.maxResult {
+		r.Output = nil
+		r.Err = fmt.Sprintf("result of %d bytes exceeds the master's frame limit", n)
 	}
 	if r.Err == "" {
 		s.stats.Done++
