@@ -3,6 +3,7 @@ package sched
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -205,5 +206,37 @@ func TestFenceMaxResultMustFitANotification(t *testing.T) {
 	_, err := New(nil, Options{MaxFrame: 1 << 20, MaxPayload: 1 << 10, MaxResult: 1 << 20})
 	if err == nil || !strings.Contains(err.Error(), "max result") {
 		t.Fatalf("New with a max result as big as the frame: %v", err)
+	}
+}
+
+// A silent slave's expired leases cost an attempt only for the tasks it
+// could have started: the prefetched ones go back as returned.
+func TestFenceExpiredPrefetchCostsNoAttempt(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.submit("a", tasksOf("k", 10)...)
+	out := newOutbox(t, "silent")
+	sl := h.s.AttachSlave("s1", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "silent",
+		Kinds: []string{"k"}, Concurrency: 1, Prefetch: 10}, out)
+	held := readAs[*protocol.Dispatch](t, out).Tasks
+	for range 3 { // grow the window to 4
+		task := held[0]
+		held = held[1:]
+		h.s.Complete(sl, []protocol.Result{{ID: task.ID, Attempt: task.Attempt, Lease: task.Lease}})
+		held = append(held, readAs[*protocol.Dispatch](t, out).Tasks...)
+	}
+	if len(held) != 4 {
+		t.Fatalf("holding %d, want 4", len(held))
+	}
+	h.clock.Advance(2 * time.Minute)
+	h.tick()
+	for i, task := range held {
+		info := h.task(task.ID)
+		want := uint32(0)
+		if i == 0 {
+			want = 1
+		}
+		if info.Attempts != want || info.State != protocol.StatePending {
+			t.Fatalf("task %d in dispatch order after its lease expired: %+v; want %d attempts", i, info, want)
+		}
 	}
 }
