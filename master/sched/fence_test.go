@@ -89,6 +89,13 @@ func TestFenceDisconnectsAPersistentForger(t *testing.T) {
 	default:
 		t.Fatal("65 rejected results in a row, and the slave is still connected")
 	}
+	// Until its connection is gone it gets nothing more.
+	for len(so.msgs) > 0 {
+		<-so.msgs
+	}
+	h.submit("a", tasksOf("k", 3)...)
+	forge(1)
+	so.quiet(t)
 }
 
 // A new session gets a slow-start window whatever it asks for; each

@@ -174,8 +174,8 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 // no task and counts against the slave, and a slave that sends more than
 // max(64, its window) of them without an accepted one in between is
 // disconnected with CodeBadResult. A result over MaxResult, or an error
-// over protocol.MaxErrBytes (less with tiny frames), fails its attempt and counts against the
-// slave as well.
+// over protocol.MaxErrBytes (less with tiny frames), fails its attempt
+// and counts against the slave as well.
 func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 	now := s.opts.Now()
 	s.mu.Lock()
@@ -252,6 +252,9 @@ func (s *Scheduler) rejectLocked(sl *Slave, why string) {
 	if limit := max(64, sl.maxWindow); sl.strikes > limit {
 		s.opts.Logger.Warn("disconnecting a slave that sends results it holds no lease for",
 			"slave", sl.view.Name, "session", sl.session, "rejected", sl.rejected, "last", why)
+		// Nothing more for it: what it holds goes back when it is gone.
+		sl.draining = true
+		delete(s.hungry, sl)
 		sl.out.Close(protocol.CodeBadResult, fmt.Sprintf("%d results in a row without a lease of this session (the last for %s)", sl.strikes, why))
 	}
 }
