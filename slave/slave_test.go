@@ -398,8 +398,8 @@ func TestReconnectDropsResultsOfTheOldSession(t *testing.T) {
 	second := p.conn(1)
 	second.dispatch(t, protocol.Task{ID: 3, Kind: "echo", Payload: []byte("more")})
 	second.waitResult(t, 3)
-	if len(second.resultsFor(1)) != 0 {
-		t.Fatal("a result of the old session went to the new one")
+	if len(second.resultsFor(1)) != 0 || s.Stats().Stale != 1 {
+		t.Fatalf("a result of the old session went to the new one, or was not counted as stale: %+v", s.Stats())
 	}
 	if len(second.resultsFor(2)) != 0 || len(first.results()) != 0 {
 		t.Fatal("the dropped task ran, or a result went to the dead connection")
