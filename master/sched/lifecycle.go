@@ -247,11 +247,11 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 // when it races a lease or reconnects, never a window's worth.
 func (s *Scheduler) rejectLocked(sl *Slave, why string) {
 	s.metrics.LateResult()
-	sl.rejected++
+	sl.metrics.Rejected()
 	sl.strikes++
 	if limit := max(64, sl.maxWindow); sl.strikes > limit {
 		s.opts.Logger.Warn("disconnecting a slave that sends results it holds no lease for",
-			"slave", sl.view.Name, "session", sl.session, "rejected", sl.rejected, "last", why)
+			"slave", sl.view.Name, "session", sl.session, "rejected", sl.metrics.Session().Rejected, "last", why)
 		// Nothing more for it: what it holds goes back when it is gone.
 		sl.draining = true
 		delete(s.hungry, sl)

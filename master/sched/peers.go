@@ -26,9 +26,8 @@ type Slave struct {
 	credit    int  // slots the slave asked for (polling pattern)
 	draining  bool // Drain, or the slave is stopping: no more work
 	running   map[uint64]*task
-	// rejected counts the session's results that held no lease of it
-	// (or were oversized); strikes those since its last accepted result.
-	rejected  uint64
+	// strikes counts the session's rejected results (see Complete) since
+	// its last accepted one.
 	strikes   int
 	connected time.Time
 	metrics   *stats.Slave

@@ -93,7 +93,7 @@ func (s *Scheduler) Stats() Stats {
 			Name: sl.view.Name, Session: sl.session, Host: h.Host, OS: h.OS, Arch: h.Arch,
 			Cores: h.Cores, Concurrency: h.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
 			Running: len(sl.running), Draining: sl.draining, Dispatched: sc.Dispatched, Done: sc.Done,
-			Failed: sc.Failed, RejectedResults: sl.rejected, MaxWindow: sl.maxWindow, Busy: sc.Busy, Connected: sl.connected,
+			Failed: sc.Failed, RejectedResults: sc.Rejected, MaxWindow: sl.maxWindow, Busy: sc.Busy, Connected: sl.connected,
 		})
 	}
 	for _, a := range s.apps {
