@@ -77,3 +77,14 @@ func FuzzHandshake(f *testing.F) {
 		}
 	})
 }
+
+// A slave of protocol version 1, which knows no leases, is refused: it
+// could only send results the master would reject.
+func TestFenceVersion1SlaveIsRefused(t *testing.T) {
+	m := newMaster(t, t.TempDir(), Options{})
+	p := open(t, m, "/ws/slave")
+	p.send(&protocol.Hello{Version: 1, Role: protocol.RoleSlave, Name: "old", Kinds: []string{"k"}, Concurrency: 1})
+	if e := readAs[*protocol.Error](p); e.Code != protocol.CodeUnsupportedVersion {
+		t.Fatalf("refused with %+v", e)
+	}
+}
