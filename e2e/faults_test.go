@@ -197,12 +197,14 @@ func TestSlaveGracefulShutdown(t *testing.T) {
 	waitSlaves(t, m, 1)
 	c := newCollector()
 	app := connect(t, m.URL(), "graceful", c)
-	tasks := make([]*appnode.Task, 40)
+	// Enough tasks to outlast the slow start: the window reaches 22 after
+	// 20 results.
+	tasks := make([]*appnode.Task, 60)
 	for i := range tasks {
 		tasks[i] = &appnode.Task{Kind: "sleep", Payload: []byte("100"), MaxAttempts: 1}
 	}
 	push(t, app, tasks...)
-	waitFor(t, 10*time.Second, "a full window", func() bool {
+	waitFor(t, 20*time.Second, "a full window", func() bool {
 		st := m.Scheduler().Stats()
 		return len(st.Slaves) == 1 && st.Slaves[0].Running == 22
 	})

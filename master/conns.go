@@ -181,13 +181,15 @@ func (m *Master) welcome(session string) *protocol.Welcome {
 		HeartbeatMillis: int(m.opts.Heartbeat / time.Millisecond),
 		MaxFrameBytes:   m.opts.MaxFrame, MaxPayloadBytes: m.sched.MaxPayload(),
 		MaxSubmitTasks: m.sched.MaxSubmitTasks(),
+		MaxResultBytes: m.sched.MaxResult(),
 	}
 }
 
 // readLoop reads frames until the peer goes, handing each decoded message
-// to handle. A frame that does not decode or that handle refuses closes
-// this connection only, with an Error saying why.
-func readLoop(p *peer, handle func(protocol.Message) error) {
+// to handle. A frame that does not decode within the limits for its type,
+// or that handle refuses, closes this connection only, with an Error
+// saying why.
+func readLoop(p *peer, limits func(protocol.Type) protocol.DecodeLimits, handle func(protocol.Message) error) {
 	for {
 		frame, err := p.conn.Read()
 		if err != nil {
@@ -203,7 +205,11 @@ func readLoop(p *peer, handle func(protocol.Message) error) {
 			p.conn.CloseWith(nil, websocket.CloseNormalClosure, "")
 			return
 		}
-		msg, err := protocol.Decode(frame)
+		var lim protocol.DecodeLimits
+		if len(frame) > 0 {
+			lim = limits(protocol.Type(frame[0]))
+		}
+		msg, err := protocol.DecodeWith(frame, lim)
 		if err == nil {
 			err = handle(msg)
 		}
@@ -257,7 +263,10 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		n := m.sched.DetachSlave(sl)
 		p.log.Info("slave disconnected", "requeued", n)
 	}()
-	readLoop(p, func(msg protocol.Message) error {
+	// A slave holds at most its largest window of tasks, so no frame of it
+	// answers or returns more.
+	slaveLimits := protocol.DecodeLimits{MaxItems: sl.MaxWindow()}
+	readLoop(p, func(protocol.Type) protocol.DecodeLimits { return slaveLimits }, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
 		case *protocol.Results:
 			m.sched.Complete(sl, msg.Results)
@@ -290,7 +299,7 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 		m.sched.DetachApp(a, p)
 		p.log.Info("app disconnected")
 	}()
-	readLoop(p, func(msg protocol.Message) error {
+	readLoop(p, m.appDecodeLimits, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
 		case *protocol.Submit:
 			m.sched.SubmitBatch(a, p, msg)
@@ -304,6 +313,21 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+}
+
+// appDecodeLimits bound an application's frames by type: a Submit of at
+// most protocol.MaxSubmitTasks tasks (CheckBatch would refuse more, but
+// only after decoding them), a NotifyAck of at most the notify window
+// (the app cannot hold more notifications), anything else of one item,
+// which is refused after decoding anyway.
+func (m *Master) appDecodeLimits(t protocol.Type) protocol.DecodeLimits {
+	switch t {
+	case protocol.TypeSubmit:
+		return protocol.DecodeLimits{MaxItems: protocol.MaxSubmitTasks}
+	case protocol.TypeNotifyAck:
+		return protocol.DecodeLimits{MaxItems: m.sched.NotifyWindow()}
+	}
+	return protocol.DecodeLimits{MaxItems: 1}
 }
 
 // Scheduler is the master's task life: the operator API and its numbers.

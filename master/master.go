@@ -110,6 +110,7 @@ func New(opts Options) (*Master, error) {
 		MaxQueuedTasks: opts.MaxQueuedTasks, MaxQueuedBytes: opts.MaxQueuedBytes,
 		MaxQueuedTasksPerApp: opts.MaxQueuedTasksPerApp, MaxQueuedBytesPerApp: opts.MaxQueuedBytesPerApp,
 		MaxSubmitTasks: opts.MaxSubmitTasks, MaxKinds: opts.MaxKinds, MaxApps: opts.MaxApps, AppIdle: opts.AppIdle,
+		MaxResult: opts.MaxResult, MaxWindow: opts.MaxWindow, MaxWindowBytes: opts.MaxWindowBytes,
 		OnFatal: m.fail, Now: opts.Now, Logger: opts.Logger, Version: opts.Version,
 	})
 	if err != nil {

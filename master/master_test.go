@@ -147,7 +147,7 @@ func TestTaskLifeOverTheWire(t *testing.T) {
 	if len(d.Tasks) != 1 || d.Tasks[0].ID != ack.FirstID || string(d.Tasks[0].Payload) != "1" {
 		t.Fatalf("dispatch %+v", d.Tasks)
 	}
-	s.send(&protocol.Results{Results: []protocol.Result{{ID: ack.FirstID, Attempt: 1, Output: []byte("out")}}})
+	s.send(&protocol.Results{Results: []protocol.Result{{ID: ack.FirstID, Attempt: 1, Lease: d.Tasks[0].Lease, Output: []byte("out")}}})
 	n := readAs[*protocol.Notify](app2)
 	if len(n.Tasks) != 1 || string(n.Tasks[0].Result) != "out" || n.Tasks[0].State != protocol.StateDone {
 		t.Fatalf("notify %+v", n.Tasks)

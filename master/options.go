@@ -77,6 +77,18 @@ type Options struct {
 	// MaxFrame caps a WebSocket frame in bytes. Default 16 MiB; it must
 	// exceed MaxPayload.
 	MaxFrame int
+	// MaxResult caps a task result in bytes; a larger one fails its
+	// attempt and counts against the slave. Default MaxPayload. A
+	// notification of one such result must fit MaxFrame.
+	MaxResult int
+	// MaxWindow caps the tasks one slave session holds, whatever its
+	// Concurrency+Prefetch; a new session starts with at most 4 and gains
+	// one per accepted result. Default 1024.
+	MaxWindow int
+	// MaxWindowBytes caps the payload bytes one slave session holds
+	// (beyond its first task, so a big task can always run). Default
+	// 4 × MaxFrame.
+	MaxWindowBytes int
 	// Heartbeat is the ping interval; a peer silent for two is dropped.
 	// Default 5s.
 	Heartbeat time.Duration

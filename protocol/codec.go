@@ -33,6 +33,7 @@ func Encode(dst []byte, m Message) []byte {
 			t := &m.Tasks[i]
 			dst = binary.AppendUvarint(dst, t.ID)
 			dst = binary.AppendUvarint(dst, uint64(t.Attempt))
+			dst = binary.AppendUvarint(dst, t.Lease)
 			dst = binenc.AppendString(dst, t.Kind)
 			dst = binary.AppendUvarint(dst, uint64(t.Timeout/time.Millisecond))
 			dst = binenc.AppendBytes(dst, t.Payload)
@@ -43,6 +44,7 @@ func Encode(dst []byte, m Message) []byte {
 			r := &m.Results[i]
 			dst = binary.AppendUvarint(dst, r.ID)
 			dst = binary.AppendUvarint(dst, uint64(r.Attempt))
+			dst = binary.AppendUvarint(dst, r.Lease)
 			dst = binary.AppendUvarint(dst, uint64(r.Duration/time.Microsecond))
 			dst = binenc.AppendString(dst, r.Err)
 			dst = binenc.AppendBytes(dst, r.Output)
@@ -89,9 +91,25 @@ func Encode(dst []byte, m Message) []byte {
 	return dst
 }
 
-// Decode parses one frame. Byte slices in the result (payloads, outputs)
-// alias frame: the caller must not reuse frame while it holds them.
-func Decode(frame []byte) (Message, error) {
+// DecodeLimits bound what one frame may declare, checked before anything
+// is allocated for it: a receiver states how many items it would accept,
+// so a small frame cannot make it allocate for millions.
+type DecodeLimits struct {
+	// MaxItems caps the element count of a frame: tasks of a Dispatch,
+	// Submit or Notify, results of a Results, ids of an IDs. 0 means no
+	// cap beyond what the frame's length can hold.
+	MaxItems int
+}
+
+// Decode parses one frame with no DecodeLimits. See DecodeWith.
+func Decode(frame []byte) (Message, error) { return DecodeWith(frame, DecodeLimits{}) }
+
+// DecodeWith parses one frame, refusing one that declares more items than
+// lim allows. Payloads and outputs of a frame with one item alias frame
+// (the frame is little more than that item); with several items each is
+// copied, so one that lives on does not keep the whole frame in memory.
+// The caller must not reuse frame while it holds the result.
+func DecodeWith(frame []byte, lim DecodeLimits) (Message, error) {
 	if len(frame) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrMalformed)
 	}
@@ -111,30 +129,32 @@ func Decode(frame []byte) (Message, error) {
 		}
 		return m, nil
 	}
-	d := decoder{Decoder: binenc.NewDecoder(body)}
+	d := decoder{Decoder: binenc.NewDecoder(body), max: lim.MaxItems}
 	switch t {
 	case TypeDispatch:
-		n := d.Count("task count", 5)
+		n := d.count("task count", 6)
 		msg := &Dispatch{Tasks: make([]Task, n)}
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
 			x.ID = d.Uvarint("task id")
 			x.Attempt = d.Uint32("attempt")
+			x.Lease = d.Uvarint("lease")
 			x.Kind = d.kind()
 			x.Timeout = d.millis("timeout")
-			x.Payload = d.Bytes("payload")
+			x.Payload = d.bytes("payload", n)
 		}
 		m = msg
 	case TypeResults:
-		n := d.Count("result count", 5)
+		n := d.count("result count", 6)
 		msg := &Results{Results: make([]Result, n)}
 		for i := range msg.Results {
 			x := &msg.Results[i]
 			x.ID = d.Uvarint("task id")
 			x.Attempt = d.Uint32("attempt")
+			x.Lease = d.Uvarint("lease")
 			x.Duration = d.micros("duration")
 			x.Err = d.String("error")
-			x.Output = d.Bytes("output")
+			x.Output = d.bytes("output", n)
 		}
 		m = msg
 	case TypeRequest:
@@ -143,7 +163,8 @@ func Decode(frame []byte) (Message, error) {
 		m = &IDs{T: t, IDs: d.ids()}
 	case TypeSubmit:
 		msg := &Submit{Seq: d.Uvarint("seq")}
-		msg.Tasks = make([]NewTask, d.Count("task count", 6))
+		n := d.count("task count", 6)
+		msg.Tasks = make([]NewTask, n)
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
 			x.Kind = d.kind()
@@ -151,7 +172,7 @@ func Decode(frame []byte) (Message, error) {
 			x.Timeout = d.millis("timeout")
 			x.MaxAttempts = d.Uint32("max attempts")
 			x.Key = d.String("key")
-			x.Payload = d.Bytes("payload")
+			x.Payload = d.bytes("payload", n)
 		}
 		m = msg
 	case TypeSubmitAck:
@@ -159,7 +180,7 @@ func Decode(frame []byte) (Message, error) {
 	case TypeSubmitReject:
 		m = &SubmitReject{Seq: d.Uvarint("seq"), Index: d.Int32("index"), Code: d.String("code"), Message: d.String("message")}
 	case TypeNotify:
-		n := d.Count("task count", 6)
+		n := d.count("task count", 6)
 		msg := &Notify{Tasks: make([]Finished, n)}
 		for i := range msg.Tasks {
 			x := &msg.Tasks[i]
@@ -168,7 +189,7 @@ func Decode(frame []byte) (Message, error) {
 			x.State = State(d.Byte("state"))
 			x.Attempts = d.Uint32("attempts")
 			x.Err = d.String("error")
-			x.Result = d.Bytes("result")
+			x.Result = d.bytes("result", n)
 		}
 		m = msg
 	default:
@@ -198,6 +219,29 @@ func appendIDs(dst []byte, ids []uint64) []byte {
 type decoder struct {
 	binenc.Decoder
 	lastKind string
+	max      int // DecodeLimits.MaxItems
+}
+
+// count reads an element count, refusing one the bytes left cannot hold
+// (binenc's forged-count guard) or one over the receiver's limit, before
+// the caller allocates for it.
+func (d *decoder) count(what string, minSize int) int {
+	n := d.Count(what, minSize)
+	if d.max > 0 && n > d.max {
+		d.Failf("%s %d exceeds the limit of %d", what, n, d.max)
+		return 0
+	}
+	return n
+}
+
+// bytes reads a length-prefixed byte field of one of n items: copied when
+// n > 1 (see DecodeWith).
+func (d *decoder) bytes(what string, n int) []byte {
+	b := d.Bytes(what)
+	if n > 1 && len(b) > 0 {
+		return append(make([]byte, 0, len(b)), b...)
+	}
+	return b
 }
 
 // kind reads a kind, reusing the previous string when it repeats: a batch
@@ -232,7 +276,7 @@ func (d *decoder) micros(what string) time.Duration {
 }
 
 func (d *decoder) ids() []uint64 {
-	n := d.Count("id count", 1)
+	n := d.count("id count", 1)
 	ids := make([]uint64, n)
 	var prev uint64
 	for i := range ids {

@@ -2,8 +2,11 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,11 +18,11 @@ func samples() []Message {
 		&Welcome{Version: Version, Session: "abc", Dispatch: DispatchPoll, HeartbeatMillis: 5000, MaxFrameBytes: 1 << 24, MaxPayloadBytes: 1 << 20},
 		&Error{Code: CodeBadFrame, Message: "nope"},
 		&Dispatch{Tasks: []Task{
-			{ID: 1 << 50, Attempt: 1, Kind: "echo", Timeout: 1500 * time.Millisecond, Payload: []byte("hi")},
+			{ID: 1 << 50, Attempt: 1, Lease: 0xdeadbeefcafe, Kind: "echo", Timeout: 1500 * time.Millisecond, Payload: []byte("hi")},
 			{ID: 1<<50 + 1, Attempt: 3, Kind: "sleep", Payload: []byte{}},
 		}},
 		&Results{Results: []Result{
-			{ID: 7, Attempt: 1, Output: []byte{0, 1, 2}, Duration: 42 * time.Microsecond},
+			{ID: 7, Attempt: 1, Lease: 1<<63 + 5, Output: []byte{0, 1, 2}, Duration: 42 * time.Microsecond},
 			{ID: 8, Attempt: 2, Err: "boom", Output: []byte{}},
 		}},
 		&Request{N: 64},
@@ -88,6 +91,70 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// A frame declaring more items than the receiver accepts is refused before
+// anything is allocated for it, whatever the frame's length could hold;
+// at the limit it decodes.
+func TestDecodeLimits(t *testing.T) {
+	results := make([]Result, 5)
+	for i := range results {
+		results[i] = Result{ID: uint64(i), Attempt: 1, Lease: 9}
+	}
+	ids := &IDs{T: TypeReturn, IDs: []uint64{1, 2, 3, 4, 5}}
+	submit := &Submit{Seq: 1, Tasks: make([]NewTask, 5)}
+	for i := range submit.Tasks {
+		submit.Tasks[i].Kind = "k"
+	}
+	for _, m := range []Message{&Results{Results: results}, ids, submit, &IDs{T: TypeNotifyAck, IDs: ids.IDs}, batch(5)} {
+		frame := Encode(nil, m)
+		if _, err := DecodeWith(frame, DecodeLimits{MaxItems: 5}); err != nil {
+			t.Errorf("%s of 5 items with a limit of 5: %v", m.Type(), err)
+		}
+		var allocs float64
+		var err error
+		allocs = testing.AllocsPerRun(10, func() { _, err = DecodeWith(frame, DecodeLimits{MaxItems: 4}) })
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "exceeds the limit of 4") {
+			t.Errorf("%s of 5 items with a limit of 4: got %v, want a refusal naming the limit", m.Type(), err)
+		}
+		// The message struct and the error's text, never the items.
+		if allocs > 12 {
+			t.Errorf("%s refused after %v allocations", m.Type(), allocs)
+		}
+	}
+	// The review's frame: 16 MiB declaring 3.3M minimal results.
+	const n = 3_355_427
+	big := binary.AppendUvarint([]byte{byte(TypeResults)}, n)
+	big = append(big, make([]byte, 6*n)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := DecodeWith(big, DecodeLimits{MaxItems: 1024})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("3.3M results with a limit of 1024 decoded")
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Fatalf("refusing 3.3M results allocated %d bytes", n)
+	}
+}
+
+// Byte slices of a frame with several items do not alias the frame: one
+// payload that lives on must not keep the others' bytes in memory. A frame
+// of one item may alias it.
+func TestDecodeCopiesItemsOfBigFrames(t *testing.T) {
+	frame := Encode(nil, batch(3))
+	m, err := Decode(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range frame {
+		frame[i] = 0
+	}
+	for _, x := range m.(*Dispatch).Tasks {
+		if string(x.Payload) != "payload!" {
+			t.Fatalf("payload %q changed with its frame", x.Payload)
+		}
+	}
+}
+
 // Payloads travel raw: a 1000-byte payload adds a handful of framing bytes,
 // not base64's third.
 func TestNoPayloadInflation(t *testing.T) {
@@ -98,11 +165,18 @@ func TestNoPayloadInflation(t *testing.T) {
 	}
 }
 
+// FuzzDecode decodes any frame, with and without limits. Its seed corpus
+// is samples() and testdata/fuzz/FuzzDecode (forged counts, frames over a
+// limit, overflowing leases), run by go test.
 func FuzzDecode(f *testing.F) {
 	for _, m := range samples() {
 		f.Add(Encode(nil, m))
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		// Under a limit, whatever decodes holds no more items than it.
+		if m, err := DecodeWith(frame, DecodeLimits{MaxItems: 3}); err == nil && items(m) > 3 {
+			t.Fatalf("%s of %d items decoded under a limit of 3", m.Type(), items(m))
+		}
 		m, err := Decode(frame)
 		if err != nil {
 			return
@@ -116,6 +190,23 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%s not stable:\n%#v\n%#v", m.Type(), m, again)
 		}
 	})
+}
+
+// items counts the elements of a message, as DecodeLimits does.
+func items(m Message) int {
+	switch m := m.(type) {
+	case *Dispatch:
+		return len(m.Tasks)
+	case *Results:
+		return len(m.Results)
+	case *IDs:
+		return len(m.IDs)
+	case *Submit:
+		return len(m.Tasks)
+	case *Notify:
+		return len(m.Tasks)
+	}
+	return 0
 }
 
 // normalize maps empty and nil slices together; JSON and binary bodies may

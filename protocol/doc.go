@@ -18,15 +18,19 @@
 //	  |<------------- Welcome ----|---- Welcome --------------->|
 //	  |                           |<----- Submit(seq, tasks) ---|
 //	  |                           |-- SubmitAck(seq, ids) ----->|  (after fsync)
-//	  |<-- Dispatch(tasks) -------|                             |
-//	  |-- Results(results) ------>|                             |
+//	  |<-- Dispatch(tasks+leases)-|                             |
+//	  |-- Results(+leases) ------>|                             |
 //	  |                           |-- Notify(finished) -------->|  (after fsync)
 //	  |                           |<----- NotifyAck(ids) -------|
 //	  |                           |-- NotifyDone(ids) --------->|  (ack durable)
 //
 // In the polling pattern the slave sends Request(n) for every free slot and
 // the master dispatches only against requests; in the sending pattern the
-// master keeps each slave's window (concurrency + prefetch) full on its own.
+// master keeps each slave's window full on its own: concurrency + prefetch,
+// capped by the master and grown from a slow start as results arrive. Each
+// dispatched attempt carries a random lease that its result must echo, on
+// the same session; the master counts no other result (see DecodeWith for
+// the element limits a receiver sets).
 // Heartbeats are WebSocket ping/pong control frames; a peer that misses two
 // heartbeat intervals is dropped. A slave hands back work it will not run
 // with Return; the master asks a slave to abandon work with Cancel. Either

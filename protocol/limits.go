@@ -35,6 +35,10 @@ const (
 	MaxSubmitTasks = 100000 // tasks in one Submit: 1 to this
 )
 
+// MaxErrBytes bounds Result.Err: a longer error fails the attempt as
+// oversized, like an output over the master's Welcome.MaxResultBytes.
+const MaxErrBytes = 4096
+
 // TaskField names the field of a NewTask a TaskError is about, as a
 // human reads it; clients map it to their own names (jsonrpc's
 // "timeout_ms").

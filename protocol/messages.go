@@ -7,8 +7,9 @@ import (
 
 // Version is the wire protocol version. A peer whose Hello carries another
 // version is refused with CodeUnsupportedVersion; bump it on any change a
-// peer of the previous version would misread.
-const Version = 1
+// peer of the previous version would misread. Version 2 added the lease
+// of a dispatched attempt (Task.Lease, echoed in Result.Lease).
+const Version = 2
 
 // Type is the first byte of every frame.
 type Type byte
@@ -93,6 +94,10 @@ type Welcome struct {
 	// larger one is refused with CodeQuotaExceeded. Zero: not announced
 	// (an older master), MaxSubmitTasks applies.
 	MaxSubmitTasks int `json:"max_submit_tasks,omitempty"`
+	// MaxResultBytes is the largest Result.Output the master accepts; a
+	// larger one fails the attempt. Absent (0) from masters that announce
+	// none: the slave then keeps within its frame limit.
+	MaxResultBytes int `json:"max_result_bytes,omitempty"`
 }
 
 // Heartbeat is the interval a Welcome announces.
@@ -117,6 +122,10 @@ const (
 	// quotas; the message names the quota and its value. Nothing already
 	// accepted is touched, and the same submit may succeed later.
 	CodeQuotaExceeded = "quota_exceeded"
+
+	// CodeBadResult closes a slave that kept sending results it holds no
+	// lease for.
+	CodeBadResult = "bad_result"
 )
 
 // Error is sent before the sender closes the connection on a fault.
@@ -136,6 +145,9 @@ const CodeRateLimited = "rate_limited"
 type Task struct {
 	ID      uint64
 	Attempt uint32 // 1 for the first run
+	// Lease is the master's random id of this attempt on this session: a
+	// result counts only if it echoes it (see Result.Lease).
+	Lease   uint64
 	Kind    string
 	Timeout time.Duration // the slave cancels the run after it; 0 means none
 	Payload []byte
@@ -149,6 +161,7 @@ type Dispatch struct{ Tasks []Task }
 type Result struct {
 	ID       uint64
 	Attempt  uint32
+	Lease    uint64 // the Task.Lease of the attempt it answers
 	Err      string
 	Output   []byte
 	Duration time.Duration // time the handler ran

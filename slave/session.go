@@ -71,17 +71,23 @@ func (s *Slave) serve(ctx context.Context, c *wire.Conn, w *protocol.Welcome) er
 }
 
 // startSession prepares the shared state for a new connection. Results
-// finished while no connection was up go out at once.
+// finished meanwhile are dropped: the master took their tasks back when
+// the old session ended, and fences results by session (a lease is valid
+// on the connection it was given on only), so it would reject them.
 func (s *Slave) startSession(w *protocol.Welcome) {
 	s.mu.Lock()
 	s.connected = true
+	s.session++
+	if n := len(s.pending); n > 0 {
+		s.stale += uint64(n)
+		s.log.Info("dropping results of the previous session; the master re-queued their tasks", "results", n)
+	}
+	s.pending, s.pendingB = nil, 0
 	s.poll = w.Dispatch == protocol.DispatchPoll
 	s.maxResult = resultLimit(w.MaxFrameBytes)
+	s.maxOutput = w.MaxResultBytes
 	s.credit = max(s.window-len(s.active)-(len(s.queue)-s.head), 0)
 	s.returns, s.sendReturn = nil, false
-	if len(s.pending) > 0 {
-		s.urgent = true
-	}
 	s.mu.Unlock()
 	s.signal()
 }

@@ -80,7 +80,10 @@ type Slave struct {
 	connected  bool
 	draining   bool
 	stopping   bool
-	maxResult  int // largest result (output + error) that fits the master's frame
+	maxResult  int    // largest result (output + error) that fits the master's frame
+	maxOutput  int    // the master's max_result_bytes; 0: it announced none
+	session    uint64 // sessions started; a job's results belong to its own
+	stale      uint64 // results dropped because their session had ended
 	stats      Stats
 }
 
@@ -91,7 +94,11 @@ type Stats struct {
 	Running    int    // handlers running now, timed-out ones not yet returned included
 	Queued     int    // tasks held locally, waiting for a free slot
 	Reconnects uint64 // sessions established after the first
-	Connected  bool   // a session with the master is up
+	// Stale counts results dropped because the session their task came in
+	// had ended: the master re-queued those tasks and fences results by
+	// session.
+	Stale     uint64
+	Connected bool // a session with the master is up
 }
 
 // New validates opts and returns a Slave. It does not connect: Run does.
@@ -130,6 +137,7 @@ func (s *Slave) Stats() Stats {
 	st.Running = len(s.active)
 	st.Queued = len(s.queue) - s.head
 	st.Connected = s.connected
+	st.Stale = s.stale
 	return st
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/anthill-project/anthill/protocol"
@@ -12,7 +13,8 @@ import (
 
 // job is one dispatched task on this slave.
 type job struct {
-	task protocol.Task
+	task    protocol.Task
+	session uint64 // Slave.session it was dispatched in: its lease is that session's
 
 	// Set by next before the job leaves the queue, under Slave.mu.
 	ctx     context.Context
@@ -124,8 +126,8 @@ func (s *Slave) expired(j *job) {
 		return
 	}
 	j.settled = true
-	s.addResultLocked(protocol.Result{
-		ID: j.task.ID, Attempt: j.task.Attempt,
+	s.addResultLocked(j, protocol.Result{
+		ID: j.task.ID, Attempt: j.task.Attempt, Lease: j.task.Lease,
 		Err: timeoutMessage(j.task.Timeout), Duration: time.Since(j.start),
 	})
 	s.urgent = true
@@ -137,7 +139,7 @@ func (s *Slave) expired(j *job) {
 
 // finish records what j's handler returned, unless j is settled.
 func (s *Slave) finish(j *job, out []byte, err error, elapsed time.Duration, timedOut bool) {
-	r := protocol.Result{ID: j.task.ID, Attempt: j.task.Attempt, Duration: elapsed}
+	r := protocol.Result{ID: j.task.ID, Attempt: j.task.Attempt, Lease: j.task.Lease, Duration: elapsed}
 	switch {
 	case err == nil:
 		r.Output = out
@@ -155,7 +157,7 @@ func (s *Slave) finish(j *job, out []byte, err error, elapsed time.Duration, tim
 	keep := !j.settled
 	j.settled = true
 	if keep {
-		s.addResultLocked(r)
+		s.addResultLocked(j, r)
 	}
 	idle := s.draining && len(s.active) == 0
 	s.mu.Unlock()
@@ -194,9 +196,23 @@ func resultLimit(maxFrame int) int {
 // resultSize bounds a result's encoded size: its bytes plus five varints.
 func resultSize(r *protocol.Result) int { return len(r.Output) + len(r.Err) + 40 }
 
-// addResultLocked queues r for the master and counts it. A result too big
-// for the master's frames would get the slave dropped: it becomes an error.
-func (s *Slave) addResultLocked(r protocol.Result) {
+// addResultLocked queues r, the result of j, for the master and counts
+// it. A result of an earlier session is dropped: the master took its task
+// back when that session ended and would only reject it. A result too big
+// for the master would fail anyway and count against the slave: it
+// becomes an error at once, and a long error is cut to the master's limit.
+func (s *Slave) addResultLocked(j *job, r protocol.Result) {
+	if j.session != s.session {
+		s.stale++
+		return
+	}
+	if len(r.Err) > protocol.MaxErrBytes {
+		r.Err = strings.ToValidUTF8(r.Err[:protocol.MaxErrBytes], "")
+	}
+	if n := len(r.Output); s.maxOutput > 0 && n > s.maxOutput {
+		r.Output = nil
+		r.Err = fmt.Sprintf("result of %d bytes exceeds the master's limit of %d", n, s.maxOutput)
+	}
 	if n := len(r.Output) + len(r.Err); n > s.maxResult {
 		r.Output = nil
 		r.Err = fmt.Sprintf("result of %d bytes exceeds the master's frame limit", n)
@@ -233,7 +249,7 @@ func (s *Slave) enqueue(tasks []protocol.Task) {
 		return
 	}
 	for i := range tasks {
-		s.pushLocked(&job{task: tasks[i]})
+		s.pushLocked(&job{task: tasks[i], session: s.session})
 	}
 	for range min(len(tasks), s.opts.Concurrency) {
 		s.work.Signal() // one idle worker per task; a no-op when none waits

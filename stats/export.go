@@ -42,8 +42,9 @@ type SlaveRow struct {
 	Done, Failed uint64
 	Busy         time.Duration // summed handler time
 	Reconnects   uint64
-	Slots        int // summed over its live sessions
-	Sessions     int // live sessions; 0 while it lingers
+	Rejected     uint64 // results the master did not count
+	Slots        int    // summed over its live sessions
+	Sessions     int    // live sessions; 0 while it lingers
 }
 
 // AppRow is the numbers of one application.
@@ -94,7 +95,7 @@ func (m *Master) Export() Export {
 	for _, e := range m.slaves {
 		x.Slaves = append(x.Slaves, SlaveRow{
 			Slave: e.label, Done: e.nDone.Load(), Failed: e.nFailed.Load(),
-			Busy: time.Duration(e.busyNs.Load()), Reconnects: e.reconnects,
+			Busy: time.Duration(e.busyNs.Load()), Reconnects: e.reconnects, Rejected: e.nRejected.Load(),
 			Slots: e.nSlots, Sessions: e.sessions,
 		})
 	}
@@ -103,6 +104,7 @@ func (m *Master) Export() Export {
 		r.Failed += o.Failed
 		r.Busy += o.Busy
 		r.Reconnects += o.Reconnects
+		r.Rejected += o.Rejected
 		r.Slots += o.Slots
 		r.Sessions += o.Sessions
 	})

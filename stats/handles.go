@@ -18,12 +18,13 @@ type Slave struct {
 	gone  atomic.Bool
 
 	// The session's own counts, beside the name's.
-	dispatched, done, failed, busyNs atomic.Uint64
+	dispatched, done, failed, busyNs, rejected atomic.Uint64
 }
 
 // SessionCounts are one session's numbers since it connected.
 type SessionCounts struct {
 	Dispatched, Done, Failed uint64
+	Rejected                 uint64        // results the master did not count (see [Slave.Rejected])
 	Busy                     time.Duration // summed handler time
 }
 
@@ -34,7 +35,7 @@ func (s *Slave) Dispatched(n int) { s.dispatched.Add(uint64(n)) }
 func (s *Slave) Session() SessionCounts {
 	return SessionCounts{
 		Dispatched: s.dispatched.Load(), Done: s.done.Load(), Failed: s.failed.Load(),
-		Busy: time.Duration(s.busyNs.Load()),
+		Rejected: s.rejected.Load(), Busy: time.Duration(s.busyNs.Load()),
 	}
 }
 
@@ -43,6 +44,7 @@ type slaveEntry struct {
 	name                   string
 	label                  string
 	nDone, nFailed, busyNs atomic.Uint64
+	nRejected              atomic.Uint64
 
 	// Guarded by Master.mu.
 	sessions, nSlots    int
@@ -99,6 +101,13 @@ func (s *Slave) Result(ok bool, runTime time.Duration) {
 		e.busyNs.Add(uint64(runTime))
 		s.busyNs.Add(uint64(runTime))
 	}
+}
+
+// Rejected records a result of the slave that the master did not count:
+// one for a task the session held no lease of, or over the size limits.
+func (s *Slave) Rejected() {
+	s.e.nRejected.Add(1)
+	s.rejected.Add(1)
 }
 
 // Gone records the end of the session. When a name has no session left its

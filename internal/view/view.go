@@ -210,22 +210,26 @@ type Store struct {
 // Slave is one connected slave session and its numbers since it
 // connected.
 type Slave struct {
-	ID          string    `json:"id"` // the session: a reconnect gets a new one
-	Name        string    `json:"name"`
-	Host        string    `json:"host"`
-	OS          string    `json:"os"`
-	Arch        string    `json:"arch"`
-	Cores       int       `json:"cores"`
-	Concurrency int       `json:"concurrency"`
-	Window      int       `json:"window"` // concurrency + prefetch
-	Kinds       []string  `json:"kinds"`
-	Running     int       `json:"running"`  // tasks dispatched to it and not finished
-	Draining    bool      `json:"draining"` // takes no more work
-	Dispatched  uint64    `json:"dispatched"`
-	Done        uint64    `json:"done"`
-	Failed      uint64    `json:"failed"`
-	BusyMS      int64     `json:"busy_ms"` // summed handler time
-	ConnectedAt time.Time `json:"connected_at"`
+	ID          string   `json:"id"` // the session: a reconnect gets a new one
+	Name        string   `json:"name"`
+	Host        string   `json:"host"`
+	OS          string   `json:"os"`
+	Arch        string   `json:"arch"`
+	Cores       int      `json:"cores"`
+	Concurrency int      `json:"concurrency"`
+	Window      int      `json:"window"`     // tasks it may hold now: a slow start, growing with results
+	MaxWindow   int      `json:"max_window"` // concurrency + prefetch, capped by the master's --max-window
+	Kinds       []string `json:"kinds"`
+	Running     int      `json:"running"`  // tasks dispatched to it and not finished
+	Draining    bool     `json:"draining"` // takes no more work
+	Dispatched  uint64   `json:"dispatched"`
+	Done        uint64   `json:"done"`
+	Failed      uint64   `json:"failed"`
+	// RejectedResults counts results it sent for tasks it held no lease
+	// of, or over the size limits; too many in a row disconnect it.
+	RejectedResults uint64    `json:"rejected_results"`
+	BusyMS          int64     `json:"busy_ms"` // summed handler time
+	ConnectedAt     time.Time `json:"connected_at"`
 }
 
 // SlaveName is everything under one slave name: its live sessions (usually
@@ -354,6 +358,7 @@ func slavesOf(st *sched.Stats) []Slave {
 			ID: sl.Session, Name: sl.Name, Host: sl.Host, OS: sl.OS, Arch: sl.Arch, Cores: sl.Cores,
 			Concurrency: sl.Concurrency, Window: sl.Window, Kinds: sl.Kinds, Running: sl.Running,
 			Draining: sl.Draining, Dispatched: sl.Dispatched, Done: sl.Done, Failed: sl.Failed,
+			RejectedResults: sl.RejectedResults, MaxWindow: sl.MaxWindow,
 			BusyMS: sl.Busy.Milliseconds(), ConnectedAt: sl.Connected.UTC(),
 		}
 		if out[i].Kinds == nil {

@@ -24,6 +24,20 @@ type discard struct{}
 func (discard) Send(protocol.Message) bool { return true }
 func (discard) Close(string, string)       {}
 
+// dispatches keeps the tasks sent to a slave, whose results must echo
+// their leases.
+type dispatches struct {
+	discard
+	tasks *[]protocol.Task
+}
+
+func (d dispatches) Send(m protocol.Message) bool {
+	if dm, ok := m.(*protocol.Dispatch); ok {
+		*d.tasks = append(*d.tasks, dm.Tasks...)
+	}
+	return true
+}
+
 func newScheduler(t *testing.T) *sched.Scheduler {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "anthill.db"), store.Options{NoSync: true})
@@ -55,11 +69,15 @@ func TestBuildJoinsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := s.AttachSlave("a1", hello("twice", 1), discard{})
+	var sent []protocol.Task
+	a := s.AttachSlave("a1", hello("twice", 1), dispatches{tasks: &sent})
 	s.AttachSlave("a2", hello("twice", 2), discard{})
 	gone := s.AttachSlave("b1", hello("gone", 4), discard{})
 	s.DetachSlave(gone)
-	s.Complete(a, []protocol.Result{{ID: first, Attempt: 1, Output: []byte("ok"), Duration: time.Millisecond}})
+	if len(sent) != 1 || sent[0].ID != first {
+		t.Fatalf("dispatched %+v, want task %d", sent, first)
+	}
+	s.Complete(a, []protocol.Result{{ID: first, Attempt: 1, Lease: sent[0].Lease, Output: []byte("ok"), Duration: time.Millisecond}})
 	if err := s.Cancel(first + 1); err != nil {
 		t.Fatal(err)
 	}

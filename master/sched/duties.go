@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/anthill-project/anthill/protocol"
@@ -107,16 +108,37 @@ func (s *Scheduler) retryDue(now time.Time, _ *change) {
 }
 
 // expireLeases takes back the tasks whose slave sent no result within the
-// task's timeout plus the lease grace.
+// task's timeout plus the lease grace. As in DetachSlave, only the oldest
+// Concurrency tasks the slave holds could have started: an expired one
+// among them costs an attempt, one queued behind them goes back as
+// returned.
 func (s *Scheduler) expireLeases(now time.Time, c *change) {
 	for sl := range s.slaves {
+		var expired []*task
 		for _, t := range sl.running {
-			if t.slave != sl || t.state != protocol.StateRunning || now.Before(t.deadline) {
-				continue
+			if t.slave == sl && t.state == protocol.StateRunning && !now.Before(t.deadline) {
+				expired = append(expired, t)
 			}
+		}
+		if len(expired) == 0 {
+			continue
+		}
+		var held []uint64
+		for _, t := range sl.running {
+			if t.slave == sl && t.state == protocol.StateRunning {
+				held = append(held, t.seq)
+			}
+		}
+		slices.Sort(held)
+		lastStarted := held[min(sl.hello.Concurrency, len(held))-1]
+		for _, t := range expired {
 			// The slave keeps the slot until it answers; the task may run
 			// elsewhere meanwhile.
-			s.requeueLocked(t, OutcomeLost, fmt.Sprintf("no result from slave %s within the lease of %v", sl.view.Name, t.timeout+s.opts.LeaseGrace), now, c)
+			if t.seq <= lastStarted {
+				s.requeueLocked(t, OutcomeLost, fmt.Sprintf("no result from slave %s within the lease of %v", sl.view.Name, t.timeout+s.opts.LeaseGrace), now, c)
+			} else {
+				s.requeueLocked(t, OutcomeReturned, fmt.Sprintf("slave %s did not start the task within the lease of %v", sl.view.Name, t.timeout+s.opts.LeaseGrace), now, c)
+			}
 		}
 	}
 }

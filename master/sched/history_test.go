@@ -52,7 +52,7 @@ func TestHistoryFailedThenDone(t *testing.T) {
 		t.Errorf("attempt started at %v, want the scheduler's clock %v", info.History[0].Started, t0)
 	}
 	t1 := h.clock.Advance(time.Second)
-	h.s.Complete(a, []protocol.Result{{ID: id, Attempt: d.Tasks[0].Attempt, Err: "disk full", Duration: time.Millisecond}})
+	h.complete(a, []protocol.Result{{ID: id, Attempt: d.Tasks[0].Attempt, Err: "disk full", Duration: time.Millisecond}})
 	h.s.DetachSlave(a)
 
 	b, bo := h.slave("B", 1, "k")
@@ -63,7 +63,7 @@ func TestHistoryFailedThenDone(t *testing.T) {
 		t.Fatalf("second dispatch is attempt %d", d.Tasks[0].Attempt)
 	}
 	t3 := h.clock.Advance(time.Second)
-	h.s.Complete(b, []protocol.Result{result(id, 2, "ok")})
+	h.complete(b, []protocol.Result{result(id, 2, "ok")})
 	h.wait(id)
 
 	check := func(info TaskInfo) {
@@ -96,7 +96,7 @@ func TestHistoryFailedThenDone(t *testing.T) {
 	// A second task fails once and waits for its retry across the restart.
 	waiting := h.submit("a", protocol.NewTask{Kind: "k", MaxAttempts: 3})
 	d = readAs[*protocol.Dispatch](t, bo)
-	h.s.Complete(b, []protocol.Result{failure(waiting, d.Tasks[0].Attempt, "flaky")})
+	h.complete(b, []protocol.Result{failure(waiting, d.Tasks[0].Attempt, "flaky")})
 	h.settle()
 
 	h.restart()
@@ -110,13 +110,13 @@ func TestHistoryFailedThenDone(t *testing.T) {
 
 // A slave that stops answering loses its attempt when the lease expires; a
 // slave that disconnects loses its attempt at once. A late result from the
-// first still finishes the task, but its attempt stays lost, and the
-// attempt running meanwhile is abandoned.
+// first is ignored: its attempt stays lost, and the attempt running
+// meanwhile goes on and finishes the task.
 func TestHistoryLostAttempts(t *testing.T) {
 	h := newHarness(t, Options{})
 	id := h.submit("a", protocol.NewTask{Kind: "k", MaxAttempts: 5})
 	slow, so := h.slave("slow", 1, "k")
-	readAs[*protocol.Dispatch](t, so)
+	first := readAs[*protocol.Dispatch](t, so).Tasks[0]
 	h.clock.Advance(2 * time.Minute) // the lease: the default timeout of 1m plus 5s
 	h.tick()
 	info := h.task(id)
@@ -139,36 +139,43 @@ func TestHistoryLostAttempts(t *testing.T) {
 		t.Fatalf("third dispatch is attempt %d", d.Tasks[0].Attempt)
 	}
 	h.clock.Advance(time.Second)
-	h.s.Complete(slow, []protocol.Result{result(id, 1, "late")})
-	info = h.wait(id)[0]
-	wantHistory(t, info.History, "lost@slow", "lost@gone", "canceled@fast")
-	if info.State != protocol.StateDone || string(info.Result) != "late" || !strings.Contains(info.History[2].Err, "slow") {
+	h.s.Complete(slow, []protocol.Result{{ID: id, Attempt: 1, Lease: first.Lease, Output: []byte("late")}})
+	info = h.task(id)
+	wantHistory(t, info.History, "lost@slow", "lost@gone", "running@fast")
+	if info.State != protocol.StateRunning || h.s.Stats().LateResults != 1 {
 		t.Fatalf("after the late result: %+v", info)
 	}
-	// The abandoned attempt's own result is late and changes nothing.
-	h.s.Complete(fast, []protocol.Result{failure(id, 3, "too late")})
-	if st := h.s.Stats(); st.LateResults != 1 {
-		t.Fatalf("%d late results", st.LateResults)
+	h.complete(fast, []protocol.Result{result(id, 3, "fast")})
+	info = h.wait(id)[0]
+	wantHistory(t, info.History, "lost@slow", "lost@gone", "done@fast")
+	if string(info.Result) != "fast" {
+		t.Fatalf("result %q, want the running attempt's", info.Result)
 	}
-	wantHistory(t, h.task(id).History, "lost@slow", "lost@gone", "canceled@fast")
+	if st := h.s.Stats(); st.Slaves[0].RejectedResults+st.Slaves[1].RejectedResults != 0 {
+		t.Fatalf("a late result was counted as rejected: %+v", st.Slaves)
+	}
 }
 
 // A slave whose lease expired may get the task again; a late result of its
-// first attempt then abandons the second, though both ran on that slave.
+// first attempt is ignored, and the second attempt's finishes the task.
 func TestHistoryLateResultOnTheSameSlave(t *testing.T) {
 	h := newHarness(t, Options{})
 	id := h.submit("a", protocol.NewTask{Kind: "k", MaxAttempts: 5})
 	s, so := h.slave("s", 2, "k")
-	readAs[*protocol.Dispatch](t, so)
+	first := readAs[*protocol.Dispatch](t, so).Tasks[0]
 	h.clock.Advance(2 * time.Minute)
 	h.tick()
 	if d := readAs[*protocol.Dispatch](t, so); d.Tasks[0].ID != id || d.Tasks[0].Attempt != 2 {
 		t.Fatalf("after the lease expired: %+v", d.Tasks)
 	}
-	h.s.Complete(s, []protocol.Result{result(id, 1, "first")})
+	h.s.Complete(s, []protocol.Result{{ID: id, Attempt: 1, Lease: first.Lease, Output: []byte("first")}})
+	if info := h.task(id); info.State != protocol.StateRunning {
+		t.Fatalf("the first attempt's result changed the task: %+v", info)
+	}
+	h.complete(s, []protocol.Result{result(id, 2, "second")})
 	got := h.wait(id)[0]
-	wantHistory(t, got.History, "lost@s", "canceled@s")
-	if string(got.Result) != "first" {
+	wantHistory(t, got.History, "lost@s", "done@s")
+	if string(got.Result) != "second" {
 		t.Errorf("result %q", got.Result)
 	}
 }
@@ -188,7 +195,7 @@ func TestHistoryReturned(t *testing.T) {
 	}
 	other, oo := h.slave("other", 1, "k")
 	d := readAs[*protocol.Dispatch](t, oo)
-	h.s.Complete(other, []protocol.Result{result(id, d.Tasks[0].Attempt, "")})
+	h.complete(other, []protocol.Result{result(id, d.Tasks[0].Attempt, "")})
 	got := h.wait(id)[0]
 	wantHistory(t, got.History, "returned@stopping", "done@other")
 	if got.Attempts != 1 {
@@ -204,7 +211,7 @@ func TestHistoryTimeoutCancelRetry(t *testing.T) {
 	s, so := h.slave("s", 1, "k")
 	id := h.submit("a", protocol.NewTask{Kind: "k", Timeout: time.Second, MaxAttempts: 1})
 	readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(s, []protocol.Result{{ID: id, Attempt: 1, Err: "task exceeded its timeout of 1s", Duration: time.Second}})
+	h.complete(s, []protocol.Result{{ID: id, Attempt: 1, Err: "task exceeded its timeout of 1s", Duration: time.Second}})
 	got := h.wait(id)[0]
 	wantHistory(t, got.History, "timeout@s")
 	if got.State != protocol.StateFailed || got.History[0].Err != "task exceeded its timeout of 1s" {
@@ -235,7 +242,7 @@ func TestHistoryKeepsTheLatest(t *testing.T) {
 	s, so := h.slave("s", 1, "k")
 	for i := range n {
 		d := readAs[*protocol.Dispatch](t, so)
-		h.s.Complete(s, []protocol.Result{failure(id, d.Tasks[0].Attempt, fmt.Sprint("boom ", i+1))})
+		h.complete(s, []protocol.Result{failure(id, d.Tasks[0].Attempt, fmt.Sprint("boom ", i+1))})
 		h.clock.Advance(tick)
 		h.tick()
 	}

@@ -128,7 +128,9 @@ func (s *Scheduler) pumpLocked() {
 	}
 }
 
-// dispatchLocked sends sl as many tasks as its window allows, in one frame.
+// dispatchLocked sends sl as many tasks as its window allows, in one
+// frame: at most its window of tasks and, unless it holds none, about
+// MaxWindowBytes of payload. Each attempt gets a fresh lease.
 func (s *Scheduler) dispatchLocked(sl *Slave) {
 	free := sl.free()
 	if free <= 0 {
@@ -138,7 +140,7 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 	now := s.opts.Now()
 	var d protocol.Dispatch
 	size := 0
-	for free > 0 && size < s.opts.MaxFrame/2 {
+	for free > 0 && size < s.opts.MaxFrame/2 && (len(sl.running) == 0 || sl.heldBytes < s.opts.MaxWindowBytes) {
 		q := s.queue.Next(&sl.view)
 		if q == nil {
 			break
@@ -151,7 +153,12 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 		t.beginAttempt(sl.view.Name, now)
 		t.slave = sl
 		t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)
+		t.lease = s.newLeaseLocked()
+		s.dispatchN++
+		t.seq = s.dispatchN
+		t.size = len(t.payload)
 		sl.running[t.id] = t
+		sl.heldBytes += t.size
 		s.metrics.Dispatched(t.kind, 1)
 		if sl.credit > 0 {
 			sl.credit--
@@ -159,7 +166,7 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 		free--
 		size += len(t.payload) + len(t.kind) + 16
 		d.Tasks = append(d.Tasks, protocol.Task{
-			ID: t.id, Attempt: t.attempts, Kind: t.kind, Timeout: t.timeout, Payload: t.payload,
+			ID: t.id, Attempt: t.attempts, Lease: t.lease, Kind: t.kind, Timeout: t.timeout, Payload: t.payload,
 		})
 	}
 	if free <= 0 {
@@ -174,50 +181,98 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 	sl.out.Send(&d)
 }
 
-// Complete takes a slave's finished attempts. Any result for an unfinished
-// task is accepted, whatever attempt it answers: a valid result is a valid
-// result. Results for final or unknown tasks are late duplicates.
-//
-// A result closes the attempt it answers in the history if that attempt
-// still runs. One for an attempt already closed (its lease expired, its
-// slave reconnected) leaves that entry as it is; an attempt of the task
-// running elsewhere meanwhile is abandoned, and closed as canceled.
+// Complete takes a slave's finished attempts. A result counts only if the
+// task is running on this session, in the attempt and with the lease the
+// result echoes. One for a task the session was given but lost meanwhile
+// (its lease expired) is late: it frees the slot and changes nothing else.
+// Any other (a task pending, never dispatched to this session, running
+// elsewhere, final or unknown, or a wrong lease) is rejected: it touches
+// no task and counts against the slave, and a slave that sends more than
+// max(64, its window) of them without an accepted one in between is
+// disconnected with CodeBadResult. A result over MaxResult, or an error
+// over protocol.MaxErrBytes (less with tiny frames), fails its attempt
+// and counts against the slave as well.
 func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var c change
 	for i := range results {
+		if sl.strikes > max(64, sl.maxWindow) {
+			break // closed already: the rest of the frame is not looked at
+		}
 		r := &results[i]
-		delete(sl.running, r.ID) // frees the slot, whoever finished the task
-		t := s.tasks[r.ID]
-		if t == nil || t.state.Final() {
+		t := sl.running[r.ID]
+		switch {
+		case t == nil:
+			s.rejectLocked(sl, "a task it does not hold")
+			continue
+		case t.slave != sl || t.state != protocol.StateRunning:
+			// Given to this session, then taken back: an honest slave
+			// finishing after its lease, not a forger.
+			sl.release(r.ID)
 			s.metrics.LateResult()
 			continue
+		case r.Attempt != t.attempts:
+			// An earlier attempt of a task that came back to this slave.
+			s.metrics.LateResult()
+			continue
+		case r.Lease != t.lease:
+			s.rejectLocked(sl, "a wrong lease")
+			continue
 		}
-		sl.metrics.Result(r.Err == "", r.Duration)
-		if t.state == protocol.StateRunning && t.slave == sl && r.Attempt == t.attempts {
-			t.endAttempt(now, outcomeOf(r, t.timeout), r.Err)
-		} else {
-			t.endAttempt(now, OutcomeCanceled, "abandoned: slave "+sl.view.Name+" delivered a result of an earlier attempt")
+		sl.release(r.ID)
+		out, errText := r.Output, r.Err
+		switch {
+		case len(errText) > s.maxErr():
+			errText = fmt.Sprintf("error of %d bytes exceeds the limit of %d", len(errText), s.maxErr())
+			s.rejectLocked(sl, "an oversized error")
+		case errText == "" && len(out) > s.opts.MaxResult:
+			errText = fmt.Sprintf("result of %d bytes exceeds the limit of %d", len(out), s.opts.MaxResult)
+			s.rejectLocked(sl, "an oversized result")
+		default:
+			sl.strikes = 0
+			if sl.window < sl.maxWindow {
+				sl.window++
+			}
 		}
+		sl.metrics.Result(errText == "", r.Duration)
+		judged := protocol.Result{Err: errText, Duration: r.Duration}
+		t.endAttempt(now, outcomeOf(&judged, t.timeout), errText)
 		s.unqueueLocked(t)
 		t.ranOn = sl.view.Name
-		if r.Err != "" && t.attempts < t.maxAttempts {
-			t.err = r.Err
+		if errText != "" && t.attempts < t.maxAttempts {
+			t.err = errText
 			s.retryLocked(t, now)
 			s.put(&c.b, t)
 			continue
 		}
-		if r.Err == "" {
-			t.state, t.result, t.err = protocol.StateDone, r.Output, ""
+		if errText == "" {
+			t.state, t.result, t.err = protocol.StateDone, out, ""
 		} else {
-			t.state, t.err = protocol.StateFailed, r.Err
+			t.state, t.err = protocol.StateFailed, errText
 		}
 		s.finishLocked(t, now, &c)
 	}
 	s.dispatchLocked(sl)
 	s.commitChangeLocked(&c)
+}
+
+// rejectLocked counts a result of sl that does not count, and disconnects
+// sl once it has sent too many in a row: an honest slave sends one only
+// when it races a lease or reconnects, never a window's worth.
+func (s *Scheduler) rejectLocked(sl *Slave, why string) {
+	s.metrics.LateResult()
+	sl.metrics.Rejected()
+	sl.strikes++
+	if limit := max(64, sl.maxWindow); sl.strikes > limit {
+		s.opts.Logger.Warn("disconnecting a slave that sends results it holds no lease for",
+			"slave", sl.view.Name, "session", sl.session, "rejected", sl.metrics.Session().Rejected, "last", why)
+		// Nothing more for it: what it holds goes back when it is gone.
+		sl.draining = true
+		delete(s.hungry, sl)
+		sl.out.Close(protocol.CodeBadResult, fmt.Sprintf("%d results in a row without a lease of this session (the last for %s)", sl.strikes, why))
+	}
 }
 
 // unqueueLocked takes t out of wherever it waits: a slave, the queue or

@@ -87,9 +87,9 @@ func TestResultNotifyAckCycle(t *testing.T) {
 	if task.ID != ack.FirstID || task.Attempt != 1 || task.Timeout != time.Minute || string(task.Payload) != "p" {
 		t.Fatalf("dispatched %+v", task)
 	}
-	h.s.Complete(sl, []protocol.Result{result(task.ID, 1, "out")})
+	h.complete(sl, []protocol.Result{result(task.ID, 1, "out")})
 	// A duplicate result is late and ignored.
-	h.s.Complete(sl, []protocol.Result{result(task.ID, 1, "dup")})
+	h.complete(sl, []protocol.Result{result(task.ID, 1, "dup")})
 	n := readAs[*protocol.Notify](t, ao)
 	if len(n.Tasks) != 1 || string(n.Tasks[0].Result) != "out" || n.Tasks[0].State != protocol.StateDone {
 		t.Fatalf("notify %+v", n.Tasks)
@@ -112,10 +112,10 @@ func TestNotificationsWaitForTheApplication(t *testing.T) {
 	a, ao := h.app("a")
 	ack := h.push(a, ao, 1, tasksOf("k", 2)...)
 	readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(sl, []protocol.Result{result(ack.FirstID, 1, "one")})
+	h.complete(sl, []protocol.Result{result(ack.FirstID, 1, "one")})
 	readAs[*protocol.Notify](t, ao) // sent, never acknowledged
 	h.s.DetachApp(a, ao)
-	h.s.Complete(sl, []protocol.Result{result(ack.FirstID+1, 1, "two")})
+	h.complete(sl, []protocol.Result{result(ack.FirstID+1, 1, "two")})
 	h.settle()
 	ao.quiet(t)
 
@@ -156,9 +156,16 @@ func TestPollDispatchWaitsForRequests(t *testing.T) {
 		t.Fatalf("asked for 2, got %d", len(d.Tasks))
 	}
 	h.s.Request(sl, 10)
-	if d := readAs[*protocol.Dispatch](t, so); len(d.Tasks) != 3 {
-		t.Fatalf("asked for 10 with 3 left, got %d", len(d.Tasks))
+	d := readAs[*protocol.Dispatch](t, so)
+	if len(d.Tasks) != SlowStartWindow-2 {
+		t.Fatalf("asked for 10 in a slow start of %d holding 2, got %d", SlowStartWindow, len(d.Tasks))
 	}
+	// Each accepted result widens the window by one; the request waited.
+	h.complete(sl, []protocol.Result{result(d.Tasks[0].ID, 1, "")})
+	if d := readAs[*protocol.Dispatch](t, so); len(d.Tasks) != 1 {
+		t.Fatalf("asked for 10 with 1 left and a window of %d, got %d", SlowStartWindow+1, len(d.Tasks))
+	}
+	readAs[*protocol.Notify](t, ao)
 	// The unmet part of the request is remembered for new work.
 	h.push(a, ao, 2, tasksOf("k", 1)...)
 	if d := readAs[*protocol.Dispatch](t, so); len(d.Tasks) != 1 {
@@ -183,7 +190,7 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 	if second.ID != first.ID || second.Attempt != 2 {
 		t.Fatalf("after lease expiry got %+v", second)
 	}
-	h.s.Complete(fastSlave, []protocol.Result{result(second.ID, 2, "ok")})
+	h.complete(fastSlave, []protocol.Result{result(second.ID, 2, "ok")})
 	if n := readAs[*protocol.Notify](t, ao); n.Tasks[0].Attempts != 2 || string(n.Tasks[0].Result) != "ok" {
 		t.Fatalf("notify %+v", n.Tasks[0])
 	}
@@ -198,7 +205,7 @@ func TestRetriesThenFails(t *testing.T) {
 	a, ao := h.app("a")
 	id := h.push(a, ao, 1, protocol.NewTask{Kind: "k", MaxAttempts: 2}).FirstID
 	readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(sl, []protocol.Result{failure(id, 1, "first")})
+	h.complete(sl, []protocol.Result{failure(id, 1, "first")})
 	h.tick()
 	so.quiet(t) // the backoff runs
 	h.clock.Advance(time.Second)
@@ -206,7 +213,7 @@ func TestRetriesThenFails(t *testing.T) {
 	if d := readAs[*protocol.Dispatch](t, so); d.Tasks[0].Attempt != 2 {
 		t.Fatalf("retry is attempt %d", d.Tasks[0].Attempt)
 	}
-	h.s.Complete(sl, []protocol.Result{failure(id, 2, "second")})
+	h.complete(sl, []protocol.Result{failure(id, 2, "second")})
 	n := readAs[*protocol.Notify](t, ao).Tasks[0]
 	if n.State != protocol.StateFailed || n.Err != "second" || n.Attempts != 2 {
 		t.Fatalf("notify %+v", n)
@@ -259,7 +266,7 @@ func TestPushRecordReleasedOnAck(t *testing.T) {
 	for _, task := range readAs[*protocol.Dispatch](t, so).Tasks {
 		results = append(results, result(task.ID, 1, ""))
 	}
-	h.s.Complete(sl, results)
+	h.complete(sl, results)
 	var ids []uint64
 	for len(ids) < 2 {
 		for _, f := range readAs[*protocol.Notify](t, ao).Tasks {

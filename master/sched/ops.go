@@ -387,7 +387,7 @@ func (s *Scheduler) Cancel(id uint64) error {
 	}
 	if sl := t.slave; sl != nil && t.state == protocol.StateRunning {
 		// The slave sends no result for a canceled task: free its slot now.
-		delete(sl.running, id)
+		sl.release(id)
 		sl.out.Send(&protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{id}})
 		s.dispatchLocked(sl)
 	}

@@ -33,7 +33,7 @@ func TestSubmitGetWait(t *testing.T) {
 		got, _ := h.s.Wait(context.Background(), []uint64{id, id})
 		waited <- got
 	}()
-	h.s.Complete(sl, []protocol.Result{result(d.Tasks[0].ID, 1, "out")})
+	h.complete(sl, []protocol.Result{result(d.Tasks[0].ID, 1, "out")})
 	got := <-waited
 	if len(got) != 1 || got[0].State != protocol.StateDone || string(got[0].Result) != "out" || string(got[0].Payload) != "in" {
 		t.Fatalf("waited: %+v", got)
@@ -232,7 +232,7 @@ func TestCancelAndRetry(t *testing.T) {
 	if err := h.s.Retry(running); !errors.Is(err, ErrNotFinal) {
 		t.Fatalf("retry of a running task: %v", err)
 	}
-	h.s.Complete(sl, []protocol.Result{result(running, 1, "ok")})
+	h.complete(sl, []protocol.Result{result(running, 1, "ok")})
 	if n := readAs[*protocol.Notify](t, ao); n.Tasks[0].ID != running || n.Tasks[0].State != protocol.StateDone {
 		t.Fatalf("after retry: %+v", n.Tasks)
 	}
@@ -271,7 +271,7 @@ func TestRetentionRemovesFinishedTasks(t *testing.T) {
 	id := h.submit("a", protocol.NewTask{Kind: "k"})
 	sl, so := h.slave("s", 1, "k")
 	readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(sl, []protocol.Result{result(id, 1, "")})
+	h.complete(sl, []protocol.Result{result(id, 1, "")})
 	h.wait(id)
 	h.clock.Advance(30 * time.Minute)
 	h.tick()
@@ -294,7 +294,7 @@ func TestNegativeRetentionDeletesOnAck(t *testing.T) {
 	a, ao := h.app("a")
 	id := h.push(a, ao, 1, protocol.NewTask{Kind: "k"}).FirstID
 	readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(sl, []protocol.Result{result(id, 1, "")})
+	h.complete(sl, []protocol.Result{result(id, 1, "")})
 	readAs[*protocol.Notify](t, ao)
 	h.s.Acknowledge(a, ao, []uint64{id})
 	readAs[*protocol.IDs](t, ao)
@@ -342,7 +342,7 @@ func TestWaitAfterRestartOnAnUnacknowledgedTask(t *testing.T) {
 	a, ao := h.app("a")
 	id := h.push(a, ao, 1, protocol.NewTask{Kind: "k", Payload: []byte("in")}).FirstID
 	readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(sl, []protocol.Result{result(id, 1, "out")})
+	h.complete(sl, []protocol.Result{result(id, 1, "out")})
 	readAs[*protocol.Notify](t, ao)
 	h.restart()
 	got := h.wait(id)

@@ -71,7 +71,7 @@ func TestNotifyDoneConfirmsOnlyWhatWasAcknowledged(t *testing.T) {
 	b, bo := h.app("b")
 	ack := h.push(a, ao, 1, protocol.NewTask{Kind: "k"}, protocol.NewTask{Kind: "k"})
 	d := readAs[*protocol.Dispatch](t, so)
-	h.s.Complete(sl, []protocol.Result{result(d.Tasks[0].ID, 1, "out")})
+	h.complete(sl, []protocol.Result{result(d.Tasks[0].ID, 1, "out")})
 	readAs[*protocol.Notify](t, ao)
 	done, running := ack.FirstID, ack.FirstID+1
 

@@ -19,17 +19,34 @@ type Slave struct {
 	hello     protocol.Hello
 	view      SlaveView
 	session   string
-	window    int
+	window    int // tasks it may hold now: slow start, up to maxWindow
+	maxWindow int // min(Concurrency+Prefetch, Options.MaxWindow)
+	heldBytes int // payload bytes of the tasks in running
 	poll      bool
 	credit    int  // slots the slave asked for (polling pattern)
 	draining  bool // Drain, or the slave is stopping: no more work
 	running   map[uint64]*task
+	// strikes counts the session's rejected results (see Complete) since
+	// its last accepted one.
+	strikes   int
 	connected time.Time
 	metrics   *stats.Slave
 }
 
 // Session is the slave's session id.
 func (sl *Slave) Session() string { return sl.session }
+
+// MaxWindow is the most tasks the session can ever hold, so the most
+// results or returned ids a frame of it may carry. It never changes.
+func (sl *Slave) MaxWindow() int { return sl.maxWindow }
+
+// release frees the slot of id.
+func (sl *Slave) release(id uint64) {
+	if t, ok := sl.running[id]; ok {
+		delete(sl.running, id)
+		sl.heldBytes -= t.size
+	}
+}
 
 func (sl *Slave) free() int {
 	if sl.draining {
@@ -88,17 +105,18 @@ func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *
 	kinds := slices.Clone(h.Kinds)
 	sort.Strings(kinds)
 	kinds = slices.Compact(kinds)
-	window := h.Concurrency + h.Prefetch
+	maxWindow := min(h.Concurrency+h.Prefetch, s.opts.MaxWindow)
 	sl := &Slave{
 		out:       out,
 		hello:     *h,
 		view:      SlaveView{Name: h.Name, Kinds: kinds},
 		session:   session,
-		window:    window,
+		window:    min(maxWindow, h.Concurrency, SlowStartWindow),
+		maxWindow: maxWindow,
 		poll:      s.opts.Dispatch == protocol.DispatchPoll,
 		running:   map[uint64]*task{},
 		connected: s.opts.Now(),
-		metrics:   s.metrics.SlaveSeen(h.Name, window),
+		metrics:   s.metrics.SlaveSeen(h.Name, maxWindow),
 	}
 	sl.hello.Token = "" // nothing after the handshake needs it
 	s.mu.Lock()
@@ -116,7 +134,9 @@ func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *
 func (s *Scheduler) Request(sl *Slave, n uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sl.credit = min(sl.credit+int(n), sl.window)
+	// Credit is kept up to the largest window: the slow start only delays
+	// what the slave asked for.
+	sl.credit = min(sl.credit+int(n), sl.maxWindow)
 	s.dispatchLocked(sl)
 }
 
@@ -134,7 +154,7 @@ func (s *Scheduler) Return(sl *Slave, ids []uint64) {
 		if t == nil {
 			continue
 		}
-		delete(sl.running, id)
+		sl.release(id)
 		if t.slave == sl && t.state == protocol.StateRunning {
 			s.requeueLocked(t, OutcomeReturned, "slave "+sl.view.Name+" handed the task back while stopping", now, &c)
 		}
@@ -148,8 +168,10 @@ func (s *Scheduler) Return(sl *Slave, ids []uint64) {
 const requeueChunk = 1024
 
 // DetachSlave re-queues everything the slave was running and forgets it.
-// Each task costs an attempt, so a task that kills every slave it touches
-// fails in the end. It returns how many tasks went back. The tasks go
+// Only the oldest Concurrency tasks it held (by dispatch order) could have
+// started, so only they cost an attempt: a task that kills every slave it
+// touches fails in the end, but a slave that vanishes with a prefetch
+// burns nothing of it. It returns how many tasks went back. The tasks go
 // back requeueChunk at a time, the lock released between chunks, so a
 // slave that held many does not stall the master.
 func (s *Scheduler) DetachSlave(sl *Slave) int {
@@ -165,33 +187,42 @@ func (s *Scheduler) DetachSlave(sl *Slave) int {
 	sl.draining = true // nothing may be dispatched to it between chunks
 	held := make([]*task, 0, len(sl.running))
 	for _, t := range sl.running {
-		held = append(held, t)
+		if t.slave == sl && t.state == protocol.StateRunning {
+			held = append(held, t)
+		}
 	}
+	sort.Slice(held, func(i, j int) bool { return held[i].seq < held[j].seq })
 	sl.running = nil
 	sl.metrics.Gone()
 	s.mu.Unlock()
-	n := 0
+	n, started := 0, sl.hello.Concurrency
 	for len(held) > 0 {
 		chunk := held[:min(len(held), requeueChunk)]
 		held = held[len(chunk):]
-		n += s.requeueHeld(sl, chunk, now)
+		n += s.requeueHeld(sl, chunk, started, now)
+		started = max(started-len(chunk), 0)
 	}
 	return n
 }
 
-// requeueHeld re-queues the tasks of chunk that still run on the gone
-// slave sl; a result from elsewhere or a cancel may have taken others
-// meanwhile.
-func (s *Scheduler) requeueHeld(sl *Slave, chunk []*task, now time.Time) int {
+// requeueHeld re-queues the tasks of chunk, in dispatch order, that still
+// run on the gone slave sl (a result from elsewhere or a cancel may have
+// taken others meanwhile); the first started of them cost an attempt.
+func (s *Scheduler) requeueHeld(sl *Slave, chunk []*task, started int, now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var c change
 	n := 0
-	for _, t := range chunk {
-		if t.slave == sl && t.state == protocol.StateRunning {
-			s.requeueLocked(t, OutcomeLost, fmt.Sprintf("slave %s disconnected while running the task", sl.view.Name), now, &c)
-			n++
+	for i, t := range chunk {
+		if t.slave != sl || t.state != protocol.StateRunning {
+			continue
 		}
+		if i < started {
+			s.requeueLocked(t, OutcomeLost, fmt.Sprintf("slave %s disconnected while running the task", sl.view.Name), now, &c)
+		} else {
+			s.requeueLocked(t, OutcomeReturned, fmt.Sprintf("slave %s disconnected before starting the task", sl.view.Name), now, &c)
+		}
+		n++
 	}
 	s.pumpLocked()
 	s.commitChangeLocked(&c)

@@ -2,10 +2,12 @@ package sched
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -47,6 +49,14 @@ const (
 	// DefaultAppIdle is how long an application with nothing left on the
 	// master is kept before it is forgotten.
 	DefaultAppIdle = 10 * time.Minute
+	// DefaultMaxWindow caps a slave's window whatever it asks: enough to
+	// keep a 64-core volunteer fed across a slow round trip, while one
+	// session can hold (and, by vanishing, delay) at most this many tasks.
+	DefaultMaxWindow = 1024
+	// SlowStartWindow is the most a new session is given before it
+	// delivers results; each accepted result widens its window by one
+	// (doubling it per round trip, as TCP's slow start does).
+	SlowStartWindow = 4
 )
 
 // Options configures a Scheduler. Every field's zero value means the
@@ -108,6 +118,17 @@ type Options struct {
 	// unfinished or unacknowledged task and no live submit record is kept
 	// before it and its series are forgotten. Default DefaultAppIdle.
 	AppIdle time.Duration
+	// MaxWindow caps the tasks one slave session holds, whatever its
+	// Concurrency+Prefetch; a new session starts at SlowStartWindow and
+	// grows by one per accepted result. Default DefaultMaxWindow.
+	MaxWindow int
+	// MaxWindowBytes caps the payload bytes one slave session holds; a
+	// session holding nothing may always take one task, so the cap is
+	// exceeded by at most one payload. Default 4 × MaxFrame.
+	MaxWindowBytes int
+	// MaxResult caps a result's output in bytes; a larger one fails its
+	// attempt and counts against the slave. Default MaxPayload.
+	MaxResult int
 	// Metrics records the scheduler's numbers. Default: a recorder of its
 	// own, exported nowhere.
 	Metrics *stats.Master
@@ -143,6 +164,23 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxPayload < 0 || o.MaxFrame <= o.MaxPayload+1024 {
 		return errors.New("max frame must exceed max payload by at least 1 KiB")
+	}
+	if o.MaxWindow == 0 {
+		o.MaxWindow = DefaultMaxWindow
+	}
+	if o.MaxWindowBytes == 0 {
+		o.MaxWindowBytes = 4 * o.MaxFrame
+	}
+	if o.MaxResult == 0 {
+		o.MaxResult = o.MaxPayload
+	}
+	if o.MaxWindow < 0 || o.MaxWindowBytes < 0 || o.MaxResult < 0 {
+		return errors.New("negative max window, max window bytes or max result")
+	}
+	// A notification carries one final task whole: it must fit a frame.
+	if need := o.MaxResult + notifyOneOverhead; need > o.MaxFrame {
+		return fmt.Errorf("max frame %d cannot carry the notification of a result of max result %d bytes (%d needed)",
+			o.MaxFrame, o.MaxResult, need)
 	}
 	def(&o.DefaultTimeout, DefaultTimeout)
 	def(&o.MaxTimeout, DefaultMaxTimeout)
@@ -268,6 +306,8 @@ type Scheduler struct {
 	retries   indexed[*task]        // tasks waiting for their retry, by retryAt
 	watch     map[uint64][]*watcher // Wait callers by task id
 	expiry    []expiring            // acknowledged tasks in finish order, for retention
+	leases    *rand.ChaCha8         // unguessable leases; seeded from crypto/rand
+	dispatchN uint64                // dispatches so far, to order a slave's tasks
 	commitQ   []commitReq
 	commitCh  chan struct{}
 	duties    []duty
@@ -316,11 +356,36 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		watch:     map[uint64][]*watcher{},
 		commitCh:  make(chan struct{}, 1),
 		duties:    newDuties(),
+		leases:    newLeaseSource(),
 	}
 	if err := s.reload(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// maxErr is the longest error a result may carry: the protocol's,
+// or less when frames are too small to notify one that long.
+func (s *Scheduler) maxErr() int { return min(protocol.MaxErrBytes, s.opts.MaxFrame-notifyOneOverhead) }
+
+// notifyOneOverhead bounds a notify frame of one task beyond its result
+// or error: the frame's header, the task's fixed fields and a kind of
+// protocol.MaxKindBytes.
+const notifyOneOverhead = notifyHeader + notifyOverhead + protocol.MaxKindBytes
+
+func newLeaseSource() *rand.ChaCha8 {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // crypto/rand.Read never fails
+	return rand.NewChaCha8(seed)
+}
+
+// newLeaseLocked draws a lease; never 0, which no attempt has.
+func (s *Scheduler) newLeaseLocked() uint64 {
+	for {
+		if l := s.leases.Uint64(); l != 0 {
+			return l
+		}
+	}
 }
 
 func retriesBefore(a, b *task) bool { return a.retryAt.Before(b.retryAt) }
@@ -431,6 +496,13 @@ func (s *Scheduler) MaxSubmitTasks() int { return s.opts.MaxSubmitTasks }
 
 // MaxPayload is the largest payload a task may carry.
 func (s *Scheduler) MaxPayload() int { return s.opts.MaxPayload }
+
+// MaxResult is the largest result output accepted.
+func (s *Scheduler) MaxResult() int { return s.opts.MaxResult }
+
+// NotifyWindow is the most notifications an application has unacknowledged,
+// so the most ids one NotifyAck of it may carry.
+func (s *Scheduler) NotifyWindow() int { return s.opts.NotifyWindow }
 
 // Dispatch is the work pattern, protocol.DispatchSend or DispatchPoll.
 func (s *Scheduler) Dispatch() string { return s.opts.Dispatch }

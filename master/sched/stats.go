@@ -42,8 +42,12 @@ type SlaveStats struct {
 	Running                       int
 	Draining                      bool // takes no more work (Drain, or the slave is stopping)
 	Dispatched, Done, Failed      uint64
-	Busy                          time.Duration // summed handler time
-	Connected                     time.Time
+	// RejectedResults counts results the session sent without holding
+	// their lease, or over the size limits (see Complete).
+	RejectedResults uint64
+	MaxWindow       int           // the most Window can grow to
+	Busy            time.Duration // summed handler time
+	Connected       time.Time
 }
 
 // AppStats describes one application id.
@@ -89,7 +93,7 @@ func (s *Scheduler) Stats() Stats {
 			Name: sl.view.Name, Session: sl.session, Host: h.Host, OS: h.OS, Arch: h.Arch,
 			Cores: h.Cores, Concurrency: h.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
 			Running: len(sl.running), Draining: sl.draining, Dispatched: sc.Dispatched, Done: sc.Done,
-			Failed: sc.Failed, Busy: sc.Busy, Connected: sl.connected,
+			Failed: sc.Failed, RejectedResults: sc.Rejected, MaxWindow: sl.maxWindow, Busy: sc.Busy, Connected: sl.connected,
 		})
 	}
 	for _, a := range s.apps {

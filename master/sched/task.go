@@ -41,6 +41,9 @@ type task struct {
 	// Scheduling state, rebuilt after a restart.
 	q         QueuedTask
 	slave     *Slave    // running on it, while state is running
+	lease     uint64    // the running attempt's lease: its result must echo it
+	seq       uint64    // dispatch order of the running attempt, for DetachSlave
+	size      int       // payload bytes, counted in the window of the slaves holding it
 	deadline  time.Time // lease end while running
 	retryAt   time.Time // while waiting for a retry
 	retrySlot int       // index+1 in the retry heap; 0 when not waiting

@@ -82,6 +82,7 @@ var (
 
 	slaveTasks      = desc("anthill_slave_tasks_total", "Results a slave returned, by state (done or failed).", "slave", "state")
 	slaveBusy       = desc("anthill_slave_busy_seconds_total", "Handler time a slave reported, summed over its slots.", "slave")
+	slaveRejected   = desc("anthill_slave_rejected_results_total", "Results of a slave the master did not count: without a lease of the session, or over the size limits.", "slave")
 	slaveReconnects = desc("anthill_slave_reconnects_total", "Times a slave came back while its series lingered.", "slave")
 	slaveSlots      = desc("anthill_slave_slots", "Tasks a slave runs at once (its concurrency), summed over its sessions.", "slave")
 	slaveConnected  = desc("anthill_slave_connected", "Live sessions of a slave name: normally 1, 0 while its series linger.", "slave")
@@ -94,7 +95,7 @@ var (
 	all = []*prometheus.Desc{
 		submitted, dispatched, finished, retried, requeued, latency, queued, tasks,
 		late, commitOps, commitSecs, storeBytes, slavesConn, appsConn,
-		slaveTasks, slaveBusy, slaveReconnects, slaveSlots, slaveConnected,
+		slaveTasks, slaveBusy, slaveRejected, slaveReconnects, slaveSlots, slaveConnected,
 		appPushed, appFinished, appInFlight, appLatency,
 	}
 )
@@ -150,6 +151,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(slaveTasks, float64(s.Done), s.Slave, stats.Done.String())
 		counter(slaveTasks, float64(s.Failed), s.Slave, stats.Failed.String())
 		counter(slaveBusy, s.Busy.Seconds(), s.Slave)
+		counter(slaveRejected, float64(s.Rejected), s.Slave)
 		counter(slaveReconnects, float64(s.Reconnects), s.Slave)
 		gauge(slaveSlots, float64(s.Slots), s.Slave)
 		gauge(slaveConnected, float64(s.Sessions), s.Slave)

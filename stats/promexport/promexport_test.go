@@ -134,6 +134,8 @@ func recordAll(m *stats.Master) {
 	s := m.SlaveSeen("box-1", 4)
 	s.Result(true, 250*time.Millisecond)
 	s.Result(false, 750*time.Millisecond)
+	s.Rejected()
+	s.Rejected()
 	a := m.App("render")
 	a.Pushed(5)
 	a.InFlight(3)
@@ -179,6 +181,7 @@ func TestScrapeMatchesRecorded(t *testing.T) {
 		{"anthill_slave_slots", []string{"slave", "box-1"}, 4},
 		{"anthill_slave_connected", []string{"slave", "box-1"}, 1},
 		{"anthill_slave_reconnects_total", []string{"slave", "box-1"}, 0},
+		{"anthill_slave_rejected_results_total", []string{"slave", "box-1"}, 2},
 		{"anthill_app_tasks_pushed_total", []string{"app", "render"}, 5},
 		{"anthill_app_tasks_in_flight", []string{"app", "render"}, 3},
 		{"anthill_app_tasks_finished_total", []string{"app", "render", "state", "done"}, 1},
