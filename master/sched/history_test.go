@@ -17,7 +17,8 @@ func wantHistory(t *testing.T, h []Attempt, want ...string) {
 	t.Helper()
 	var got []string
 	for _, a := range h {
-		got = append(got, a.Outcome.String()+"@"+a.Slave)
+		identity, _ := Attribution(a.Slave) // sessions are the harness's "session-" + name
+		got = append(got, a.Outcome.String()+"@"+identity)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("history %v, want %v\n%+v", got, want, h)
@@ -70,7 +71,7 @@ func TestHistoryFailedThenDone(t *testing.T) {
 		t.Helper()
 		wantHistory(t, info.History, "failed@A", "done@B")
 		hist := info.History
-		if info.State != protocol.StateDone || info.Attempts != 2 || info.Slave != "B" {
+		if info.State != protocol.StateDone || info.Attempts != 2 || info.Slave != "B/session-B" {
 			t.Errorf("task %+v", info)
 		}
 		for i, want := range []time.Time{t0, t1, t2, t3} {
