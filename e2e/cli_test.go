@@ -96,13 +96,13 @@ func TestMasterAndSlaveStopOnSIGTERM(t *testing.T) {
 // it: the slave exits 1 and says why, instead of retrying forever.
 func TestSlaveWithoutEnrollmentTokenIsTurnedAway(t *testing.T) {
 	addr := freePort(t)
-	mp := start(t, "master", "--listen", addr, "--data", t.TempDir(), "--slave-token", "let-me-in")
+	mp := start(t, "master", "--listen", addr, "--data", t.TempDir(), "--slave-token", "let-me-in-invitation-16")
 	mp.line(t, "listening on")
 	out, code := run(t, "slave", "--master", "ws://"+addr, "--token", "wrong")
 	if code != 1 || !strings.Contains(out, "unauthorized") {
 		t.Fatalf("exit %d, output:\n%s", code, out)
 	}
-	ok := startSlave(t, "ws://"+addr, "member", "--token", "let-me-in")
+	ok := startSlave(t, "ws://"+addr, "member", "--token", "let-me-in-invitation-16")
 	mp.line(t, "slave connected")
 	ok.stop(t)
 }

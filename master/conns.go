@@ -2,7 +2,6 @@ package master
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -67,19 +66,19 @@ const handshakeTimeout = 10 * time.Second
 
 // accept upgrades, reads and checks the Hello. On failure it has already
 // answered the client and closed; it returns nil.
-func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*wire.Conn, *protocol.Hello) {
+func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*wire.Conn, *protocol.Hello, auth) {
 	ws, err := m.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return nil, nil // the upgrader already answered with an HTTP error
+		return nil, nil, auth{} // the upgrader already answered with an HTTP error
 	}
-	refuse := func(code, msg string) (*wire.Conn, *protocol.Hello) {
+	refuse := func(code, msg string) (*wire.Conn, *protocol.Hello, auth) {
 		m.opts.Logger.Info("handshake refused", "remote", r.RemoteAddr, "code", code, "msg", msg)
 		dl := time.Now().Add(time.Second)
 		_ = ws.SetWriteDeadline(dl)
 		_ = ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, &protocol.Error{Code: code, Message: msg}))
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, code), dl)
 		ws.Close()
-		return nil, nil
+		return nil, nil, auth{}
 	}
 	m.mu.Lock()
 	if m.closing {
@@ -104,7 +103,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	_, frame, err := ws.ReadMessage()
 	if err != nil {
 		ws.Close()
-		return nil, nil
+		return nil, nil, auth{}
 	}
 	msg, err := protocol.Decode(frame)
 	if err != nil {
@@ -117,6 +116,10 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	if code, why := m.checkHello(h, role); code != "" {
 		return refuse(code, why)
 	}
+	a, code, why := m.authenticate(h, role, r.RemoteAddr)
+	if code != "" {
+		return refuse(code, why)
+	}
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
 	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
 	c.SetReadLimit(int64(m.opts.MaxFrame))
@@ -124,7 +127,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	m.live[c] = struct{}{} // for shutdown; untrack undoes it
 	m.mu.Unlock()
 	ok = true
-	return c, h
+	return c, h, a
 }
 
 // checkHello returns why h cannot open a connection on the role's
@@ -139,8 +142,6 @@ func (m *Master) checkHello(h *protocol.Hello, role string) (code, why string) {
 		return protocol.CodeBadHandshake, fmt.Sprintf("name must be 1 to %d bytes", protocol.MaxNameBytes)
 	case role != protocol.RoleSlave:
 		return "", ""
-	case m.opts.SlaveToken != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(m.opts.SlaveToken)) != 1:
-		return protocol.CodeUnauthorized, "this master requires an enrollment token (anthill slave --token)"
 	case len(h.Kinds) == 0 || len(h.Kinds) > protocol.MaxKinds:
 		return protocol.CodeBadHandshake, fmt.Sprintf("a slave must announce 1 to %d kinds", protocol.MaxKinds)
 	case h.Concurrency < 1 || h.Concurrency > protocol.MaxConcurrency:
@@ -157,11 +158,12 @@ func newSession() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (m *Master) welcome(session string) *protocol.Welcome {
+func (m *Master) welcome(session string, a auth) *protocol.Welcome {
 	return &protocol.Welcome{
 		Version: protocol.Version, Session: session, Dispatch: m.sched.Dispatch(),
 		HeartbeatMillis: int(m.opts.Heartbeat / time.Millisecond),
 		MaxFrameBytes:   m.opts.MaxFrame, MaxPayloadBytes: m.sched.MaxPayload(),
+		Volunteer: a.volunteer, VolunteerToken: a.issued,
 	}
 }
 
@@ -208,28 +210,38 @@ func (m *Master) untrack(c *wire.Conn) {
 // open accepts a connection of role and welcomes it as a new session.
 // On failure it has already answered the client; it returns a nil peer.
 // Call done once the connection's read loop ended.
-func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, session string, done func()) {
-	c, h := m.accept(w, r, role)
+func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, a auth, session string, done func()) {
+	c, h, a := m.accept(w, r, role)
 	if c == nil {
-		return nil, nil, "", nil
+		return nil, nil, a, "", nil
 	}
 	session = newSession()
-	p = &peer{conn: c, log: m.opts.Logger.With(role, h.Name, "session", session, "remote", r.RemoteAddr)}
+	log := m.opts.Logger.With(role, h.Name, "session", session, "remote", r.RemoteAddr)
+	if a.volunteer != "" {
+		log = log.With("volunteer", a.volunteer)
+	}
+	p = &peer{conn: c, log: log}
 	// The Welcome is queued before the scheduler hears of the session, so
 	// no dispatch or notification can overtake it.
-	p.Send(m.welcome(session))
-	return p, h, session, func() { m.untrack(c) }
+	p.Send(m.welcome(session, a))
+	return p, h, a, session, func() { m.untrack(c) }
 }
 
 func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
-	p, h, session, done := m.open(w, r, protocol.RoleSlave)
+	p, h, a, session, done := m.open(w, r, protocol.RoleSlave)
 	if p == nil {
 		return
 	}
 	defer done()
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
-	sl := m.sched.AttachSlave(session, h, p)
+	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: session, Remote: r.RemoteAddr}, h, p)
+	m.trackSlave(a.volunteer, slaveConn{sl, p})
+	if !m.ident.Enrolled(a.volunteer) {
+		// Revoked between its handshake and its tracking: the revocation
+		// could not see this session, so end it here.
+		m.endSessions(a.volunteer, "revoked")
+	}
 	readLoop(p, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
 		case *protocol.Results:
@@ -246,16 +258,27 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	m.untrackSlave(a.volunteer, sl)
 	n := m.sched.DetachSlave(sl)
 	p.log.Info("slave disconnected", "requeued", n)
 }
 
 func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
-	p, h, _, done := m.open(w, r, protocol.RoleApp)
+	p, h, au, _, done := m.open(w, r, protocol.RoleApp)
 	if p == nil {
 		return
 	}
 	defer done()
+	// Tracked before the scheduler hears of it: a revocation that starts
+	// meanwhile finds it and closes it.
+	m.mu.Lock()
+	m.appConns[h.Name] = appConn{p: p, admin: au.admin}
+	m.mu.Unlock()
+	if !au.admin && !m.ident.CheckApp(h.Name, h.Token) {
+		m.untrackApp(h.Name, p)
+		p.Close(protocol.CodeUnauthorized, "app "+h.Name+": its token was revoked")
+		return
+	}
 	a, waiting := m.sched.AttachApp(h.Name, p)
 	p.log.Info("app connected", "pending_notifications", waiting)
 	readLoop(p, func(msg protocol.Message) error {
@@ -272,8 +295,18 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	m.untrackApp(h.Name, p)
 	m.sched.DetachApp(a, p)
 	p.log.Info("app disconnected")
+}
+
+// untrackApp forgets p as app's connection, unless a newer one replaced it.
+func (m *Master) untrackApp(app string, p *peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.appConns[app].p == p {
+		delete(m.appConns, app)
+	}
 }
 
 // Scheduler is the master's task life: the operator API and its numbers.

@@ -23,16 +23,19 @@ func Handler(ctx context.Context, payload []byte) ([]byte, error) {
 	return []byte("Hello World"), nil
 }
 
-// SimpleApp connects to the master at url under the app id "hello", pushes
+// SimpleApp connects to the master at url under the app id "hello", with
+// token (the app's own, from anthill apps enroll hello, or the admin
+// token), pushes
 // one task and waits for its notification, writing what happens to out.
 // It mirrors the seed's SimpleConcurrentApp: push_task, then task_finished
 // arrives asynchronously.
-func SimpleApp(ctx context.Context, url string, out io.Writer) error {
+func SimpleApp(ctx context.Context, url, token string, out io.Writer) error {
 	task := &appnode.Task{Kind: Kind}
 	finished := make(chan error, 1)
 	node, err := appnode.Connect(ctx, appnode.Options{
 		Master: url,
 		App:    "hello",
+		Token:  token,
 		TaskFinished: func(t *appnode.Task, result []byte, err error) {
 			if t != task {
 				return // left over from an earlier run under the same app id
