@@ -94,8 +94,13 @@ func TestVolunteers(t *testing.T) {
 		t.Fatal("a revoked token still works")
 	}
 	vs := r.Volunteers()
-	if len(vs) != 2 || vs[0].How != HowOpen || vs[0].LastSeen == nil {
+	if len(vs) != 2 || vs[0].How != HowOpen || vs[0].Name > vs[1].Name {
 		t.Fatalf("Volunteers %+v", vs)
+	}
+	for _, v := range vs {
+		if seen := v.LastSeen != nil; seen != (v.Name == n1) {
+			t.Fatalf("%s last seen %v; only %s presented its token", v.Name, v.LastSeen, n1)
+		}
 	}
 	if Sanitize("") != "volunteer" || Sanitize("a b") != "a-b" {
 		t.Fatal("Sanitize")
