@@ -303,3 +303,36 @@ func TestIdentTokensStoredHashed(t *testing.T) {
 		t.Fatalf("Volunteers %s", b)
 	}
 }
+
+// The shared --slave-token is an invitation, not an identity: two slaves
+// presenting it become two identities, and a restarted one presenting it
+// again is still the identity it was given.
+func TestIdentInvitationEnrollsOneIdentityPerSlave(t *testing.T) {
+	const invitation = "invitation-for-the-lab-0123"
+	m := startMaster(t, master.Options{SlaveToken: invitation})
+	stateA, stateB := t.TempDir(), t.TempDir()
+	a := startSlave(t, m.URL(), "lab", "--token", invitation, "--state", stateA)
+	startSlave(t, m.URL(), "lab", "--token", invitation, "--state", stateB)
+	waitSlaves(t, m, 2)
+	st := m.Scheduler().Stats().Slaves
+	if st[0].Identity == st[1].Identity {
+		t.Fatalf("two slaves with the invitation share the identity %q", st[0].Identity)
+	}
+	before := map[string]bool{st[0].Identity: true, st[1].Identity: true}
+	waitFor(t, 10*time.Second, "the state file", func() bool {
+		files, _ := filepath.Glob(filepath.Join(stateA, "identity-*.json"))
+		return len(files) == 1
+	})
+	a.stop(t)
+	waitSlaves(t, m, 1)
+	startSlave(t, m.URL(), "lab", "--token", invitation, "--state", stateA)
+	waitSlaves(t, m, 2)
+	for _, s := range m.Scheduler().Stats().Slaves {
+		if !before[s.Identity] {
+			t.Fatalf("after a restart with the invitation, a new identity %q (had %v)", s.Identity, before)
+		}
+	}
+	if vs := m.Volunteers(); len(vs) != 2 || vs[0].How != "invitation" {
+		t.Fatalf("volunteers %+v", vs)
+	}
+}
