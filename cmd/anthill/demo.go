@@ -149,7 +149,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "done     %d tasks in %v: %.0f tasks/s\n", job.Total(), elapsed.Round(time.Millisecond),
 		float64(job.Total())/elapsed.Seconds())
 	for _, s := range st.Slaves {
-		fmt.Fprintf(stdout, "         %-14s %4d tasks  busy %v\n", s.Name, s.Done, s.Busy.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "         %-14s %4d tasks  busy %v\n", s.Identity, s.Done, s.Busy.Round(time.Millisecond))
 	}
 	fmt.Fprintf(stdout, "store    %d commits for %d changes (group commit)\n", st.Store.Commits, st.Store.Ops)
 	fmt.Fprintf(stdout, "image    %s\n", *out)
