@@ -336,3 +336,48 @@ func TestIdentInvitationEnrollsOneIdentityPerSlave(t *testing.T) {
 		t.Fatalf("volunteers %+v", vs)
 	}
 }
+
+// Revoking an app's token closes its connection for good (the appnode
+// reports unauthorized) and leaves its tasks: enrolled again, the app
+// gets every notification.
+func TestIdentAppRevocationKeepsTasks(t *testing.T) {
+	m := startMaster(t, master.Options{})
+	token, err := m.EnrollApp("payroll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := identConnectApp(t, m.URL(), "payroll", token, newCollector())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tasks := []*appnode.Task{{Kind: "echo", Payload: []byte("a")}, {Kind: "echo", Payload: []byte("b")}}
+	if err := first.PushTasks(ctx, tasks); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RevokeApp("payroll"); err != nil {
+		t.Fatal(err)
+	}
+	var pushErr error
+	waitFor(t, 10*time.Second, "the revoked app to fail", func() bool {
+		pushErr = first.PushTask(ctx, &appnode.Task{Kind: "echo"})
+		return pushErr != nil
+	})
+	if !strings.Contains(pushErr.Error(), "unauthorized") {
+		t.Fatalf("push after the revocation: %v", pushErr)
+	}
+	identRefused(t, m.URL(), "/ws/app", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: "payroll", Token: token}, protocol.CodeUnauthorized)
+
+	again, err := m.EnrollApp("payroll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCollector()
+	identConnectApp(t, m.URL(), "payroll", again, c)
+	startSlave(t, m.URL(), "s1")
+	// The pushes that raced the revocation may have been accepted too: wait
+	// for the first two by id.
+	waitFor(t, 30*time.Second, "both notifications", func() bool {
+		_, a := c.get(tasks[0].ID)
+		_, b := c.get(tasks[1].ID)
+		return a && b
+	})
+}
