@@ -32,7 +32,10 @@ type Options struct {
 	// App is the application id. Notifications are kept by the master per
 	// app id across reconnects and process restarts. Required.
 	App string
-	// Token authenticates the application; empty sends none.
+	// Token is the application's credential: the token `anthill apps
+	// enroll APP` printed for this App (it is good for no other app id),
+	// or the master's admin token. A master refuses an app without one as
+	// unauthorized, which Connect reports at once. Required in practice.
 	Token string
 	// TaskFinished is called exactly once per finished task that is not
 	// owned by a running TaskSystem, including tasks pushed by an earlier

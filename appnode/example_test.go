@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/anthill-project/anthill/appnode"
@@ -21,6 +22,7 @@ func Example() {
 	node, err := appnode.Connect(ctx, appnode.Options{
 		Master: "ws://127.0.0.1:7070",
 		App:    "hello",
+		Token:  os.Getenv("ANTHILL_APP_TOKEN"), // anthill apps enroll hello
 		// task_finished: called once per finished task, asynchronously.
 		TaskFinished: func(t *appnode.Task, result []byte, err error) {
 			if t != task {
@@ -78,7 +80,7 @@ func (s *squares) Finished(t *appnode.Task, result []byte, err error) {
 // memory and in flight at any time, however many the job makes.
 func ExampleNode_Run() {
 	ctx := context.Background()
-	node, err := appnode.Connect(ctx, appnode.Options{Master: "ws://127.0.0.1:7070", App: "squares"})
+	node, err := appnode.Connect(ctx, appnode.Options{Master: "ws://127.0.0.1:7070", App: "squares", Token: os.Getenv("ANTHILL_APP_TOKEN")})
 	if err != nil {
 		log.Fatal(err)
 	}

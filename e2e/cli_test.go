@@ -12,7 +12,9 @@ import (
 // run executes the binary to completion and returns its output and exit code.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	out, err := exec.Command(bin, args...).CombinedOutput()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir()) // as in start
+	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -96,13 +98,13 @@ func TestMasterAndSlaveStopOnSIGTERM(t *testing.T) {
 // it: the slave exits 1 and says why, instead of retrying forever.
 func TestSlaveWithoutEnrollmentTokenIsTurnedAway(t *testing.T) {
 	addr := freePort(t)
-	mp := start(t, "master", "--listen", addr, "--data", t.TempDir(), "--slave-token", "let-me-in")
+	mp := start(t, "master", "--listen", addr, "--data", t.TempDir(), "--slave-token", "let-me-in-invitation-16")
 	mp.line(t, "listening on")
 	out, code := run(t, "slave", "--master", "ws://"+addr, "--token", "wrong")
 	if code != 1 || !strings.Contains(out, "unauthorized") {
 		t.Fatalf("exit %d, output:\n%s", code, out)
 	}
-	ok := startSlave(t, "ws://"+addr, "member", "--token", "let-me-in")
+	ok := startSlave(t, "ws://"+addr, "member", "--token", "let-me-in-invitation-16")
 	mp.line(t, "slave connected")
 	ok.stop(t)
 }

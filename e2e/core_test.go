@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -60,12 +61,14 @@ func TestEchoThroughSlaveProcesses(t *testing.T) {
 			m := startMaster(t, master.Options{Dispatch: dispatch})
 			startSlave(t, m.URL(), "s1", "--concurrency", "4")
 			startSlave(t, m.URL(), "s2", "--concurrency", "4")
+			// Both first: the first slave to connect could run the whole
+			// batch before the second has finished its handshake.
+			waitSlaves(t, m, 2)
 			c := newCollector()
 			app := connect(t, m.URL(), "echo-app", c)
 			tasks := echoTasks(2000)
 			push(t, app, tasks...)
 			checkEchoed(t, c, tasks)
-			waitSlaves(t, m, 2)
 			st := m.Scheduler().Stats()
 			for _, s := range st.Slaves {
 				if s.Done == 0 {
@@ -224,7 +227,7 @@ func TestAppReconnectsAndGetsMissedResults(t *testing.T) {
 	first := newCollector()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	app, err := appnode.Connect(ctx, appnode.Options{Master: m.URL(), App: "flaky", TaskFinished: first.finished})
+	app, err := appnode.Connect(ctx, appnode.Options{Master: m.URL(), App: "flaky", Token: testmaster.AdminToken, TaskFinished: first.finished})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,15 @@ import (
 )
 
 // rawPeer dials an endpoint and completes the handshake by hand, so a test
-// can then misbehave in ways no real client would.
+// can then misbehave in ways no real client would. A Hello without a token
+// presents the test admin token.
 func rawPeer(t *testing.T, url, path string, hello *protocol.Hello) *websocket.Conn {
 	t.Helper()
+	if hello.Token == "" {
+		h := *hello
+		h.Token = testmaster.AdminToken
+		hello = &h
+	}
 	ws, _, err := websocket.DefaultDialer.Dial(url+path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +159,7 @@ func TestPanickingTaskBecomesError(t *testing.T) {
 		m["boom"]++ // nil map write: a real runtime panic
 		return nil, nil
 	})
-	s, err := slave.New(slave.Options{Master: m.URL(), Name: "brave", Registry: reg, Concurrency: 2, Logger: testmaster.Logger(t)})
+	s, err := slave.New(slave.Options{Master: m.URL(), Name: "brave", Token: testmaster.AdminToken, Registry: reg, Concurrency: 2, Logger: testmaster.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/anthill-project/anthill/appnode"
 	"github.com/anthill-project/anthill/internal/testmaster"
+	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 )
 
@@ -66,7 +67,11 @@ type proc struct {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	identSeedAdminToken(t, args)
 	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	// A slave keeps its identity under the user's config dir by default:
+	// never the real one's.
+	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
 	stdout, _ := p.cmd.StdoutPipe()
 	p.cmd.Stderr = p.cmd.Stdout
 	if err := p.cmd.Start(); err != nil {
@@ -128,11 +133,63 @@ func (p *proc) line(t *testing.T, s string) string {
 	return found
 }
 
-// startSlave runs `anthill slave` against url.
+// startSlave runs `anthill slave` against url. It presents the test
+// admin token unless extra has a --token (the master then runs it as the
+// volunteer identity name), and keeps its state in a temp dir of its own
+// unless extra has a --state.
 func startSlave(t *testing.T, url, name string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"slave", "--master", url, "--name", name, "--log-level", "warn"}, extra...)
-	return start(t, args...)
+	args := []string{"slave", "--master", url, "--name", name, "--log-level", "warn"}
+	if !identHasFlag(extra, "--token") {
+		args = append(args, "--token", testmaster.AdminToken)
+	}
+	if !identHasFlag(extra, "--state") {
+		args = append(args, "--state", t.TempDir())
+	}
+	return start(t, append(args, extra...)...)
+}
+
+// identHasFlag reports whether args set flag, as "--flag v" or "--flag=v".
+func identHasFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// identSeedAdminToken gives an `anthill master` process started with
+// --data the test admin token, before its first start creates a random
+// one, so the helpers' default credentials work against it too.
+func identSeedAdminToken(t *testing.T, args []string) {
+	t.Helper()
+	if len(args) == 0 || args[0] != "master" {
+		return
+	}
+	for i, a := range args {
+		dir, ok := "", false
+		switch {
+		case a == "--data" && i+1 < len(args):
+			dir, ok = args[i+1], true
+		case strings.HasPrefix(a, "--data="):
+			dir, ok = strings.TrimPrefix(a, "--data="), true
+		}
+		if !ok {
+			continue
+		}
+		path := filepath.Join(dir, jsonrpc.TokenFile)
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(testmaster.AdminToken+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 }
 
 // waitSlaves waits until the master has n slaves connected.
@@ -199,12 +256,13 @@ func (c *collector) duplicates() []uint64 {
 	return append([]uint64(nil), c.dups...)
 }
 
-// connect opens an application node, shut down at cleanup.
+// connect opens an application node with the test admin token, shut down
+// at cleanup.
 func connect(t *testing.T, url, app string, c *collector) *appnode.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
+	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, Token: testmaster.AdminToken, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

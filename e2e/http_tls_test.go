@@ -99,7 +99,7 @@ func TestHTTPTLSEndToEnd(t *testing.T) {
 	c := newCollector()
 	ctx, cancel := context.WithTimeout(context.Background(), httpFailsafe)
 	defer cancel()
-	app, err := appnode.Connect(ctx, appnode.Options{Master: wss, App: "tls-app", CA: certs.ca, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
+	app, err := appnode.Connect(ctx, appnode.Options{Master: wss, App: "tls-app", Token: testmaster.AdminToken, CA: certs.ca, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

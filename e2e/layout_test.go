@@ -66,16 +66,19 @@ func TestDependencyDirection(t *testing.T) {
 		"master/store":  {"protocol", "internal/binenc"},
 		// The scheduler knows no sockets: no wire, no HTTP.
 		"master/sched": {"protocol", "stats", "master/store", "internal/binenc"},
-		"master":       {"protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "master/store", "master/sched", "internal/binenc"},
-		"slave":        {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc"},
-		"appnode":      {"protocol", "internal/wire", "internal/dial", "internal/binenc"},
+		// Credentials: hashes in a store it reaches through an interface.
+		"master/identity": {},
+		"master":          {"protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "master/store", "master/sched", "master/identity", "internal/binenc"},
+		"slave":           {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc"},
+		"appnode":         {"protocol", "internal/wire", "internal/dial", "internal/binenc"},
 		// A real master for tests: the master and what it imports.
-		"internal/testmaster": {"master", "master/sched", "master/store", "protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "internal/binenc"},
+		"internal/testmaster": {"master", "master/sched", "master/store", "master/identity", "protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "internal/binenc"},
 		// The operator's view, built from the scheduler and stats.
 		"internal/view": {"master/sched", "protocol", "stats", "master/store", "internal/binenc"},
-		// jsonrpc serves the scheduler's operator API and the view; it sees
-		// nothing of the transport, slave or appnode.
-		"jsonrpc": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
+		// jsonrpc serves the scheduler's operator API and the view, and the
+		// credential methods with master/identity's shapes; it sees nothing
+		// of the transport, slave or appnode.
+		"jsonrpc": {"internal/view", "master/sched", "master/identity", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
 		// So does the dashboard, beside the API rather than on top of it.
 		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
 	}

@@ -54,6 +54,9 @@ func start(t testing.TB, o envOpts) *env {
 	}
 	var h http.Handler
 	m := testmaster.Start(t, mo, func(m *master.Master) (err error) {
+		if ro.Identities == nil {
+			ro.Identities = m
+		}
 		h, err = New(m.Scheduler(), ro)
 		m.Handle(Path, h)
 		return err
@@ -66,7 +69,12 @@ func start(t testing.TB, o envOpts) *env {
 	if o.slave {
 		reg := sandbox.NewRegistry()
 		slave.RegisterBuiltins(reg)
-		s, err := slave.New(slave.Options{Master: m.URL(), Registry: reg, Name: "s1", Concurrency: 4, Grace: -1})
+		// Enrolled as the identity "s1", so results name it so.
+		token, err := m.EnrollVolunteer("s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := slave.New(slave.Options{Master: m.URL(), Token: token, Registry: reg, Name: "s1", Concurrency: 4, Grace: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

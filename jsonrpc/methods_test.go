@@ -54,8 +54,8 @@ func TestSubmitWaitGet(t *testing.T) {
 		t.Fatalf("history %+v", h)
 	}
 	attempt := wire["history"].([]any)[0].(map[string]any)
-	for _, k := range []string{"slave", "started_at", "ended_at", "outcome", "error"} {
-		if _, ok := attempt[k]; !ok || len(attempt) != 5 {
+	for _, k := range []string{"slave", "session", "started_at", "ended_at", "outcome", "error"} {
+		if _, ok := attempt[k]; !ok || len(attempt) != 6 {
 			t.Errorf("attempt lacks %q or has more: %v", k, attempt)
 		}
 	}

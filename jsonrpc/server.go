@@ -49,6 +49,10 @@ type Options struct {
 	// TrustProxy counts failures per X-Forwarded-For address: set it only
 	// behind a reverse proxy that sets the header (master.Options).
 	TrustProxy bool
+	// Identities serves the credential methods (Apps.Enroll, Apps.Revoke,
+	// Apps.Credentials, Volunteers.*). Default nil: they answer
+	// CodeUnavailable.
+	Identities Identities
 }
 
 // DefaultWait is Tasks.Wait's timeout when the call gives none (or
@@ -108,7 +112,7 @@ func New(m Master, opts Options) (http.Handler, error) {
 	h.rpc.RegisterCodec(json2.NewCustomCodecWithErrorMapper(rpc.DefaultEncoderSelector, h.mapError), "application/json")
 	for name, svc := range map[string]any{
 		"Tasks": &tasksService{h}, "Slaves": &slavesService{h}, "Apps": &appsService{h},
-		"Stats": &statsService{h}, "Master": &masterService{h},
+		"Stats": &statsService{h}, "Master": &masterService{h}, "Volunteers": &volunteersService{h},
 	} {
 		if err := h.rpc.RegisterService(svc, name); err != nil {
 			return nil, fmt.Errorf("jsonrpc: %w", err)

@@ -2,7 +2,6 @@ package master
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -68,13 +67,13 @@ const handshakeTimeout = 10 * time.Second
 
 // accept upgrades, reads and checks the Hello. On failure it has already
 // answered the client and closed; it returns nil.
-func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*wire.Conn, *protocol.Hello) {
+func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*wire.Conn, *protocol.Hello, auth) {
 	ws, err := m.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return nil, nil // the upgrader already answered with an HTTP error
+		return nil, nil, auth{} // the upgrader already answered with an HTTP error
 	}
 	ip := netguard.ClientIP(r, m.opts.TrustProxy)
-	refuse := func(code, msg string) (*wire.Conn, *protocol.Hello) {
+	refuse := func(code, msg string) (*wire.Conn, *protocol.Hello, auth) {
 		// Credential failures are logged, sampled, by the limiter: a
 		// guesser must not get a line per guess.
 		if code != protocol.CodeUnauthorized && code != protocol.CodeRateLimited {
@@ -85,7 +84,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 		_ = ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, &protocol.Error{Code: code, Message: msg}))
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, code), dl)
 		ws.Close()
-		return nil, nil
+		return nil, nil, auth{}
 	}
 	m.mu.Lock()
 	if m.closing {
@@ -115,7 +114,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	typ, frame, err := ws.ReadMessage()
 	if err != nil {
 		ws.Close()
-		return nil, nil
+		return nil, nil, auth{}
 	}
 	if typ != websocket.BinaryMessage {
 		return refuse(protocol.CodeBadHandshake, "a text frame on a binary protocol: the hello must be a binary frame")
@@ -134,6 +133,16 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 		}
 		return refuse(code, why)
 	}
+	a, code, why := m.authenticate(h, role, r.RemoteAddr)
+	if code != "" {
+		if code == protocol.CodeUnauthorized {
+			m.opts.Limiter.Fail(ip, role+" handshake")
+		}
+		return refuse(code, why)
+	}
+	if h.Token != "" {
+		m.opts.Limiter.Succeed(ip) // a credential matched; an open enrollment proves nothing
+	}
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
 	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
 	c.SetQueueBytes(m.opts.SendQueueBytes)
@@ -142,7 +151,7 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	m.live[c] = struct{}{} // for shutdown; untrack undoes it
 	m.mu.Unlock()
 	ok = true
-	return c, h
+	return c, h, a
 }
 
 // checkHello returns why h cannot open a connection on the role's
@@ -157,8 +166,6 @@ func (m *Master) checkHello(h *protocol.Hello, role string) (code, why string) {
 		return protocol.CodeBadHandshake, fmt.Sprintf("name must be 1 to %d bytes", protocol.MaxNameBytes)
 	case role != protocol.RoleSlave:
 		return "", ""
-	case m.opts.SlaveToken != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(m.opts.SlaveToken)) != 1:
-		return protocol.CodeUnauthorized, "this master requires an enrollment token (anthill slave --token)"
 	case len(h.Kinds) == 0 || len(h.Kinds) > protocol.MaxKinds:
 		return protocol.CodeBadHandshake, fmt.Sprintf("a slave must announce 1 to %d kinds", protocol.MaxKinds)
 	case h.Concurrency < 1 || h.Concurrency > protocol.MaxConcurrency:
@@ -175,13 +182,14 @@ func newSession() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (m *Master) welcome(session string) *protocol.Welcome {
+func (m *Master) welcome(session string, a auth) *protocol.Welcome {
 	return &protocol.Welcome{
 		Version: protocol.Version, Session: session, Dispatch: m.sched.Dispatch(),
 		HeartbeatMillis: int(m.opts.Heartbeat / time.Millisecond),
 		MaxFrameBytes:   m.opts.MaxFrame, MaxPayloadBytes: m.sched.MaxPayload(),
 		MaxSubmitTasks: m.sched.MaxSubmitTasks(),
 		MaxResultBytes: m.sched.MaxResult(),
+		Volunteer:      a.volunteer, VolunteerToken: a.issued,
 	}
 }
 
@@ -233,36 +241,47 @@ func (m *Master) untrack(c *wire.Conn) {
 // open accepts a connection of role and welcomes it as a new session.
 // On failure it has already answered the client; it returns a nil peer.
 // Call done once the connection's read loop ended.
-func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, session string, done func()) {
-	c, h := m.accept(w, r, role)
+func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, a auth, session string, done func()) {
+	c, h, a := m.accept(w, r, role)
 	if c == nil {
-		return nil, nil, "", nil
+		return nil, nil, a, "", nil
 	}
 	session = newSession()
-	p = &peer{conn: c, log: m.opts.Logger.With(role, h.Name, "session", session, "remote", r.RemoteAddr)}
+	log := m.opts.Logger.With(role, h.Name, "session", session, "remote", r.RemoteAddr)
+	if a.volunteer != "" {
+		log = log.With("volunteer", a.volunteer)
+	}
+	p = &peer{conn: c, log: log}
 	// The Welcome is queued before the scheduler hears of the session, so
 	// no dispatch or notification can overtake it.
-	p.Send(m.welcome(session))
+	p.Send(m.welcome(session, a))
 	// done closes before it waits, so a handler that panics still lets the
 	// writer go and the connection be forgotten.
-	return p, h, session, func() { c.Close(); m.untrack(c) }
+	return p, h, a, session, func() { c.Close(); m.untrack(c) }
 }
 
 func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
-	p, h, session, done := m.open(w, r, protocol.RoleSlave)
+	p, h, a, session, done := m.open(w, r, protocol.RoleSlave)
 	if p == nil {
 		return
 	}
 	defer done()
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
-	sl := m.sched.AttachSlave(session, h, p)
+	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: session, Remote: r.RemoteAddr}, h, p)
+	m.trackSlave(a.volunteer, slaveConn{sl, p})
 	// Deferred, so that even a panic in a handler detaches the session:
 	// otherwise it would stay listed, holding its tasks, as a ghost.
 	defer func() {
+		m.untrackSlave(a.volunteer, sl)
 		n := m.sched.DetachSlave(sl)
 		p.log.Info("slave disconnected", "requeued", n)
 	}()
+	if !m.ident.Enrolled(a.volunteer) {
+		// Revoked between its handshake and its tracking: the revocation
+		// could not see this session, so end it here.
+		m.endSessions(a.volunteer, "revoked")
+	}
 	// A slave holds at most its largest window of tasks, so no frame of it
 	// answers or returns more.
 	slaveLimits := protocol.DecodeLimits{MaxItems: sl.MaxWindow()}
@@ -285,16 +304,27 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
-	p, h, _, done := m.open(w, r, protocol.RoleApp)
+	p, h, au, _, done := m.open(w, r, protocol.RoleApp)
 	if p == nil {
 		return
 	}
 	defer done()
+	// Tracked before the scheduler hears of it: a revocation that starts
+	// meanwhile finds it and closes it.
+	m.mu.Lock()
+	m.appConns[h.Name] = appConn{p: p, admin: au.admin}
+	m.mu.Unlock()
+	defer m.untrackApp(h.Name, p)
+	if !au.admin && !m.ident.CheckApp(h.Name, h.Token) {
+		p.Close(protocol.CodeUnauthorized, "app "+h.Name+": its token was revoked")
+		return
+	}
 	a, waiting := m.sched.AttachApp(h.Name, p)
 	if a == nil {
 		return // refused for a quota, and closed
 	}
 	p.log.Info("app connected", "pending_notifications", waiting)
+	// Deferred, so that even a panic in a handler detaches the app.
 	defer func() {
 		m.sched.DetachApp(a, p)
 		p.log.Info("app disconnected")
@@ -317,7 +347,8 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 
 // appDecodeLimits bound an application's frames by type: a Submit of at
 // most protocol.MaxSubmitTasks tasks (CheckBatch would refuse more, but
-// only after decoding them), a NotifyAck of at most the notify window
+// only after decoding them; the master's own smaller cap is refused after
+// decoding, with quota_exceeded, which the app can act on), a NotifyAck of at most the notify window
 // (the app cannot hold more notifications), anything else of one item,
 // which is refused after decoding anyway.
 func (m *Master) appDecodeLimits(t protocol.Type) protocol.DecodeLimits {
@@ -328,6 +359,15 @@ func (m *Master) appDecodeLimits(t protocol.Type) protocol.DecodeLimits {
 		return protocol.DecodeLimits{MaxItems: m.sched.NotifyWindow()}
 	}
 	return protocol.DecodeLimits{MaxItems: 1}
+}
+
+// untrackApp forgets p as app's connection, unless a newer one replaced it.
+func (m *Master) untrackApp(app string, p *peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.appConns[app].p == p {
+		delete(m.appConns, app)
+	}
 }
 
 // Scheduler is the master's task life: the operator API and its numbers.

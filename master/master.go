@@ -32,6 +32,7 @@ import (
 
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/internal/wire"
+	"github.com/anthill-project/anthill/master/identity"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
@@ -65,10 +66,14 @@ type Master struct {
 	stopped   chan struct{} // Run finished its shutdown
 	runErr    error
 
-	mu      sync.Mutex
-	live    map[*wire.Conn]struct{}
-	raw     map[*websocket.Conn]struct{} // still in the handshake
-	closing bool                         // no more connections are accepted
+	ident *identity.Registry
+
+	mu       sync.Mutex
+	sessions map[string]map[*sched.Slave]*peer // live slave sessions by volunteer identity
+	appConns map[string]appConn                // live application connections by app id
+	live     map[*wire.Conn]struct{}
+	raw      map[*websocket.Conn]struct{} // still in the handshake
+	closing  bool                         // no more connections are accepted
 }
 
 // New validates opts, opens the store, reloads unfinished work and binds the
@@ -84,9 +89,17 @@ func New(opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	ident, err := identity.Open(st, opts.Now)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	m := &Master{
 		opts:     opts,
 		st:       st,
+		ident:    ident,
+		sessions: map[string]map[*sched.Slave]*peer{},
+		appConns: map[string]appConn{},
 		live:     map[*wire.Conn]struct{}{},
 		raw:      map[*websocket.Conn]struct{}{},
 		closed:   make(chan struct{}),

@@ -17,9 +17,16 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// testAdmin is the admin token newMaster gives a master without one; the
+// Hellos below present it unless a test says otherwise.
+const testAdmin = "master-test-admin-token"
+
 func newMaster(t testing.TB, dir string, o Options) *Master {
 	t.Helper()
 	o.Listen, o.Data = "127.0.0.1:0", dir
+	if o.AdminToken == "" {
+		o.AdminToken = testAdmin
+	}
 	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -113,11 +120,11 @@ func (p *testPeer) closed() int {
 }
 
 func appHello(name string) *protocol.Hello {
-	return &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: name}
+	return &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: name, Token: testAdmin}
 }
 
 func slaveHello(name string, window int, kinds ...string) *protocol.Hello {
-	return &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: name, Kinds: kinds, Concurrency: window}
+	return &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: name, Kinds: kinds, Concurrency: window, Token: testAdmin}
 }
 
 // A task's whole life over real sockets, across a restart: accepted means
@@ -161,8 +168,9 @@ func TestTaskLifeOverTheWire(t *testing.T) {
 // Every malformed Hello is refused with a code naming why, and closes that
 // connection only.
 func TestHandshakeRefusals(t *testing.T) {
-	m := newMaster(t, t.TempDir(), Options{SlaveToken: "s3cret"})
-	withToken := func(h *protocol.Hello) *protocol.Hello { h.Token = "s3cret"; return h }
+	m := newMaster(t, t.TempDir(), Options{SlaveToken: "s3cret-invitation"})
+	withToken := func(h *protocol.Hello) *protocol.Hello { h.Token = "s3cret-invitation"; return h }
+	noToken := func(h *protocol.Hello) *protocol.Hello { h.Token = ""; return h }
 	for _, tc := range []struct {
 		name  string
 		path  string
@@ -174,7 +182,9 @@ func TestHandshakeRefusals(t *testing.T) {
 		{"wrong role", "/ws/app", withToken(slaveHello("s", 1, "k")), protocol.CodeBadHandshake},
 		{"no name", "/ws/app", appHello(""), protocol.CodeBadHandshake},
 		{"name too long", "/ws/app", appHello(string(make([]byte, protocol.MaxNameBytes+1))), protocol.CodeBadHandshake},
-		{"slave without token", "/ws/slave", slaveHello("intruder", 1, "k"), protocol.CodeUnauthorized},
+		{"slave without token", "/ws/slave", noToken(slaveHello("intruder", 1, "k")), protocol.CodeUnauthorized},
+		{"slave with a wrong token", "/ws/slave", func() *protocol.Hello { h := slaveHello("intruder", 1, "k"); h.Token = "guess"; return h }(), protocol.CodeUnauthorized},
+		{"app without token", "/ws/app", noToken(appHello("a")), protocol.CodeUnauthorized},
 		{"slave without kinds", "/ws/slave", withToken(slaveHello("s", 1)), protocol.CodeBadHandshake},
 		{"slave without slots", "/ws/slave", withToken(slaveHello("s", 0, "k")), protocol.CodeBadHandshake},
 	} {

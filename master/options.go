@@ -3,6 +3,7 @@ package master
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -132,10 +133,24 @@ type Options struct {
 	// (no connection, task, notification or submit record) is kept before
 	// it and its series are forgotten. Default 10m.
 	AppIdle time.Duration
-	// SlaveToken, when set, is the enrollment token every slave must
-	// present in its Hello; a slave without it is refused as unauthorized.
-	// Default "": any slave may join.
+	// AdminToken is the operator's credential, the JSON-RPC API's bearer
+	// token (cmd/anthill loads it with jsonrpc.LoadOrCreateToken). An
+	// application presenting it may connect as any app id; a slave
+	// presenting it (the operator's own machine) runs as the volunteer
+	// identity its Hello's name names (cleaned up to a valid identity
+	// name), created on first use; no token of its own is issued. Default
+	// "": the WebSocket endpoints accept no admin credential.
+	AdminToken string
+	// SlaveToken, when set, is an invitation: a slave presenting it in its
+	// Hello is enrolled as a new volunteer identity and given that
+	// identity's own token in the Welcome, which it presents from then on.
+	// At least MinSlaveTokenBytes bytes. Default "": no invitation.
 	SlaveToken string
+	// OpenEnrollment lets anyone join: a slave that presents no credential
+	// is enrolled as a new volunteer identity on first contact, as with an
+	// invitation. Default false: a slave needs a volunteer token
+	// (Volunteers.Enroll), the invitation or the admin token.
+	OpenEnrollment bool
 	// Metrics is where the master's Prometheus metrics are registered (serve
 	// them with promexport.Handler). Nil keeps the numbers, for Stats and
 	// the time series, without exporting them.
@@ -149,6 +164,9 @@ type Options struct {
 	// Version is reported in Info. Default "dev".
 	Version string
 }
+
+// MinSlaveTokenBytes is the shortest Options.SlaveToken New accepts.
+const MinSlaveTokenBytes = 16
 
 // setDefaults fills what the master itself uses; the scheduler's fields
 // take their defaults, and are validated, in sched.New.
@@ -170,6 +188,10 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Heartbeat < 0 || o.SendQueue < 0 {
 		return errors.New("negative heartbeat or send queue")
+	}
+	if o.SlaveToken != "" && len(o.SlaveToken) < MinSlaveTokenBytes {
+		// A short shared secret falls to online guessing in seconds.
+		return fmt.Errorf("slave token of %d bytes: it must be at least %d (openssl rand -hex 16 makes one)", len(o.SlaveToken), MinSlaveTokenBytes)
 	}
 	if o.SendQueue == 0 {
 		o.SendQueue = 1024

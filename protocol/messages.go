@@ -98,6 +98,14 @@ type Welcome struct {
 	// larger one fails the attempt. Absent (0) from masters that announce
 	// none: the slave then keeps within its frame limit.
 	MaxResultBytes int `json:"max_result_bytes,omitempty"`
+	// Volunteer is the identity a slave's session runs under, chosen by
+	// the master; Hello.Name is only its display label. Empty for apps.
+	Volunteer string `json:"volunteer,omitempty"`
+	// VolunteerToken is set once, when the master has just enrolled the
+	// slave (open enrollment, an invitation or the admin token): the
+	// slave's own credential, to keep and present as Hello.Token from then
+	// on. The master keeps only its hash and never sends it again.
+	VolunteerToken string `json:"volunteer_token,omitempty"`
 }
 
 // Heartbeat is the interval a Welcome announces.

@@ -35,8 +35,17 @@ type Options struct {
 	// Name identifies the slave on the master, 1 to 128 bytes. Default
 	// "<hostname>-<pid>".
 	Name string
-	// Token is the enrollment token sent in the Hello. Default "": none.
+	// Token is the credential sent in the Hello: this volunteer's own
+	// token (Volunteers.Enroll), or an invitation (the master's
+	// --slave-token), in exchange for which the master issues an identity
+	// token of its own. Default "": none, which a master admits only under
+	// open enrollment.
 	Token string
+	// State is the directory where the slave keeps the identity token a
+	// master issued it (one file per master, mode 0600, directory 0700),
+	// and presents it on later starts in place of an invitation. Default
+	// "": nothing is kept, and the identity lasts while the process runs.
+	State string
 	// Registry holds the task kinds the slave runs; it must hold at least
 	// one. Required.
 	Registry *sandbox.Registry

@@ -55,6 +55,7 @@ type Slave struct {
 	host   string
 	memory uint64
 	used   atomic.Bool
+	token  string // presented in the Hello; Run's goroutine only
 
 	kick chan struct{} // cap 1: something to send (results, returns, credit)
 	idle chan struct{} // cap 1: while draining, the last running task ended
@@ -111,8 +112,13 @@ func New(opts Options) (*Slave, error) {
 	if err != nil {
 		return nil, err
 	}
+	token, err := loadToken(&o, u)
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	s := &Slave{
+		token:     token,
 		opts:      o,
 		url:       u,
 		log:       o.Logger.With("master", u, "name", o.Name),
@@ -183,7 +189,8 @@ func (s *Slave) loop(ctx context.Context) error {
 				s.stats.Reconnects++
 				s.mu.Unlock()
 			}
-			s.log.Info("connected", "session", w.Session, "dispatch", dispatchName(w), "heartbeat", w.Heartbeat())
+			s.log.Info("connected", "session", w.Session, "volunteer", w.Volunteer, "dispatch", dispatchName(w), "heartbeat", w.Heartbeat())
+			s.adopt(w)
 			began := time.Now()
 			err = s.serve(ctx, c, w)
 			if ctx.Err() != nil {
@@ -240,7 +247,7 @@ func (s *Slave) hello() *protocol.Hello {
 		Version:     protocol.Version,
 		Role:        protocol.RoleSlave,
 		Name:        s.opts.Name,
-		Token:       s.opts.Token,
+		Token:       s.token,
 		Software:    s.opts.Software,
 		Host:        s.host,
 		OS:          runtime.GOOS,

@@ -191,8 +191,9 @@ func (s *Server) taskAction(what string, act func(id uint64) error) http.Handler
 	}
 }
 
-// serveDrain drains every session of a slave name: the table shows names,
-// and a volunteer restarting its slave may briefly have two.
+// serveDrain drains every session of a volunteer identity: the table shows
+// identities (never self-chosen names, which two volunteers may share),
+// and a volunteer restarting its slave may briefly have two sessions.
 func (s *Server) serveDrain(w http.ResponseWriter, r *http.Request) {
 	var in sessionsIn
 	if !decodeBody(w, r, &in, "sessions") {

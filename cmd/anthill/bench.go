@@ -84,7 +84,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go io.Copy(io.Discard, mout)
 	url := "ws://" + addr
 
-	sp, err := startSlaves(url, "bench", *slaves, stderr, "--prefetch", fmt.Sprint(*prefetch))
+	tokb, err := os.ReadFile(filepath.Join(dir, jsonrpc.TokenFile))
+	if err != nil {
+		return err
+	}
+	// The operator's own machine: the admin token enrolls each slave.
+	admin := strings.TrimSpace(string(tokb))
+	sp, err := startSlaves(url, "bench", *slaves, func(string) (string, error) { return admin, nil }, stderr, "--prefetch", fmt.Sprint(*prefetch))
 	defer stopSlaves(sp, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
@@ -100,7 +106,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	var lat latencies
-	node, err := appnode.Connect(ctx, appnode.Options{Master: url, App: "bench", TaskFinished: lat.finished})
+	node, err := appnode.Connect(ctx, appnode.Options{Master: url, App: "bench", Token: admin, TaskFinished: lat.finished})
 	if err != nil {
 		return err
 	}

@@ -41,11 +41,18 @@ that reconnects gets a new one.`, stderr)
 }
 
 func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newClientFlags("apps", "[flags]",
+	c := newClientFlags("apps", "[flags] [enroll APP | revoke APP | credentials]",
 		`Lists the application ids the master knows, with their task counts
-(Apps.List).`, stderr)
-	if err := c.parseNone(args); err != nil {
+(Apps.List). "enroll APP" issues the token app APP connects with and prints
+it once (Apps.Enroll; enrolling again replaces it); "revoke APP" forgets it
+and disconnects the app, whose tasks stay (Apps.Revoke); "credentials"
+lists the apps holding a token (Apps.Credentials).`, stderr)
+	operands, err := c.parse(args)
+	if err != nil {
 		return err
+	}
+	if len(operands) > 0 {
+		return runAppsCredential(ctx, stdout, c, operands)
 	}
 	return showCall(ctx, stdout, c, "Apps.List", nil, printApps)
 }

@@ -118,7 +118,7 @@ func (f *fakeMaster) addTask(app, kind, state string, result []byte, errMsg stri
 	f.tasks[id] = map[string]any{
 		"id": id, "app": app, "kind": kind, "key": "", "state": state, "attempts": 1, "max_attempts": 3,
 		"priority": 0, "timeout_ms": 60000, "created_at": "2025-03-01T10:00:00.123Z", "started_at": nil,
-		"finished_at": nil, "slave": "s-1", "result": result, "error": errMsg, "history": []any{},
+		"finished_at": nil, "slave": "s-1", "session": "a1", "result": result, "error": errMsg, "history": []any{},
 	}
 	return id
 }
@@ -285,7 +285,7 @@ func (f *fakeMaster) methods() map[string]fakeMethod {
 }
 
 var fakeSlave = map[string]any{
-	"id": "s-1", "name": "box-1", "host": "box", "os": "linux", "arch": "amd64", "cores": 8,
+	"id": "s-1", "identity": "lab-7", "name": "box-1", "remote": "192.0.2.7:5000", "host": "box", "os": "linux", "arch": "amd64", "cores": 8,
 	"concurrency": 4, "window": 8, "running": 2, "done": 10, "failed": 1, "kinds": []string{"echo", "sha256"},
 	"draining": false, "dispatched": 12, "busy_ms": 431, "connected_at": "2025-03-01T09:00:00.5Z",
 }
@@ -622,6 +622,7 @@ created_at:    2025-03-01T10:00:00Z
 started_at:    -
 finished_at:   -
 slave:         s-1
+session:       a1
 result:        hello world
 error:         -
 history:       -
@@ -630,16 +631,16 @@ history:       -
 	f.mu.Lock()
 	f.tasks[id]["payload"] = []byte("in\x00")
 	f.tasks[id]["history"] = []map[string]any{
-		{"slave": "s-0", "started_at": "2025-03-01T10:00:00.5Z", "ended_at": "2025-03-01T10:00:01Z", "outcome": "lost", "error": "slave gone"},
-		{"slave": "s-1", "started_at": "2025-03-01T10:00:02Z", "ended_at": nil, "outcome": "running", "error": ""},
+		{"slave": "s-0", "session": "a0", "started_at": "2025-03-01T10:00:00.5Z", "ended_at": "2025-03-01T10:00:01Z", "outcome": "lost", "error": "slave gone"},
+		{"slave": "s-1", "session": "a1", "started_at": "2025-03-01T10:00:02Z", "ended_at": nil, "outcome": "running", "error": ""},
 	}
 	f.mu.Unlock()
 	out, _, _ = f.run("get", fmt.Sprint(id))
-	if want := "slave:         s-1\npayload:       \"in\\x00\"\nresult:        hello world\n"; !strings.Contains(out, want) {
+	if want := "slave:         s-1\nsession:       a1\npayload:       \"in\\x00\"\nresult:        hello world\n"; !strings.Contains(out, want) {
 		t.Errorf("get output lacks %q:\n%s", want, out)
 	}
-	if want := "\nhistory[0]:    slave=s-0 started_at=2025-03-01T10:00:00Z ended_at=2025-03-01T10:00:01Z outcome=lost error=slave gone\n" +
-		"history[1]:    slave=s-1 started_at=2025-03-01T10:00:02Z ended_at=- outcome=running error=-\n"; !strings.HasSuffix(out, want) {
+	if want := "\nhistory[0]:    slave=s-0 session=a0 started_at=2025-03-01T10:00:00Z ended_at=2025-03-01T10:00:01Z outcome=lost error=slave gone\n" +
+		"history[1]:    slave=s-1 session=a1 started_at=2025-03-01T10:00:02Z ended_at=- outcome=running error=-\n"; !strings.HasSuffix(out, want) {
 		t.Errorf("get output does not end in %q:\n%s", want, out)
 	}
 	out, _, _ = f.run("get", fmt.Sprint(bin))
@@ -853,7 +854,7 @@ func TestSlavesAppsStats(t *testing.T) {
 	out, _, code := f.run("slaves")
 	wantCode(t, code, 0)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[1], "box-1") ||
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[1], "box-1") || !strings.Contains(lines[1], "lab-7") ||
 		!strings.Contains(lines[1], "echo,sha256") || !strings.Contains(lines[1], "2025-03-01T09:00:00Z") {
 		t.Errorf("slaves:\n%s", out)
 	}
@@ -874,7 +875,9 @@ func TestSlavesAppsStats(t *testing.T) {
 	wantCode(t, code, 0)
 	wantOutput(t, "slaves get", out, `
 id:            s-1
+identity:      lab-7
 name:          box-1
+remote:        192.0.2.7:5000
 host:          box
 os:            linux
 arch:          amd64

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
 )
@@ -58,7 +59,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer os.RemoveAll(dir)
 	}
 	reg := newRegistry()
-	mo := master.Options{Listen: *listen, Data: dir, Logger: log, Version: versionString(), Metrics: reg}
+	tok, tokPath, _, err := jsonrpc.LoadOrCreateToken(dir)
+	if err != nil {
+		return err
+	}
+	// The demo runs on this machine for whoever runs it: anyone may add a
+	// volunteer, as the closing hint says.
+	mo := master.Options{Listen: *listen, Data: dir, Logger: log, Version: versionString(), Metrics: reg,
+		AdminToken: tok, OpenEnrollment: true}
 	m, err := master.New(mo)
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && *listen != "127.0.0.1:0" {
@@ -69,7 +77,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	parts, err := attachHTTP(m, mo, reg, log)
+	parts, err := attachHTTP(m, mo, tok, tokPath, reg, log)
 	if err != nil {
 		m.Close()
 		return err
@@ -93,7 +101,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *concurrency > 0 {
 		extra = []string{"--concurrency", fmt.Sprint(*concurrency)}
 	}
-	procs, err := startSlaves(m.URL(), "demo-slave", *slaves, stderr, extra...)
+	// The demo enrolls its own volunteers, one identity per slave.
+	procs, err := startSlaves(m.URL(), "demo-slave", *slaves, m.EnrollVolunteer, stderr, extra...)
 	defer stopSlaves(procs, log)
 	if err != nil {
 		return err
@@ -103,7 +112,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "slaves   %d local processes, connected\n", *slaves)
 
-	node, err := appnode.Connect(ctx, appnode.Options{Master: m.URL(), App: "mandelbrot-demo", Logger: log})
+	node, err := appnode.Connect(ctx, appnode.Options{Master: m.URL(), App: "mandelbrot-demo", Token: tok, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -140,7 +149,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "done     %d tasks in %v: %.0f tasks/s\n", job.Total(), elapsed.Round(time.Millisecond),
 		float64(job.Total())/elapsed.Seconds())
 	for _, s := range st.Slaves {
-		fmt.Fprintf(stdout, "         %-14s %4d tasks  busy %v\n", s.Name, s.Done, s.Busy.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "         %-14s %4d tasks  busy %v\n", s.Identity, s.Done, s.Busy.Round(time.Millisecond))
 	}
 	fmt.Fprintf(stdout, "store    %d commits for %d changes (group commit)\n", st.Store.Commits, st.Store.Ops)
 	fmt.Fprintf(stdout, "image    %s\n", *out)
@@ -148,7 +157,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	fmt.Fprintf(stdout, "\nThe master keeps running, and the demo keeps zooming into the set so the\n"+
-		"dashboard has live work to show. Add a volunteer from another terminal:\n"+
+		"dashboard has live work to show. Add a volunteer from another terminal\n"+
+		"(the demo's master lets anyone join and gives each its own identity):\n"+
 		"  go run ./cmd/anthill slave --master %s\nPress Ctrl-C to stop.\n", m.URL())
 	err = zoom(ctx, node, cfg, appnode.RunOptions{Window: 4 * *slaves * max(*concurrency, 2)})
 	fmt.Fprintln(stdout, "stopping")
@@ -185,16 +195,23 @@ func zoom(ctx context.Context, node *appnode.Node, base mandelbrot.Config, ro ap
 	}
 }
 
-// startSlaves runs n `anthill slave` processes of this very binary, named
-// prefix-1, prefix-2, ..., each with the extra flags.
-func startSlaves(url, prefix string, n int, stderr io.Writer, extra ...string) ([]*exec.Cmd, error) {
+// startSlaves runs n `anthill slave` processes of this very binary against
+// url, named prefix-1, prefix-2, ..., each with the token that token
+// returns for its name and the extra flags. They keep no state: their
+// identities belong to a run whose store is temporary.
+func startSlaves(url, prefix string, n int, token func(name string) (string, error), stderr io.Writer, extra ...string) ([]*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	var procs []*exec.Cmd
 	for i := range n {
-		args := []string{"slave", "--master", url, "--name", fmt.Sprintf("%s-%d", prefix, i+1), "--log-level", "warn"}
+		name := fmt.Sprintf("%s-%d", prefix, i+1)
+		tok, err := token(name)
+		if err != nil {
+			return procs, err
+		}
+		args := []string{"slave", "--master", url, "--name", name, "--token", tok, "--state", "", "--log-level", "warn"}
 		cmd := exec.Command(exe, append(args, extra...)...)
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Start(); err != nil {

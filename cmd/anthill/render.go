@@ -124,6 +124,7 @@ func printTask(w io.Writer, t *jsonrpc.Task) error {
 		{"started_at", fmtTime(t.StartedAt)},
 		{"finished_at", fmtTime(t.FinishedAt)},
 		{"slave", fmtText(t.Slave)},
+		{"session", fmtText(t.Session)},
 	}
 	// The master leaves an empty payload out, as Tasks.Wait and
 	// Tasks.List leave out every payload.
@@ -132,8 +133,8 @@ func printTask(w io.Writer, t *jsonrpc.Task) error {
 	}
 	fs = append(fs, field{"result", fmtBytes(t.Result)}, field{"error", fmtText(t.Error)})
 	fs = append(fs, listFields("history", t.History, func(a *jsonrpc.Attempt) string {
-		return fmt.Sprintf("slave=%s started_at=%s ended_at=%s outcome=%s error=%s",
-			fmtText(a.Slave), fmtTime(&a.StartedAt), fmtTime(a.EndedAt), fmtText(a.Outcome), fmtText(a.Error))
+		return fmt.Sprintf("slave=%s session=%s started_at=%s ended_at=%s outcome=%s error=%s",
+			fmtText(a.Slave), fmtText(a.Session), fmtTime(&a.StartedAt), fmtTime(a.EndedAt), fmtText(a.Outcome), fmtText(a.Error))
 	})...)
 	return printFields(w, fs)
 }
@@ -173,14 +174,14 @@ func printIDs(w io.Writer, ids []uint64) error {
 
 // --- slaves, apps, stats
 
-var slaveHeader = []string{"ID", "NAME", "HOST", "OS", "ARCH", "CORES", "CONCURRENCY", "RUNNING", "DONE", "FAILED", "KINDS", "CONNECTED"}
+var slaveHeader = []string{"ID", "IDENTITY", "NAME", "HOST", "OS", "ARCH", "CORES", "CONCURRENCY", "RUNNING", "DONE", "FAILED", "KINDS", "CONNECTED"}
 
 func printSlaves(w io.Writer, l *jsonrpc.SlaveList) error {
 	rows := make([][]string, len(l.Slaves))
 	for i := range l.Slaves {
 		s := &l.Slaves[i]
 		rows[i] = []string{
-			fmtText(s.ID), fmtText(s.Name), fmtText(s.Host), fmtText(s.OS), fmtText(s.Arch),
+			fmtText(s.ID), fmtText(s.Identity), fmtText(s.Name), fmtText(s.Host), fmtText(s.OS), fmtText(s.Arch),
 			fmt.Sprint(s.Cores), fmt.Sprint(s.Concurrency), fmt.Sprint(s.Running),
 			fmt.Sprint(s.Done), fmt.Sprint(s.Failed), fmtList(s.Kinds), fmtTime(&s.ConnectedAt),
 		}
@@ -191,7 +192,9 @@ func printSlaves(w io.Writer, l *jsonrpc.SlaveList) error {
 func printSlave(w io.Writer, s *jsonrpc.Slave) error {
 	return printFields(w, []field{
 		{"id", fmtText(s.ID)},
+		{"identity", fmtText(s.Identity)},
 		{"name", fmtText(s.Name)},
+		{"remote", fmtText(s.Remote)},
 		{"host", fmtText(s.Host)},
 		{"os", fmtText(s.OS)},
 		{"arch", fmtText(s.Arch)},

@@ -39,7 +39,8 @@ func clientCommands() []command {
 		{"cancel", "cancel a task", runCancel},
 		{"retry", "run a failed or canceled task again", runRetry},
 		{"slaves", "list the connected slaves, or drain one", runSlaves},
-		{"apps", "list the applications", runApps},
+		{"apps", "list the applications, or enroll or revoke one's token", runApps},
+		{"volunteers", "list, enroll or revoke volunteer identities", runVolunteers},
 		{"stats", "show the master's statistics", runStats},
 	}
 }

@@ -65,7 +65,8 @@ func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.IntVar(&o.MaxApps, "max-apps", sched.DefaultMaxApps, "most applications known at once (negative: no limit)")
 	fs.DurationVar(&o.AppIdle, "app-idle", sched.DefaultAppIdle, "how long an app with nothing left on the master is kept before it and its metrics are forgotten")
 	fs.Int64Var(&o.SendQueueBytes, "send-queue-bytes", 0, "most bytes queued for one peer before it is dropped as too slow (default: 4 × --max-frame)")
-	fs.StringVar(&o.SlaveToken, "slave-token", "", "enrollment token slaves must present (default: none needed)")
+	fs.StringVar(&o.SlaveToken, "slave-token", "", "invitation: a slave presenting it is enrolled as a new volunteer identity (at least 16 bytes; default: none)")
+	fs.BoolVar(&o.OpenEnrollment, "open-enrollment", false, "let any slave join: one without a token is enrolled as a new volunteer identity")
 	fs.BoolVar(&o.NoSync, "no-sync", false, "skip fsync (benchmarks only: accepted tasks can be lost on a crash)")
 }
 
@@ -96,11 +97,16 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	o.Logger, o.Version = log, versionString()
 	reg := newRegistry()
 	o.Metrics = reg
+	tok, tokPath, _, err := jsonrpc.LoadOrCreateToken(o.Data)
+	if err != nil {
+		return err
+	}
+	o.AdminToken = tok
 	m, err := master.New(o)
 	if err != nil {
 		return err
 	}
-	parts, err := attachHTTP(m, o, reg, log)
+	parts, err := attachHTTP(m, o, tok, tokPath, reg, log)
 	if err != nil {
 		m.Close()
 		return err
@@ -108,6 +114,15 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	base := httpBase(m)
 	fmt.Fprintf(stdout, "anthill master listening on %s (data in %s)\n", m.Addr(), o.Data)
 	fmt.Fprintf(stdout, "JSON-RPC API at %s%s; admin token in %s\n", base, jsonrpc.Path, parts.tokenPath)
+	switch {
+	case o.OpenEnrollment:
+		fmt.Fprintf(stdout, "open enrollment: any slave may join (anthill slave --master %s) and is given its own identity\n", m.URL())
+	case o.SlaveToken != "":
+		fmt.Fprintf(stdout, "slaves join with the invitation (anthill slave --master %s --token <slave token>) or their own token\n", m.URL())
+	default:
+		fmt.Fprintf(stdout, "slaves need a token: anthill volunteers enroll NAME, then anthill slave --master %s --token TOKEN (or start the master with --open-enrollment)\n", m.URL())
+	}
+	fmt.Fprintln(stdout, "apps need a token: anthill apps enroll APP (or the admin token)")
 	// A one-time login link is a credential for 15 minutes: print it to a
 	// person at a terminal, not into logs that others may read.
 	if isTerminal(stdout) {
@@ -132,16 +147,13 @@ type httpParts struct {
 }
 
 // attachHTTP serves the JSON-RPC API and the dashboard on m, both behind
-// the admin token kept in the data dir (created on first start), and the
-// metrics in reg on /metrics, behind o.MetricsToken when set. Every door
-// shares the master's limiter of credential failures.
-func attachHTTP(m *master.Master, o master.Options, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
+// the admin token tok (kept in the data dir at path, created on first
+// start with jsonrpc.LoadOrCreateToken, and given to master.New as well),
+// and the metrics in reg on /metrics, behind o.MetricsToken when set.
+// Every door shares the master's limiter of credential failures.
+func attachHTTP(m *master.Master, o master.Options, tok, path string, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
 	m.Handle("/metrics", netguard.RequireBearer(o.MetricsToken, m.Limiter(), o.TrustProxy, "metrics", promexport.Handler(reg)))
-	tok, path, _, err := jsonrpc.LoadOrCreateToken(o.Data)
-	if err != nil {
-		return httpParts{}, err
-	}
-	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log, Limiter: m.Limiter(), TrustProxy: o.TrustProxy})
+	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log, Limiter: m.Limiter(), TrustProxy: o.TrustProxy, Identities: m})
 	if err != nil {
 		return httpParts{}, err
 	}
@@ -198,7 +210,8 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o slave.Options
 	fs.StringVar(&o.Master, "master", "ws://127.0.0.1:7070", "URL of the master")
 	fs.StringVar(&o.Name, "name", "", "name shown on the master (default host-pid)")
-	fs.StringVar(&o.Token, "token", "", "enrollment token, if the master requires one")
+	fs.StringVar(&o.Token, "token", "", "this volunteer's token (anthill volunteers enroll), or an invitation (the master's --slave-token)")
+	fs.StringVar(&o.State, "state", defaultSlaveState(), `directory keeping the identity token a master issued this slave ("" keeps none)`)
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks run at once (default: number of CPUs)")
 	fs.IntVar(&o.Prefetch, "prefetch", 0, "tasks held beyond concurrency to hide latency (default: concurrency)")
 	fs.DurationVar(&o.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long running tasks may finish")
@@ -218,4 +231,14 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return s.Run(ctx)
+}
+
+// defaultSlaveState is where a slave keeps its identity by default: the
+// user's config dir, so a volunteer's restarts keep their identity.
+func defaultSlaveState() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "anthill", "slave")
 }

@@ -14,9 +14,16 @@ import (
 	"github.com/anthill-project/anthill/master"
 )
 
+// AdminToken is the admin token Start gives a master that has none, so
+// tests' apps and slaves can present a credential without plumbing one:
+// an app presenting it may be any app id, a slave runs as the volunteer
+// identity its name names. It is public; no real master may use it.
+const AdminToken = "testmaster-admin-token-not-a-secret"
+
 // Start runs a master with o and returns it serving. Listen and Data
 // default to 127.0.0.1:0 and a new temp dir (pass the same Data again to
-// restart on a store), Logger to the test's log. attach runs before Run,
+// restart on a store), AdminToken to the package's AdminToken, Logger to
+// the test's log. attach runs before Run,
 // where HTTP handlers must be mounted (m.Handle); an error from it fails
 // the test. The master stops at cleanup, after everything the test
 // registers for cleanup later (clients, slaves) has gone.
@@ -30,6 +37,9 @@ func Start(t testing.TB, o master.Options, attach ...func(m *master.Master) erro
 	}
 	if o.Logger == nil {
 		o.Logger = Logger(t)
+	}
+	if o.AdminToken == "" {
+		o.AdminToken = AdminToken
 	}
 	m, err := master.New(o)
 	if err != nil {

@@ -59,7 +59,8 @@ type Task struct {
 	CreatedAt    *time.Time `json:"created_at"`
 	StartedAt    *time.Time `json:"started_at"`
 	FinishedAt   *time.Time `json:"finished_at"`
-	Slave        string     `json:"slave"`
+	Slave        string     `json:"slave"`   // the volunteer identity of the last attempt
+	Session      string     `json:"session"` // and its session ("" in records from before identities)
 	PayloadBytes int        `json:"payload_bytes"`
 	ResultBytes  int        `json:"result_bytes"`
 	Payload      []byte     `json:"payload,omitempty"`
@@ -71,7 +72,8 @@ type Task struct {
 // Attempt is one run of a task on a slave. Outcome is running, done,
 // failed, timeout, lost, returned or canceled.
 type Attempt struct {
-	Slave     string     `json:"slave"`
+	Slave     string     `json:"slave"`   // the volunteer identity that ran it
+	Session   string     `json:"session"` // its session ("" in records from before identities)
 	StartedAt time.Time  `json:"started_at"`
 	EndedAt   *time.Time `json:"ended_at"` // nil while it runs
 	Outcome   string     `json:"outcome"`
@@ -84,13 +86,15 @@ func TaskOf(ti *sched.TaskInfo) Task {
 		ID: ti.ID, App: ti.App, Kind: ti.Kind, Key: ti.Key, State: ti.State.String(),
 		Attempts: ti.Attempts, MaxAttempts: ti.MaxAttempts, Priority: ti.Priority,
 		TimeoutMS: ti.Timeout.Milliseconds(), CreatedAt: Time(ti.CreatedAt),
-		StartedAt: Time(ti.StartedAt), FinishedAt: Time(ti.FinishedAt), Slave: ti.Slave,
+		StartedAt: Time(ti.StartedAt), FinishedAt: Time(ti.FinishedAt),
 		PayloadBytes: len(ti.Payload), ResultBytes: len(ti.Result),
 		Payload: ti.Payload, Result: ti.Result, Error: ti.Err,
 		History: make([]Attempt, len(ti.History)),
 	}
+	t.Slave, t.Session = sched.Attribution(ti.Slave)
 	for i, a := range ti.History {
-		t.History[i] = Attempt{Slave: a.Slave, StartedAt: a.Started.UTC(), EndedAt: Time(a.Ended), Outcome: a.Outcome.String(), Error: a.Err}
+		id, session := sched.Attribution(a.Slave)
+		t.History[i] = Attempt{Slave: id, Session: session, StartedAt: a.Started.UTC(), EndedAt: Time(a.Ended), Outcome: a.Outcome.String(), Error: a.Err}
 	}
 	return t
 }
@@ -208,10 +212,12 @@ type Store struct {
 }
 
 // Slave is one connected slave session and its numbers since it
-// connected.
+// connected. Identity is who it is; Name only the label it chose.
 type Slave struct {
 	ID          string   `json:"id"` // the session: a reconnect gets a new one
+	Identity    string   `json:"identity"`
 	Name        string   `json:"name"`
+	Remote      string   `json:"remote"` // the address it connects from
 	Host        string   `json:"host"`
 	OS          string   `json:"os"`
 	Arch        string   `json:"arch"`
@@ -232,11 +238,14 @@ type Slave struct {
 	ConnectedAt     time.Time `json:"connected_at"`
 }
 
-// SlaveName is everything under one slave name: its live sessions (usually
-// one, none once it has gone and its numbers linger) and the numbers kept
-// for the name across reconnects.
+// SlaveName is everything under one volunteer identity: its live sessions
+// (usually one, none once it has gone and its numbers linger) and the
+// numbers kept for it across reconnects. Name is the identity, never a
+// self-chosen label: two volunteers calling themselves the same are two
+// rows. Labels are the labels its sessions chose.
 type SlaveName struct {
 	Name         string     `json:"name"`
+	Labels       []string   `json:"labels"`
 	Sessions     []string   `json:"sessions"`
 	Host         string     `json:"host"`
 	Platform     string     `json:"platform"` // os/arch
@@ -277,8 +286,8 @@ type App struct {
 // source once.
 type Overview struct {
 	Summary Summary     `json:"summary"`
-	Slaves  []Slave     `json:"slaves"` // sessions, by name
-	Names   []SlaveName `json:"names"`  // slave names, live or lingering, by name
+	Slaves  []Slave     `json:"slaves"` // sessions, by identity
+	Names   []SlaveName `json:"names"`  // volunteer identities, live or lingering, by name
 	Apps    []App       `json:"apps"`   // by name
 }
 
@@ -355,7 +364,7 @@ func slavesOf(st *sched.Stats) []Slave {
 	out := make([]Slave, len(st.Slaves))
 	for i, sl := range st.Slaves {
 		out[i] = Slave{
-			ID: sl.Session, Name: sl.Name, Host: sl.Host, OS: sl.OS, Arch: sl.Arch, Cores: sl.Cores,
+			ID: sl.Session, Identity: sl.Identity, Name: sl.Name, Remote: sl.Remote, Host: sl.Host, OS: sl.OS, Arch: sl.Arch, Cores: sl.Cores,
 			Concurrency: sl.Concurrency, Window: sl.Window, Kinds: sl.Kinds, Running: sl.Running,
 			Draining: sl.Draining, Dispatched: sl.Dispatched, Done: sl.Done, Failed: sl.Failed,
 			RejectedResults: sl.RejectedResults, MaxWindow: sl.MaxWindow,
@@ -374,12 +383,15 @@ func slavesOf(st *sched.Stats) []Slave {
 func namesOf(st *sched.Stats, sums []stats.SlaveSummary) []SlaveName {
 	rows := map[string]*SlaveName{}
 	for _, sl := range st.Slaves {
-		row := rows[sl.Name]
+		row := rows[sl.Identity]
 		if row == nil {
-			row = &SlaveName{Name: sl.Name, Host: sl.Host, Platform: sl.OS + "/" + sl.Arch, Cores: sl.Cores, Draining: true}
-			rows[sl.Name] = row
+			row = &SlaveName{Name: sl.Identity, Host: sl.Host, Platform: sl.OS + "/" + sl.Arch, Cores: sl.Cores, Draining: true}
+			rows[sl.Identity] = row
 		}
 		row.Sessions = append(row.Sessions, sl.Session)
+		if !slices.Contains(row.Labels, sl.Name) {
+			row.Labels = append(row.Labels, sl.Name)
+		}
 		row.Slots += sl.Concurrency
 		row.Running += sl.Running
 		row.Draining = row.Draining && sl.Draining
@@ -400,6 +412,10 @@ func namesOf(st *sched.Stats, sums []stats.SlaveSummary) []SlaveName {
 		if len(row.Sessions) == 0 {
 			row.Sessions, row.Draining = []string{}, false
 		}
+		if row.Labels == nil {
+			row.Labels = []string{}
+		}
+		slices.Sort(row.Labels)
 		if row.Recent == nil {
 			row.Recent = []float64{}
 		}

@@ -114,6 +114,38 @@ func TestBuildJoinsOnce(t *testing.T) {
 	}
 }
 
+// Two identities with one self-chosen name are two rows, each with its
+// own numbers; a task names the identity and the session that ran it.
+func TestNamesAreIdentities(t *testing.T) {
+	s := newScheduler(t)
+	id, err := s.Submit(context.Background(), "app", []protocol.NewTask{{Kind: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []protocol.Task
+	alice := s.AttachVolunteer(sched.Who{Identity: "alice", Session: "s-a", Remote: "192.0.2.1:1"}, hello("lab-pc-7", 1), dispatches{tasks: &sent})
+	s.AttachVolunteer(sched.Who{Identity: "mallory", Session: "s-m", Remote: "192.0.2.2:1"}, hello("lab-pc-7", 1), discard{})
+	if len(sent) != 1 || sent[0].ID != id {
+		t.Fatalf("alice was sent %+v", sent)
+	}
+	s.Complete(alice, []protocol.Result{{ID: id, Attempt: 1, Lease: sent[0].Lease, Output: []byte("ok")}})
+	tis, err := s.Wait(context.Background(), []uint64{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task := TaskOf(&tis[0]); task.Slave != "alice" || task.Session != "s-a" || task.History[0].Slave != "alice" || task.History[0].Session != "s-a" {
+		t.Fatalf("task attributed to %q/%q, history %+v", task.Slave, task.Session, task.History)
+	}
+	o := Build(s)
+	if len(o.Names) != 2 || o.Names[0].Name != "alice" || o.Names[0].Done != 1 || o.Names[1].Name != "mallory" || o.Names[1].Done != 0 ||
+		o.Names[1].Labels[0] != "lab-pc-7" {
+		t.Fatalf("names %+v", o.Names)
+	}
+	if o.Slaves[0].Identity != "alice" || o.Slaves[0].Name != "lab-pc-7" || o.Slaves[0].Remote != "192.0.2.1:1" {
+		t.Fatalf("sessions %+v", o.Slaves)
+	}
+}
+
 // Every shape follows the conventions: ids as numbers, times as RFC 3339
 // or null.
 func TestTaskJSON(t *testing.T) {

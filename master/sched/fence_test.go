@@ -51,7 +51,7 @@ func TestFenceRejectsResultsWithoutTheLease(t *testing.T) {
 		h.s.Complete(honest, []protocol.Result{{ID: task.ID, Attempt: task.Attempt, Lease: task.Lease, Output: []byte("real")}})
 	}
 	for id := secret; id <= gpu; id++ {
-		if info := h.wait(id)[0]; string(info.Result) != "real" || info.Slave != "honest" {
+		if info := h.wait(id)[0]; string(info.Result) != "real" || info.Slave != "honest/session-honest" {
 			t.Fatalf("task %d: %+v", id, info)
 		}
 	}

@@ -17,7 +17,8 @@ func wantHistory(t *testing.T, h []Attempt, want ...string) {
 	t.Helper()
 	var got []string
 	for _, a := range h {
-		got = append(got, a.Outcome.String()+"@"+a.Slave)
+		identity, _ := Attribution(a.Slave) // sessions are the harness's "session-" + name
+		got = append(got, a.Outcome.String()+"@"+identity)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("history %v, want %v\n%+v", got, want, h)
@@ -70,7 +71,7 @@ func TestHistoryFailedThenDone(t *testing.T) {
 		t.Helper()
 		wantHistory(t, info.History, "failed@A", "done@B")
 		hist := info.History
-		if info.State != protocol.StateDone || info.Attempts != 2 || info.Slave != "B" {
+		if info.State != protocol.StateDone || info.Attempts != 2 || info.Slave != "B/session-B" {
 			t.Errorf("task %+v", info)
 		}
 		for i, want := range []time.Time{t0, t1, t2, t3} {
@@ -329,5 +330,36 @@ func TestPutReusesScratch(t *testing.T) {
 	h.s.put(&b, &tk) // grows the batch once
 	if n := testing.AllocsPerRun(100, func() { b.Reset(); h.s.put(&b, &tk) }); n != 0 {
 		t.Errorf("put: %v allocations", n)
+	}
+}
+
+// A revoked slave's tasks go back at no attempt cost, even a task with a
+// single attempt, and the session gets no more work; its DetachSlave then
+// finds nothing to requeue.
+func TestRevokeSlaveCostsNoAttempt(t *testing.T) {
+	h := newHarness(t, Options{})
+	id := h.submit("a", protocol.NewTask{Kind: "k", MaxAttempts: 1})
+	revoked, ro := h.slave("revoked", 2, "k")
+	readAs[*protocol.Dispatch](t, ro)
+	if n := h.s.RevokeSlave(revoked, "revoked"); n != 1 {
+		t.Fatalf("RevokeSlave took back %d tasks, want 1", n)
+	}
+	info := h.task(id)
+	wantHistory(t, info.History, "returned@revoked")
+	if info.Attempts != 0 || info.State != protocol.StatePending {
+		t.Fatalf("after the revocation: %+v", info)
+	}
+	h.submit("a", protocol.NewTask{Kind: "k"})
+	if n := h.s.DetachSlave(revoked); n != 0 {
+		t.Fatalf("DetachSlave requeued %d after the revocation", n)
+	}
+	other, oo := h.slave("other", 1, "k")
+	d := readAs[*protocol.Dispatch](t, oo)
+	if d.Tasks[0].ID != id {
+		t.Fatalf("dispatched %d first, want the returned %d", d.Tasks[0].ID, id)
+	}
+	h.complete(other, []protocol.Result{result(id, d.Tasks[0].Attempt, "")})
+	if got := h.wait(id)[0]; got.State != protocol.StateDone || got.Attempts != 1 {
+		t.Fatalf("%+v", got)
 	}
 }

@@ -25,7 +25,7 @@ func TestSubmitGetWait(t *testing.T) {
 
 	sl, so := h.slave("s", 1, "k")
 	d := readAs[*protocol.Dispatch](t, so)
-	if info := h.task(id); info.State != protocol.StateRunning || info.Slave != "s" || info.Attempts != 1 {
+	if info := h.task(id); info.State != protocol.StateRunning || info.Slave != "s/session-s" || info.Attempts != 1 {
 		t.Fatalf("running task: %+v", info)
 	}
 	waited := make(chan []TaskInfo, 1)
@@ -159,7 +159,7 @@ func TestListPaginatesAndFilters(t *testing.T) {
 	_, so := h.slave("s", 1, "a")
 	running := readAs[*protocol.Dispatch](t, so).Tasks[0].ID
 	page, _, err := h.s.Tasks(TaskFilter{State: protocol.StateRunning})
-	if err != nil || len(page) != 1 || page[0].ID != running || page[0].Slave != "s" {
+	if err != nil || len(page) != 1 || page[0].ID != running || page[0].Slave != "s/session-s" {
 		t.Fatalf("running tasks: %+v %v", page, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/anthill-project/anthill/master/store"
@@ -17,7 +18,8 @@ import (
 type Slave struct {
 	out       Outbox
 	hello     protocol.Hello
-	view      SlaveView
+	view      SlaveView // Name is the attribution: "identity/session"
+	who       Who
 	session   string
 	window    int // tasks it may hold now: slow start, up to maxWindow
 	maxWindow int // min(Concurrency+Prefetch, Options.MaxWindow)
@@ -98,10 +100,38 @@ func (s *Scheduler) appLocked(name string) *App {
 	return a
 }
 
-// AttachSlave registers a slave session that completed its handshake and
-// fills its window. The transport sent the Welcome first, so no dispatch
-// can overtake it.
+// Who is a slave session as the master authenticated it: the volunteer
+// identity it runs under (unique, chosen by the master or its operator),
+// its session id and the address it connects from. Hello.Name is only a
+// label the slave chose for itself; nothing is attributed or merged by it.
+type Who struct {
+	Identity, Session, Remote string
+}
+
+// Attribution is how results, history and errors name a session:
+// "identity/session". Identity names hold no '/' (see master/identity).
+func (w Who) Attribution() string { return w.Identity + "/" + w.Session }
+
+// Attribution splits what Who.Attribution wrote. A record written before
+// identities holds a bare name: that is its identity, with no session.
+func Attribution(s string) (identity, session string) {
+	identity, session, _ = strings.Cut(s, "/")
+	return identity, session
+}
+
+// AttachSlave registers a slave session whose identity is its Hello's
+// name: for callers that authenticate nothing (the scheduler's tests).
+// The master uses AttachVolunteer.
 func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *Slave {
+	return s.AttachVolunteer(Who{Identity: h.Name, Session: session}, h, out)
+}
+
+// AttachVolunteer registers a slave session that completed its handshake
+// and fills its window. The transport sent the Welcome first, so no
+// dispatch can overtake it. Numbers are kept per identity: sessions of one
+// identity share them, two identities never do, whatever their names.
+func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Slave {
+	session := who.Session
 	kinds := slices.Clone(h.Kinds)
 	sort.Strings(kinds)
 	kinds = slices.Compact(kinds)
@@ -109,14 +139,15 @@ func (s *Scheduler) AttachSlave(session string, h *protocol.Hello, out Outbox) *
 	sl := &Slave{
 		out:       out,
 		hello:     *h,
-		view:      SlaveView{Name: h.Name, Kinds: kinds},
+		view:      SlaveView{Name: who.Attribution(), Kinds: kinds},
+		who:       who,
 		session:   session,
 		window:    min(maxWindow, h.Concurrency, SlowStartWindow),
 		maxWindow: maxWindow,
 		poll:      s.opts.Dispatch == protocol.DispatchPoll,
 		running:   map[uint64]*task{},
 		connected: s.opts.Now(),
-		metrics:   s.metrics.SlaveSeen(h.Name, maxWindow),
+		metrics:   s.metrics.SlaveSeen(who.Identity, maxWindow),
 	}
 	sl.hello.Token = "" // nothing after the handshake needs it
 	s.mu.Lock()
@@ -166,6 +197,31 @@ func (s *Scheduler) Return(sl *Slave, ids []uint64) {
 // requeueChunk bounds the tasks one hold of the lock re-queues when a
 // slave goes: a slave can hold tens of thousands.
 const requeueChunk = 1024
+
+// RevokeSlave takes back everything the session runs or holds, at no
+// attempt cost (the volunteer lost its credential; the tasks did nothing
+// wrong), and gives it no more work. The transport then closes it; its
+// DetachSlave finds nothing left to re-queue. It returns how many tasks
+// went back.
+func (s *Scheduler) RevokeSlave(sl *Slave, why string) int {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl.draining = true
+	delete(s.hungry, sl)
+	var c change
+	n := 0
+	for id, t := range sl.running {
+		delete(sl.running, id)
+		if t.slave == sl && t.state == protocol.StateRunning {
+			s.requeueLocked(t, OutcomeReturned, "slave "+sl.view.Name+" "+why, now, &c)
+			n++
+		}
+	}
+	s.pumpLocked()
+	s.commitChangeLocked(&c)
+	return n
+}
 
 // DetachSlave re-queues everything the slave was running and forgets it.
 // Only the oldest Concurrency tasks it held (by dispatch order) could have

@@ -36,6 +36,9 @@ type KindStats struct {
 
 // SlaveStats describes one connected slave session.
 type SlaveStats struct {
+	// Identity is who the session runs as; Name is the label it chose for
+	// itself, Remote the address it connects from.
+	Identity, Remote              string
 	Name, Session, Host, OS, Arch string
 	Cores, Concurrency, Window    int
 	Kinds                         []string
@@ -90,7 +93,7 @@ func (s *Scheduler) Stats() Stats {
 		sc := sl.metrics.Session()
 		h := &sl.hello
 		out.Slaves = append(out.Slaves, SlaveStats{
-			Name: sl.view.Name, Session: sl.session, Host: h.Host, OS: h.OS, Arch: h.Arch,
+			Identity: sl.who.Identity, Remote: sl.who.Remote, Name: h.Name, Session: sl.session, Host: h.Host, OS: h.OS, Arch: h.Arch,
 			Cores: h.Cores, Concurrency: h.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
 			Running: len(sl.running), Draining: sl.draining, Dispatched: sc.Dispatched, Done: sc.Done,
 			Failed: sc.Failed, RejectedResults: sc.Rejected, MaxWindow: sl.maxWindow, Busy: sc.Busy, Connected: sl.connected,
@@ -116,7 +119,13 @@ func (s *Scheduler) Stats() Stats {
 		}
 	}
 	sort.Slice(out.Kinds, func(i, j int) bool { return out.Kinds[i].Kind < out.Kinds[j].Kind })
-	sort.Slice(out.Slaves, func(i, j int) bool { return out.Slaves[i].Name < out.Slaves[j].Name })
+	sort.Slice(out.Slaves, func(i, j int) bool {
+		a, b := &out.Slaves[i], &out.Slaves[j]
+		if a.Identity != b.Identity {
+			return a.Identity < b.Identity
+		}
+		return a.Session < b.Session
+	})
 	sort.Slice(out.Apps, func(i, j int) bool { return out.Apps[i].Name < out.Apps[j].Name })
 	return out
 }

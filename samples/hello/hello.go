@@ -23,24 +23,30 @@ func Handler(ctx context.Context, payload []byte) ([]byte, error) {
 	return []byte("Hello World"), nil
 }
 
-// SimpleApp connects to the master at url under the app id "hello", pushes
+// SimpleApp connects to the master at url under the app id "hello", with
+// token (the app's own, from anthill apps enroll hello, or the admin
+// token), pushes
 // one task and waits for its notification, writing what happens to out.
 // It mirrors the seed's SimpleConcurrentApp: push_task, then task_finished
 // arrives asynchronously.
-func SimpleApp(ctx context.Context, url string, out io.Writer) error {
+func SimpleApp(ctx context.Context, url, token string, out io.Writer) error {
 	task := &appnode.Task{Kind: Kind}
-	finished := make(chan error, 1)
+	type outcome struct {
+		result []byte
+		err    error
+	}
+	finished := make(chan outcome, 1)
 	node, err := appnode.Connect(ctx, appnode.Options{
 		Master: url,
 		App:    "hello",
+		Token:  token,
 		TaskFinished: func(t *appnode.Task, result []byte, err error) {
 			if t != task {
 				return // left over from an earlier run under the same app id
 			}
-			if err == nil {
-				fmt.Fprintf(out, "task %d finished: %s\n", t.ID, result)
-			}
-			finished <- err
+			// Reported by SimpleApp's goroutine: this one may run before
+			// PushTask has returned there, and out is not safe for both.
+			finished <- outcome{result, err}
 		},
 	})
 	if err != nil {
@@ -55,8 +61,11 @@ func SimpleApp(ctx context.Context, url string, out io.Writer) error {
 	// The seed's push_task_response: the master has the task durably.
 	fmt.Fprintf(out, "task %d sent to the master\n", task.ID)
 	select {
-	case err := <-finished:
-		return err
+	case o := <-finished:
+		if o.err == nil {
+			fmt.Fprintf(out, "task %d finished: %s\n", task.ID, o.result)
+		}
+		return o.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -21,7 +21,7 @@ func TestSimpleApp(t *testing.T) {
 	defer cancel()
 	reg := sandbox.NewRegistry()
 	reg.Register(Kind, Handler)
-	s, err := slave.New(slave.Options{Master: m.URL(), Registry: reg, Concurrency: 1})
+	s, err := slave.New(slave.Options{Master: m.URL(), Token: testmaster.AdminToken, Registry: reg, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestSimpleApp(t *testing.T) {
 	go func() { sdone <- s.Run(sctx) }()
 
 	var out bytes.Buffer
-	if err := SimpleApp(ctx, m.URL(), &out); err != nil {
+	if err := SimpleApp(ctx, m.URL(), testmaster.AdminToken, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "finished: Hello World") {

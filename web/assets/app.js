@@ -338,7 +338,11 @@ function slavesPage() {
       else if (s.draining) action = h('span', { class: 'warn' }, 'draining');
       else action = h('button', { class: 'danger', 'data-drain': s.name, onclick: () => drain(s) }, 'Drain');
       return h('tr', { class: online ? '' : 'offline', 'data-slave': s.name },
-        h('td', {}, s.name, s.reconnects ? h('span', { class: 'muted', title: 'reconnections' }, ' ↻' + s.reconnects) : null),
+        // The volunteer identity, then the labels its sessions chose for
+        // themselves, which anyone can copy and so never stand alone.
+        h('td', {}, s.name,
+          (s.labels || []).filter((l) => l !== s.name).length ? h('span', { class: 'muted', title: 'self-chosen names' }, ' (' + s.labels.filter((l) => l !== s.name).join(', ') + ')') : null,
+          s.reconnects ? h('span', { class: 'muted', title: 'reconnections' }, ' ↻' + s.reconnects) : null),
         h('td', {}, s.host || '—'), h('td', {}, s.platform || '—'),
         h('td', { class: 'num' }, s.cores || '—'),
         h('td', { class: 'num' }, fmtInt(s.running) + ' / ' + fmtInt(s.slots)),
@@ -448,7 +452,7 @@ function taskPage(id) {
           h('dt', {}, 'Attempts'), h('dd', {}, t.attempts + ' of ' + t.max_attempts),
           h('dt', {}, 'Priority'), h('dd', {}, t.priority),
           h('dt', {}, 'Timeout'), h('dd', {}, fmtDuration(t.timeout_ms / 1000)),
-          h('dt', {}, 'Slave'), h('dd', {}, t.slave || '—'),
+          h('dt', {}, 'Slave'), h('dd', {}, attribution(t.slave, t.session)),
           h('dt', {}, 'Created'), h('dd', {}, fmtTime(t.created_at)),
           h('dt', {}, 'Started'), h('dd', {}, fmtTime(t.started_at)),
           h('dt', {}, 'Finished'), h('dd', {}, fmtTime(t.finished_at)),
@@ -465,12 +469,19 @@ function taskPage(id) {
   page.update = () => { if (last && /"state":"(pending|running)"/.test(last)) load(); };
 }
 
+// attribution names who ran an attempt: the volunteer identity and its
+// session.
+function attribution(identity, session) {
+  if (!identity) return '—';
+  return session ? identity + ' (session ' + session + ')' : identity;
+}
+
 function history(hs) {
   if (!hs || !hs.length) return h('div', { class: 'muted' }, 'Not run yet.');
   return h('table', { id: 'task-history' },
     h('thead', {}, h('tr', {}, ['#', 'Slave', 'Started', 'Took', 'Outcome', 'Error'].map((c) => h('th', {}, c)))),
     h('tbody', {}, hs.map((a, i) => h('tr', {},
-      h('td', {}, i + 1), h('td', {}, a.slave), h('td', {}, fmtTime(a.started_at)),
+      h('td', {}, i + 1), h('td', {}, attribution(a.slave, a.session)), h('td', {}, fmtTime(a.started_at)),
       h('td', { class: 'num' }, a.ended_at ? fmtDuration((toMs(a.ended_at) - toMs(a.started_at)) / 1000) : 'running'),
       h('td', {}, stateBadge(a.outcome)), h('td', { class: 'err' }, a.error || '')))));
 }

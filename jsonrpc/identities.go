@@ -1,0 +1,183 @@
+package jsonrpc
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/anthill-project/anthill/master/identity"
+)
+
+// Identities is what the credential methods (Apps.Enroll, Apps.Revoke,
+// Apps.Credentials, Volunteers.*) need of a master. A *master.Master is
+// one; it lives beside Master rather than in it because the scheduler,
+// which meets Master, holds no credentials.
+type Identities interface {
+	EnrollApp(app string) (token string, err error)
+	RevokeApp(app string) error
+	AppCredentials() []identity.App
+	EnrollVolunteer(name string) (token string, err error)
+	RevokeVolunteer(name string) error
+	Volunteers() []identity.Volunteer
+}
+
+// AppParams name one application id: Apps.Enroll, Apps.Revoke.
+type AppParams struct {
+	App string `json:"app" rpc:"required"`
+}
+
+// AppToken is Apps.Enroll's result. The token is shown this once: the
+// master keeps only its hash.
+type AppToken struct {
+	App   string `json:"app"`
+	Token string `json:"token"`
+}
+
+// AppCredentialList is Apps.Credentials' result, by app id; never a token.
+type AppCredentialList struct {
+	Credentials []identity.App `json:"credentials"`
+}
+
+// VolunteerParams name one volunteer identity: Volunteers.Enroll,
+// Volunteers.Revoke.
+type VolunteerParams struct {
+	Name string `json:"name" rpc:"required"`
+}
+
+// VolunteerToken is Volunteers.Enroll's result. The token is shown this
+// once: the master keeps only its hash.
+type VolunteerToken struct {
+	Name  string `json:"name"`
+	Token string `json:"token"`
+}
+
+// VolunteerList is Volunteers.List's result, by name; never a token.
+type VolunteerList struct {
+	Volunteers []identity.Volunteer `json:"volunteers"`
+}
+
+type nameData struct {
+	Name string `json:"name"`
+}
+
+func (h *handler) identities() (Identities, error) {
+	if h.opts.Identities == nil {
+		return nil, rpcError(CodeUnavailable, nil, "unavailable: this master keeps no credentials")
+	}
+	return h.opts.Identities, nil
+}
+
+// identityError maps the registry's errors; field names the parameter.
+func (h *handler) identityError(err error, field, name string) error {
+	switch {
+	case errors.Is(err, identity.ErrBadName):
+		return invalidParam(field, err.Error())
+	case errors.Is(err, identity.ErrUnknown):
+		return rpcError(CodeNotFound, nameData{name}, "%s %q is not enrolled", field, clip(name))
+	}
+	return h.masterError(err)
+}
+
+// Enroll issues a token for an application id, replacing its earlier one.
+func (s *appsService) Enroll(r *http.Request, raw *json.RawMessage, out *AppToken) error {
+	var p AppParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	ids, err := s.h.identities()
+	if err != nil {
+		return err
+	}
+	token, err := ids.EnrollApp(p.App)
+	if err != nil {
+		return s.h.identityError(err, "app", p.App)
+	}
+	*out = AppToken{App: p.App, Token: token}
+	return nil
+}
+
+// Revoke forgets an application's token and closes its connection; its
+// tasks stay.
+func (s *appsService) Revoke(r *http.Request, raw *json.RawMessage, out *OKResult) error {
+	var p AppParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	ids, err := s.h.identities()
+	if err != nil {
+		return err
+	}
+	if err := ids.RevokeApp(p.App); err != nil {
+		return s.h.identityError(err, "app", p.App)
+	}
+	out.OK = true
+	return nil
+}
+
+// Credentials lists the application ids that hold a token.
+func (s *appsService) Credentials(r *http.Request, raw *json.RawMessage, out *AppCredentialList) error {
+	var p struct{}
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	ids, err := s.h.identities()
+	if err != nil {
+		return err
+	}
+	out.Credentials = ids.AppCredentials()
+	return nil
+}
+
+// volunteersService is the Volunteers.* methods.
+type volunteersService struct{ h *handler }
+
+// Enroll issues a token for a volunteer identity; enrolling a name again
+// replaces its token and ends its sessions.
+func (s *volunteersService) Enroll(r *http.Request, raw *json.RawMessage, out *VolunteerToken) error {
+	var p VolunteerParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	ids, err := s.h.identities()
+	if err != nil {
+		return err
+	}
+	token, err := ids.EnrollVolunteer(p.Name)
+	if err != nil {
+		return s.h.identityError(err, "name", p.Name)
+	}
+	*out = VolunteerToken{Name: p.Name, Token: token}
+	return nil
+}
+
+// Revoke revokes a volunteer identity: its sessions close at once and what
+// they ran is re-queued at no attempt cost.
+func (s *volunteersService) Revoke(r *http.Request, raw *json.RawMessage, out *OKResult) error {
+	var p VolunteerParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	ids, err := s.h.identities()
+	if err != nil {
+		return err
+	}
+	if err := ids.RevokeVolunteer(p.Name); err != nil {
+		return s.h.identityError(err, "name", p.Name)
+	}
+	out.OK = true
+	return nil
+}
+
+// List returns every volunteer identity.
+func (s *volunteersService) List(r *http.Request, raw *json.RawMessage, out *VolunteerList) error {
+	var p struct{}
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	ids, err := s.h.identities()
+	if err != nil {
+		return err
+	}
+	out.Volunteers = ids.Volunteers()
+	return nil
+}
