@@ -85,3 +85,34 @@ func TestNotifyDoneConfirmsOnlyWhatWasAcknowledged(t *testing.T) {
 		t.Fatalf("a got notify_done %v; want [%d]: the other task is still running", got.IDs, done)
 	}
 }
+
+// A notification always fits a frame, even for a result stored under
+// larger limits than the master now runs with (review M3: such a frame was
+// refused by the application on every reconnect, forever). It arrives as
+// an error saying why; the stored task keeps its result.
+func TestNotificationOverTheFrameArrivesAsAnError(t *testing.T) {
+	h := newHarness(t, Options{})
+	sl, so := h.slave("s", 1, "k")
+	a, ao := h.app("a")
+	ack := h.push(a, ao, 1, protocol.NewTask{Kind: "k"})
+	h.s.DetachApp(a, ao)
+	d := readAs[*protocol.Dispatch](t, so)
+	big := make([]byte, 512<<10)
+	h.complete(sl, []protocol.Result{{ID: d.Tasks[0].ID, Attempt: 1, Output: big}})
+	h.wait(ack.FirstID)
+	h.s.DetachSlave(sl)
+
+	h.opts.MaxFrame, h.opts.MaxPayload = 64<<10, 16<<10
+	h.restart()
+	_, ao = h.app("a")
+	n := readAs[*protocol.Notify](t, ao)
+	if len(n.Tasks) != 1 || n.Tasks[0].State != protocol.StateFailed || !strings.Contains(n.Tasks[0].Err, "does not fit a notify frame") {
+		t.Fatalf("notified %+v", n.Tasks)
+	}
+	if size := len(protocol.Encode(nil, n)); size > h.opts.MaxFrame {
+		t.Fatalf("a notify frame of %d bytes; the frame limit is %d", size, h.opts.MaxFrame)
+	}
+	if info := h.task(ack.FirstID); info.State != protocol.StateDone || len(info.Result) != len(big) {
+		t.Fatalf("stored task %v with %d result bytes", info.State, len(info.Result))
+	}
+}
