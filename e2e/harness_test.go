@@ -260,9 +260,15 @@ func (c *collector) duplicates() []uint64 {
 // at cleanup.
 func connect(t *testing.T, url, app string, c *collector) *appnode.Node {
 	t.Helper()
+	return connectAs(t, url, app, testmaster.AdminToken, c)
+}
+
+// connectAs opens an application node presenting token.
+func connectAs(t *testing.T, url, app, token string, c *collector) *appnode.Node {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, Token: testmaster.AdminToken, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
+	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, Token: token, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/anthill-project/anthill/appnode"
-	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/protocol"
@@ -36,23 +35,6 @@ func identRefused(t *testing.T, url, path string, hello *protocol.Hello, code st
 	expectError(t, ws, code)
 }
 
-// identConnectApp opens app with token, shut down at cleanup.
-func identConnectApp(t *testing.T, url, app, token string, c *collector) *appnode.Node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := appnode.Connect(ctx, appnode.Options{Master: url, App: app, Token: token, TaskFinished: c.finished, Logger: testmaster.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = n.Shutdown(ctx)
-	})
-	return n
-}
-
 // C1: an anonymous Hello for the victim's app id, and one with another
 // app's token, are both refused; the real app keeps its connection and
 // receives every one of its notifications.
@@ -67,7 +49,7 @@ func TestIdentC1AppHijackIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCollector()
-	victim := identConnectApp(t, m.URL(), "victim", victimToken, c)
+	victim := connectAs(t, m.URL(), "victim", victimToken, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tasks := make([]*appnode.Task, 3)
@@ -85,7 +67,7 @@ func TestIdentC1AppHijackIsRefused(t *testing.T) {
 	identRefused(t, m.URL(), "/ws/app", appHello("victim", otherToken), protocol.CodeUnauthorized)
 	identRefused(t, m.URL(), "/ws/app", appHello("victim", victimToken+"x"), protocol.CodeUnauthorized)
 	// The other app's token is good for the other app alone.
-	identConnectApp(t, m.URL(), "other", otherToken, newCollector())
+	connectAs(t, m.URL(), "other", otherToken, newCollector())
 
 	startSlave(t, m.URL(), "s1")
 	waitFor(t, 30*time.Second, "the victim's 3 notifications", func() bool { return c.len() == 3 })
@@ -290,7 +272,7 @@ func TestIdentTokensStoredHashed(t *testing.T) {
 	}
 
 	m = startMaster(t, master.Options{Data: data})
-	identConnectApp(t, m.URL(), "payroll", appToken, newCollector())
+	connectAs(t, m.URL(), "payroll", appToken, newCollector())
 	startSlave(t, m.URL(), "carols-pc", "--token", volToken)
 	waitSlaves(t, m, 1)
 	if got := m.Scheduler().Stats().Slaves[0].Identity; got != "carol" {
@@ -346,7 +328,7 @@ func TestIdentAppRevocationKeepsTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := identConnectApp(t, m.URL(), "payroll", token, newCollector())
+	first := connectAs(t, m.URL(), "payroll", token, newCollector())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tasks := []*appnode.Task{{Kind: "echo", Payload: []byte("a")}, {Kind: "echo", Payload: []byte("b")}}
@@ -371,7 +353,7 @@ func TestIdentAppRevocationKeepsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCollector()
-	identConnectApp(t, m.URL(), "payroll", again, c)
+	connectAs(t, m.URL(), "payroll", again, c)
 	startSlave(t, m.URL(), "s1")
 	// The pushes that raced the revocation may have been accepted too: wait
 	// for the first two by id.

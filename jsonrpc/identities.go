@@ -78,54 +78,50 @@ func (h *handler) identityError(err error, field, name string) error {
 	return h.masterError(err)
 }
 
-// Enroll issues a token for an application id, replacing its earlier one.
-func (s *appsService) Enroll(r *http.Request, raw *json.RawMessage, out *AppToken) error {
-	var p AppParams
+// credentialCall decodes a credential method's params and runs call with
+// the master's registry: every credential method starts the same way.
+func credentialCall[P any](h *handler, raw *json.RawMessage, call func(Identities, P) error) error {
+	var p P
 	if err := decodeParams(raw, &p); err != nil {
 		return err
 	}
-	ids, err := s.h.identities()
+	ids, err := h.identities()
 	if err != nil {
 		return err
 	}
-	token, err := ids.EnrollApp(p.App)
-	if err != nil {
-		return s.h.identityError(err, "app", p.App)
-	}
-	*out = AppToken{App: p.App, Token: token}
-	return nil
+	return call(ids, p)
+}
+
+// Enroll issues a token for an application id, replacing its earlier one.
+func (s *appsService) Enroll(r *http.Request, raw *json.RawMessage, out *AppToken) error {
+	return credentialCall(s.h, raw, func(ids Identities, p AppParams) error {
+		token, err := ids.EnrollApp(p.App)
+		if err != nil {
+			return s.h.identityError(err, "app", p.App)
+		}
+		*out = AppToken{App: p.App, Token: token}
+		return nil
+	})
 }
 
 // Revoke forgets an application's token and closes its connection; its
 // tasks stay.
 func (s *appsService) Revoke(r *http.Request, raw *json.RawMessage, out *OKResult) error {
-	var p AppParams
-	if err := decodeParams(raw, &p); err != nil {
-		return err
-	}
-	ids, err := s.h.identities()
-	if err != nil {
-		return err
-	}
-	if err := ids.RevokeApp(p.App); err != nil {
-		return s.h.identityError(err, "app", p.App)
-	}
-	out.OK = true
-	return nil
+	return credentialCall(s.h, raw, func(ids Identities, p AppParams) error {
+		if err := ids.RevokeApp(p.App); err != nil {
+			return s.h.identityError(err, "app", p.App)
+		}
+		out.OK = true
+		return nil
+	})
 }
 
 // Credentials lists the application ids that hold a token.
 func (s *appsService) Credentials(r *http.Request, raw *json.RawMessage, out *AppCredentialList) error {
-	var p struct{}
-	if err := decodeParams(raw, &p); err != nil {
-		return err
-	}
-	ids, err := s.h.identities()
-	if err != nil {
-		return err
-	}
-	out.Credentials = ids.AppCredentials()
-	return nil
+	return credentialCall(s.h, raw, func(ids Identities, _ struct{}) error {
+		out.Credentials = ids.AppCredentials()
+		return nil
+	})
 }
 
 // volunteersService is the Volunteers.* methods.
@@ -134,50 +130,32 @@ type volunteersService struct{ h *handler }
 // Enroll issues a token for a volunteer identity; enrolling a name again
 // replaces its token and ends its sessions.
 func (s *volunteersService) Enroll(r *http.Request, raw *json.RawMessage, out *VolunteerToken) error {
-	var p VolunteerParams
-	if err := decodeParams(raw, &p); err != nil {
-		return err
-	}
-	ids, err := s.h.identities()
-	if err != nil {
-		return err
-	}
-	token, err := ids.EnrollVolunteer(p.Name)
-	if err != nil {
-		return s.h.identityError(err, "name", p.Name)
-	}
-	*out = VolunteerToken{Name: p.Name, Token: token}
-	return nil
+	return credentialCall(s.h, raw, func(ids Identities, p VolunteerParams) error {
+		token, err := ids.EnrollVolunteer(p.Name)
+		if err != nil {
+			return s.h.identityError(err, "name", p.Name)
+		}
+		*out = VolunteerToken{Name: p.Name, Token: token}
+		return nil
+	})
 }
 
 // Revoke revokes a volunteer identity: its sessions close at once and what
 // they ran is re-queued at no attempt cost.
 func (s *volunteersService) Revoke(r *http.Request, raw *json.RawMessage, out *OKResult) error {
-	var p VolunteerParams
-	if err := decodeParams(raw, &p); err != nil {
-		return err
-	}
-	ids, err := s.h.identities()
-	if err != nil {
-		return err
-	}
-	if err := ids.RevokeVolunteer(p.Name); err != nil {
-		return s.h.identityError(err, "name", p.Name)
-	}
-	out.OK = true
-	return nil
+	return credentialCall(s.h, raw, func(ids Identities, p VolunteerParams) error {
+		if err := ids.RevokeVolunteer(p.Name); err != nil {
+			return s.h.identityError(err, "name", p.Name)
+		}
+		out.OK = true
+		return nil
+	})
 }
 
 // List returns every volunteer identity.
 func (s *volunteersService) List(r *http.Request, raw *json.RawMessage, out *VolunteerList) error {
-	var p struct{}
-	if err := decodeParams(raw, &p); err != nil {
-		return err
-	}
-	ids, err := s.h.identities()
-	if err != nil {
-		return err
-	}
-	out.Volunteers = ids.Volunteers()
-	return nil
+	return credentialCall(s.h, raw, func(ids Identities, _ struct{}) error {
+		out.Volunteers = ids.Volunteers()
+		return nil
+	})
 }

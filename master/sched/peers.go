@@ -174,24 +174,9 @@ func (s *Scheduler) Request(sl *Slave, n uint32) {
 // Return re-queues tasks a stopping slave hands back; they cost no
 // attempt. The slave gets no more work.
 func (s *Scheduler) Return(sl *Slave, ids []uint64) {
-	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sl.draining = true
-	delete(s.hungry, sl)
-	var c change
-	for _, id := range ids {
-		t := sl.running[id]
-		if t == nil {
-			continue
-		}
-		sl.release(id)
-		if t.slave == sl && t.state == protocol.StateRunning {
-			s.requeueLocked(t, OutcomeReturned, "slave "+sl.view.Name+" handed the task back while stopping", now, &c)
-		}
-	}
-	s.pumpLocked()
-	s.commitChangeLocked(&c)
+	s.takeBackLocked(sl, ids, "handed the task back while stopping")
 }
 
 // requeueChunk bounds the tasks one hold of the lock re-queues when a
@@ -204,15 +189,29 @@ const requeueChunk = 1024
 // DetachSlave finds nothing left to re-queue. It returns how many tasks
 // went back.
 func (s *Scheduler) RevokeSlave(sl *Slave, why string) int {
-	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ids := make([]uint64, 0, len(sl.running))
+	for id := range sl.running {
+		ids = append(ids, id)
+	}
+	return s.takeBackLocked(sl, ids, why)
+}
+
+// takeBackLocked re-queues the tasks of ids that sl holds, at no attempt
+// cost, and stops giving it work. It returns how many went back.
+func (s *Scheduler) takeBackLocked(sl *Slave, ids []uint64, why string) int {
+	now := s.opts.Now()
 	sl.draining = true
 	delete(s.hungry, sl)
 	var c change
 	n := 0
-	for id, t := range sl.running {
-		delete(sl.running, id)
+	for _, id := range ids {
+		t := sl.running[id]
+		if t == nil {
+			continue
+		}
+		sl.release(id)
 		if t.slave == sl && t.state == protocol.StateRunning {
 			s.requeueLocked(t, OutcomeReturned, "slave "+sl.view.Name+" "+why, now, &c)
 			n++

@@ -44,9 +44,8 @@ func (b *Batch) add(kind opKind, key int) {
 	b.ops = append(b.ops, op{kind: kind, key: key, val: n, end: n})
 }
 
-// PutTask inserts r, payload included, or overwrites the stored task with
-// the same ID. The payload is written here only: use it for a new task,
-// and PutState for every later change.
+// PutTask inserts the new task r, payload included. The payload is
+// written here only: use PutState for every later change.
 func (b *Batch) PutTask(r *Record) {
 	b.buf = slices.Grow(b.buf, 8+encodedLen(r)+1)
 	key := len(b.buf)

@@ -192,15 +192,14 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 				if err = tasks.Put(b.key(o), b.record(o)); err != nil {
 					break
 				}
+				// A new task: no payload of its id is stored yet.
 				if p := b.payload(o); len(p) > 0 {
 					err = payloads.Put(b.key(o), p)
-				} else {
-					err = payloads.Delete(b.key(o))
 				}
 			case opPutState:
-				if err = movePayload(tasks, payloads, b.key(o)); err == nil {
-					err = tasks.Put(b.key(o), b.val(o))
-				}
+				// Every stored record is of format 3 (see migratePayloads):
+				// the payload stays where it is.
+				err = tasks.Put(b.key(o), b.val(o))
 			case opAckTask:
 				err = s.ack(tasks, b.key(o))
 			case opDeleteTask:
@@ -225,23 +224,6 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 		return 0, fmt.Errorf("set next id %d: %w", next, err)
 	}
 	return next, nil
-}
-
-// movePayload moves the inline payload of a stored record of format 1 or
-// 2 to the payloads bucket, before a format 3 record replaces it.
-func movePayload(tasks, payloads *bbolt.Bucket, key []byte) error {
-	v := tasks.Get(key)
-	if v == nil || len(v) < headerLen || v[offFormat] == recordFormat {
-		return nil
-	}
-	r, err := decodeRecord(binary.BigEndian.Uint64(key), v)
-	if err != nil {
-		return err
-	}
-	if r.Payload == nil {
-		return payloads.Delete(key)
-	}
-	return payloads.Put(key, append([]byte{payloadFormat}, r.Payload...))
 }
 
 // ack sets the flag on a copy: bbolt's bytes are read-only. Every record

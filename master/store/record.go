@@ -122,8 +122,9 @@ type Push struct {
 // bucket (payloadFormat, then the bytes; no key: no payload). A payload is
 // written once, with the task (PutTask), and never again: the writes of a
 // task's later life (PutState: requeues, retries, results) are the small
-// state record alone. Formats 1 and 2 are still read; the first PutState
-// of such a record moves its inline payload to the payloads bucket.
+// state record alone. Formats 1 and 2 are still read: opening a file of
+// store format 2 or older rewrites its records as format 3 (see
+// migratePayloads).
 //
 // The id is the bucket key, not part of the value. The strings come before
 // the byte slices and are contiguous so decoding needs one string conversion

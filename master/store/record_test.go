@@ -89,8 +89,8 @@ func TestOpenFormat1Store(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if stored[offFormat] != recordFormatV1 || stored[offFlags]&flagAcked == 0 {
-		t.Errorf("after AckTask the record's header is %x, want format 1 and acked", stored[:headerLen])
+	if stored[offFormat] != recordFormat || stored[offFlags]&flagAcked == 0 {
+		t.Errorf("after AckTask the record's header is %x, want format %d (rewritten by Open) and acked", stored[:headerLen], recordFormat)
 	}
 	got, err = s.Get(5)
 	if err != nil {

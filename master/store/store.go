@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -359,6 +360,9 @@ func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 			return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
 		}
 		if binary.BigEndian.Uint64(meta.Get(keyFormat)) < format {
+			if err := migratePayloads(tx); err != nil {
+				return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
+			}
 			if err := meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, format)); err != nil {
 				return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
 			}
@@ -373,6 +377,45 @@ func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 		return nil
 	})
 	return next, err
+}
+
+// migratePayloads rewrites every record of format 1 or 2 as a format 3
+// record, its inline payload moved to the payloads bucket, in the
+// transaction that raises the file's format: once a file says format 3,
+// every record in it is one, and no write has to look at what it
+// replaces. A crash before the commit leaves the old file as it was.
+func migratePayloads(tx *bbolt.Tx) error {
+	tasks, payloads := tx.Bucket(bucketTasks), tx.Bucket(bucketPayloads)
+	var old [][]byte
+	err := tasks.ForEach(func(k, v []byte) error {
+		if len(v) >= headerLen && v[offFormat] < recordFormat {
+			old = append(old, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		r, err := decodeRecord(binary.BigEndian.Uint64(k), tasks.Get(k))
+		if err != nil {
+			return err
+		}
+		// A batch of its own per record: bbolt keeps the slices it is given
+		// until the transaction commits.
+		var b Batch
+		b.PutTask(r)
+		o := &b.ops[0]
+		if err := tasks.Put(k, b.record(o)); err != nil {
+			return err
+		}
+		if p := b.payload(o); len(p) > 0 {
+			if err := payloads.Put(k, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func create(tx *bbolt.Tx) error {
