@@ -84,9 +84,9 @@ func TestPutStateWritesNoPayload(t *testing.T) {
 }
 
 // A file of store format 2 holds records with their payloads inline: Open
-// gives it the payloads bucket and raises its format; its records load
-// whole; the first PutState moves a payload out of its record, AckTask
-// and DeleteTask work on either kind of record, and nothing is orphaned.
+// gives it the payloads bucket, moves every payload there and raises its
+// format; its records load whole; PutState, AckTask and DeleteTask then
+// work as on any file, and nothing is orphaned.
 func TestOpenFormat2Store(t *testing.T) {
 	path := newStoreFile(t)
 	old := fullRecord(7)
