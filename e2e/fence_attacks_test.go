@@ -103,7 +103,16 @@ func TestFenceForgedResultsAreRejected(t *testing.T) {
 	expectError(t, forger, protocol.CodeBadResult)
 
 	startSlave(t, m.URL(), "honest")
-	waitFor(t, 30*time.Second, "the secret tasks", func() bool { return c.len() >= len(secret) })
+	// The bait, taken back from the forger, finishes too: wait for the
+	// secret tasks themselves.
+	waitFor(t, 30*time.Second, "the secret tasks", func() bool {
+		for _, task := range secret {
+			if _, ok := c.get(task.ID); !ok {
+				return false
+			}
+		}
+		return true
+	})
 	for _, task := range secret[:3] {
 		o, _ := c.get(task.ID)
 		sum := sha256.Sum256(task.Payload)
