@@ -137,8 +137,10 @@ func (t *task) initQueued() {
 // of the payload, which never changes.
 func (s *Scheduler) putNew(b *store.Batch, t *task) { s.write(b, t, true) }
 
-// put writes t's state into b; the stored payload stays as it is, so a
-// requeue or retry of a large task writes a small record.
+// put writes t's state into b; a large stored payload stays as it is, so
+// a requeue or retry of a large task writes a small record. A final task
+// whose payload memory dropped is written only by AckTask and
+// DeleteTask, which keep or remove the record whole.
 func (s *Scheduler) put(b *store.Batch, t *task) { s.write(b, t, false) }
 
 // write writes t into b. The history is converted into the scheduler's
@@ -161,7 +163,6 @@ func (s *Scheduler) write(b *store.Batch, t *task, payload bool) {
 	if payload {
 		b.PutTask(&r)
 	} else {
-		r.Payload = nil
-		b.PutState(&r)
+		b.PutState(&r) // a small payload rides along; a large one stays
 	}
 }

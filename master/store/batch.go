@@ -44,8 +44,9 @@ func (b *Batch) add(kind opKind, key int) {
 	b.ops = append(b.ops, op{kind: kind, key: key, val: n, end: n})
 }
 
-// PutTask inserts the new task r, payload included. The payload is
-// written here only: use PutState for every later change.
+// PutTask inserts the new task r, payload included. A payload over
+// InlinePayload bytes is written here only, into the payloads bucket: use
+// PutState for every later change.
 func (b *Batch) PutTask(r *Record) {
 	b.buf = slices.Grow(b.buf, 8+encodedLen(r)+1)
 	key := len(b.buf)
@@ -53,7 +54,7 @@ func (b *Batch) PutTask(r *Record) {
 	val := len(b.buf)
 	b.buf = appendState(b.buf, r)
 	pay := len(b.buf)
-	if r.Payload != nil {
+	if r.Payload != nil && len(r.Payload) > InlinePayload {
 		b.buf = append(b.buf, payloadFormat)
 		b.buf = append(b.buf, r.Payload...)
 	}
@@ -61,12 +62,14 @@ func (b *Batch) PutTask(r *Record) {
 	b.bytes += len(b.buf) - key
 }
 
-// PutState overwrites the stored task's state with r's and keeps the
-// stored payload: r.Payload is ignored. A requeue, a retry or a result of
-// a task with a large payload writes a small record. On an id not stored
-// it stores a task without a payload.
+// PutState overwrites the stored task's state with r's. A payload of at
+// most InlinePayload bytes rides in the record, so r.Payload must be the
+// task's payload; a larger one stays where PutTask put it and r.Payload
+// is ignored. Either way a requeue, a retry or a result of a task with a
+// large payload writes a small record. On an id not stored it stores a
+// task without a large payload.
 func (b *Batch) PutState(r *Record) {
-	b.buf = slices.Grow(b.buf, 8+encodedLen(r)-len(r.Payload))
+	b.buf = slices.Grow(b.buf, 8+encodedLen(r))
 	key := len(b.buf)
 	b.buf = taskKey(b.buf, r.ID)
 	val := len(b.buf)

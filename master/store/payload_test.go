@@ -129,8 +129,8 @@ func TestOpenFormat2Store(t *testing.T) {
 		t.Fatalf("record format %d after Open", f)
 	}
 
-	next := *old
-	next.State, next.Attempts, next.Payload = protocol.StatePending, 3, nil
+	next := *old // PutState carries the (small) payload
+	next.State, next.Attempts = protocol.StatePending, 3
 	b := new(Batch)
 	b.PutState(&next)
 	b.AckTask(8)
@@ -182,5 +182,36 @@ func BenchmarkRequeueLargePayloads(b *testing.B) {
 			}
 			b.ReportMetric(float64(bytes), "bytes/requeue")
 		})
+	}
+}
+
+// A payload of at most InlinePayload bytes rides in its record: no second
+// key is written or deleted for it, and a state write carries it along.
+// A larger one has a key of its own, which a state write leaves alone.
+func TestSmallPayloadsStayInline(t *testing.T) {
+	s := openStore(t, newStoreFile(t), Options{NoSync: true})
+	small, large := fullRecord(1), fullRecord(2)
+	small.Payload = bytes.Repeat([]byte("s"), InlinePayload)
+	large.Payload = bytes.Repeat([]byte("L"), InlinePayload+1)
+	b := new(Batch)
+	b.PutTask(small)
+	b.PutTask(large)
+	commit(t, s, b)
+	if n := payloadKeys(t, s); n != 1 {
+		t.Fatalf("%d payload keys; want 1, the large payload's", n)
+	}
+	for _, r := range []*Record{small, large} {
+		next := *r
+		next.Attempts++
+		b := new(Batch)
+		b.PutState(&next)
+		commit(t, s, b)
+		got, err := s.Get(r.ID)
+		if err != nil || got.Attempts != next.Attempts || !bytes.Equal(got.Payload, r.Payload) {
+			t.Fatalf("task %d after PutState: %+v, %v", r.ID, got, err)
+		}
+	}
+	if n := payloadKeys(t, s); n != 1 {
+		t.Fatalf("%d payload keys after the state writes; want 1", n)
 	}
 }

@@ -117,12 +117,12 @@ type Push struct {
 // Format 1 is format 2 without the history; it is still read (History
 // nil) and its header is the same, so AckTask flips either.
 //
-// Format 3 is format 2 with the payload kept apart: its payload length is
-// always 0 and the payload is the value of the same key in the payloads
-// bucket (payloadFormat, then the bytes; no key: no payload). A payload is
-// written once, with the task (PutTask), and never again: the writes of a
-// task's later life (PutState: requeues, retries, results) are the small
-// state record alone. Formats 1 and 2 are still read: opening a file of
+// Format 3 is format 2 with large payloads kept apart. A payload of at
+// most InlinePayload bytes stays inline; a larger one (payload length 0)
+// is the value of the same key in the payloads bucket (payloadFormat, then
+// the bytes; no key: no payload), written once, with the task (PutTask),
+// and never again: the writes of a task's later life (PutState: requeues,
+// retries, results) are a small state record. Formats 1 and 2 are still read: opening a file of
 // store format 2 or older rewrites its records as format 3 (see
 // migratePayloads).
 //
@@ -158,8 +158,18 @@ func appendRecord(dst []byte, r *Record) []byte {
 	return encodeRecord(dst, r, recordFormatV2, r.Payload)
 }
 
-// appendState encodes r in format 3: everything but the payload.
+// InlinePayload is the largest payload a record of format 3 carries
+// itself. Larger ones live in the payloads bucket, written once, so that a
+// requeue of a large task rewrites a small record; a small one costs less
+// inline than a second key written and deleted with every task.
+const InlinePayload = 512
+
+// appendState encodes r in format 3: everything, and the payload only if
+// it is at most InlinePayload bytes.
 func appendState(dst []byte, r *Record) []byte {
+	if r.Payload != nil && len(r.Payload) <= InlinePayload {
+		return encodeRecord(dst, r, recordFormat, r.Payload)
+	}
 	return encodeRecord(dst, r, recordFormat, nil)
 }
 
@@ -295,8 +305,8 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	if err := d.Err(); err != nil {
 		return nil, corruptRecord(id, err.Error())
 	}
-	if rf == recordFormat && payLen != 0 {
-		return nil, corruptRecord(id, "an inline payload in a record of format 3")
+	if rf == recordFormat && payLen > InlinePayload+1 {
+		return nil, corruptRecord(id, fmt.Sprintf("an inline payload of %d bytes in a record of format 3", payLen-1))
 	}
 	buf := d.Rest()
 

@@ -24,8 +24,9 @@ import (
 //	1: the first format.
 //	2: task records may have record format 2 (with the attempt history),
 //	   which an Anthill that knows format 1 only would call corrupt.
-//	3: payloads live in a bucket of their own, apart from record format 3
-//	   (see record.go); a file of format 2 gets the bucket when opened.
+//	3: payloads over InlinePayload bytes live in a bucket of their own,
+//	   apart from record format 3 (see record.go); a file of format 2 is
+//	   rewritten so when opened.
 //
 // Open raises an older file's number (see initialize), so that an older
 // Anthill refuses the file by its format instead of by its records.
@@ -585,8 +586,8 @@ func (s *Store) decode(tx *bbolt.Tx, k, v []byte) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", s.path, err)
 	}
-	if v[offFormat] != recordFormat {
-		return r, nil
+	if v[offFormat] != recordFormat || r.Payload != nil {
+		return r, nil // the payload was inline
 	}
 	p := tx.Bucket(bucketPayloads).Get(k)
 	switch {

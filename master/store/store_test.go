@@ -937,7 +937,6 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}
 	for _, mutate := range []func([]byte){
 		func(b []byte) { b[offFormat] = 0 },
-		func(b []byte) { b[offFormat] = 3 },
 		func(b []byte) { b[offFormat] = 1 }, // format 1 has no history: trailing bytes
 		func(b []byte) { b[offFlags] = 0x80 },
 		func(b []byte) { b[offState] = 0 },
@@ -948,6 +947,11 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		if _, err := decodeRecord(42, b); err == nil {
 			t.Errorf("decode of %x succeeded", b[:headerLen])
 		}
+	}
+	big := fullRecord(42)
+	big.Payload = make([]byte, InlinePayload+1)
+	if _, err := decodeRecord(42, encodeRecord(nil, big, recordFormat, big.Payload)); err == nil {
+		t.Error("decode of a format 3 record with an inline payload over InlinePayload succeeded")
 	}
 	if _, err := decodeRecord(42, append(bytes.Clone(full), 0)); err == nil {
 		t.Error("trailing byte accepted")
