@@ -127,6 +127,11 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	if !isHello {
 		return refuse(protocol.CodeBadHandshake, fmt.Sprintf("first frame must be hello, got %s", msg.Type()))
 	}
+	// Asked again: connections opened before a lockout may each carry a
+	// guess, and up to the per-IP cap of them can wait here.
+	if wait := m.opts.Limiter.Allow(ip); wait > 0 {
+		return refuse(protocol.CodeRateLimited, fmt.Sprintf("too many wrong credentials from %s; try again in %v", ip, wait.Round(time.Second)))
+	}
 	if code, why := m.checkHello(h, role); code != "" {
 		if code == protocol.CodeUnauthorized {
 			m.opts.Limiter.Fail(ip, role+" handshake")
@@ -140,9 +145,9 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 		}
 		return refuse(code, why)
 	}
-	if h.Token != "" {
-		m.opts.Limiter.Succeed(ip) // a credential matched; an open enrollment proves nothing
-	}
+	// No Limiter.Succeed here: the limiter is shared by every door, and a
+	// volunteer's own token (or an open enrollment) must not wipe the
+	// count of its guesses at the admin token. Quiet ages the count out.
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
 	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
 	c.SetQueueBytes(m.opts.SendQueueBytes)
@@ -277,10 +282,14 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		n := m.sched.DetachSlave(sl)
 		p.log.Info("slave disconnected", "requeued", n)
 	}()
-	if !m.ident.Enrolled(a.volunteer) {
-		// Revoked between its handshake and its tracking: the revocation
-		// could not see this session, so end it here.
-		m.endSessions(a.volunteer, "revoked")
+	if !m.stillValid(a, h.Token) {
+		// Revoked, or its token replaced, between its handshake and its
+		// tracking: the revocation could not see this session, so end it
+		// here.
+		n := m.sched.RevokeSlave(sl, "lost its credential")
+		p.log.Info("volunteer session ended", "why", "credential revoked or replaced during the handshake", "requeued", n)
+		p.Close(protocol.CodeUnauthorized, "volunteer "+a.volunteer+": its credential was revoked or replaced")
+		return
 	}
 	// A slave holds at most its largest window of tasks, so no frame of it
 	// answers or returns more.
@@ -312,7 +321,13 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 	// Tracked before the scheduler hears of it: a revocation that starts
 	// meanwhile finds it and closes it.
 	m.mu.Lock()
-	m.appConns[h.Name] = appConn{p: p, admin: au.admin}
+	// Every connection is tracked, not only the newest: two arriving at
+	// once attach in either order, and a revocation must find the one the
+	// scheduler kept.
+	if m.appConns[h.Name] == nil {
+		m.appConns[h.Name] = map[*peer]bool{}
+	}
+	m.appConns[h.Name][p] = au.admin
 	m.mu.Unlock()
 	defer m.untrackApp(h.Name, p)
 	if !au.admin && !m.ident.CheckApp(h.Name, h.Token) {
@@ -361,11 +376,12 @@ func (m *Master) appDecodeLimits(t protocol.Type) protocol.DecodeLimits {
 	return protocol.DecodeLimits{MaxItems: 1}
 }
 
-// untrackApp forgets p as app's connection, unless a newer one replaced it.
+// untrackApp forgets p as one of app's connections.
 func (m *Master) untrackApp(app string, p *peer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.appConns[app].p == p {
+	delete(m.appConns[app], p)
+	if len(m.appConns[app]) == 0 {
 		delete(m.appConns, app)
 	}
 }

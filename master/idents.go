@@ -86,12 +86,6 @@ type slaveConn struct {
 	p  *peer
 }
 
-// appConn is an application's live connection, for revocation.
-type appConn struct {
-	p     *peer
-	admin bool
-}
-
 func (m *Master) trackSlave(volunteer string, sc slaveConn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -150,15 +144,34 @@ func (m *Master) RevokeApp(app string) error {
 	return nil
 }
 
-// closeApp closes app's live connection: any connection when all, else
-// only one that used an app token.
+// closeApp closes app's live connections: all of them when all, else
+// only those that used an app token.
 func (m *Master) closeApp(app string, all bool, why string) {
 	m.mu.Lock()
-	ac, ok := m.appConns[app]
-	m.mu.Unlock()
-	if ok && (all || !ac.admin) {
-		ac.p.Close(protocol.CodeUnauthorized, "app "+app+": "+why)
+	var ps []*peer
+	for p, admin := range m.appConns[app] {
+		if all || !admin {
+			ps = append(ps, p)
+		}
 	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		p.Close(protocol.CodeUnauthorized, "app "+app+": "+why)
+	}
+}
+
+// stillValid reports whether the credential a slave's session was
+// admitted with still holds, once the session is tracked: a revocation or
+// a replacement that ran in between could not see it.
+func (m *Master) stillValid(a auth, token string) bool {
+	switch {
+	case a.issued != "":
+		token = a.issued // enrolled in this very handshake
+	case m.opts.AdminToken != "" && token != "" && sameSecret(token, m.opts.AdminToken):
+		return m.ident.Enrolled(a.volunteer)
+	}
+	name, ok := m.ident.Volunteer(token)
+	return ok && name == a.volunteer
 }
 
 // AppCredentials lists the app ids holding a token.

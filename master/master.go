@@ -70,7 +70,7 @@ type Master struct {
 
 	mu       sync.Mutex
 	sessions map[string]map[*sched.Slave]*peer // live slave sessions by volunteer identity
-	appConns map[string]appConn                // live application connections by app id
+	appConns map[string]map[*peer]bool         // live application connections by app id: admin or not
 	live     map[*wire.Conn]struct{}
 	raw      map[*websocket.Conn]struct{} // still in the handshake
 	closing  bool                         // no more connections are accepted
@@ -99,7 +99,7 @@ func New(opts Options) (*Master, error) {
 		st:       st,
 		ident:    ident,
 		sessions: map[string]map[*sched.Slave]*peer{},
-		appConns: map[string]appConn{},
+		appConns: map[string]map[*peer]bool{},
 		live:     map[*wire.Conn]struct{}{},
 		raw:      map[*websocket.Conn]struct{}{},
 		closed:   make(chan struct{}),

@@ -247,3 +247,26 @@ func TestFenceExpiredPrefetchCostsNoAttempt(t *testing.T) {
 		}
 	}
 }
+
+// A task whose lease expired on a session can come back to that same
+// session: it is held once, its bytes counted once, so the window's byte
+// cap does not shrink for good with every such return.
+func TestFenceRedispatchToTheSameSessionIsHeldOnce(t *testing.T) {
+	h := newHarness(t, Options{LeaseGrace: time.Millisecond})
+	h.submit("a", protocol.NewTask{Kind: "k", Payload: make([]byte, 100), Timeout: 50 * time.Millisecond})
+	sl, so := h.slave("s", 2, "k")
+	first := readAs[*protocol.Dispatch](t, so).Tasks[0]
+	h.clock.Advance(200 * time.Millisecond)
+	h.tick()
+	second := readAs[*protocol.Dispatch](t, so).Tasks[0]
+	if second.ID != first.ID || second.Attempt != 2 {
+		t.Fatalf("second dispatch %+v after %+v", second, first)
+	}
+	h.s.Complete(sl, []protocol.Result{{ID: second.ID, Attempt: 2, Lease: second.Lease, Output: []byte("ok")}})
+	h.s.mu.Lock()
+	running, held := len(sl.running), sl.heldBytes
+	h.s.mu.Unlock()
+	if running != 0 || held != 0 {
+		t.Fatalf("after the result the session holds %d tasks and %d bytes; want none", running, held)
+	}
+}

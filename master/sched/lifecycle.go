@@ -156,6 +156,10 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 		t.lease = s.newLeaseLocked()
 		s.dispatchN++
 		t.seq = s.dispatchN
+		// A task whose lease expired on this very session stays in its
+		// running set (a late result still frees the slot); taken again,
+		// it is held once.
+		sl.release(t.id)
 		t.size = len(t.payload)
 		sl.running[t.id] = t
 		sl.heldBytes += t.size
