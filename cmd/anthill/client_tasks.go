@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/jsonrpc"
+	"github.com/anthill-project/anthill/master/sched"
 )
 
 const (
@@ -61,7 +62,8 @@ func parseSubmit(args []string, stderr io.Writer) (*clientFlags, *submitOptions,
 	c := newClientFlags("submit", "--app A --kind K [--payload S | --payload-file F | --stdin] [flags]",
 		`Submits tasks and prints their ids, one per line, in submission order.
 One task is submitted with Tasks.Submit; several (--count, or several lines
-with --stdin) with Tasks.SubmitBatch, in calls of up to 1000 tasks: if a
+with --stdin) with Tasks.SubmitBatch, in calls of up to 1000 tasks (fewer
+when the master's --max-submit-tasks is lower): if a
 call fails, the ids of the calls before it are printed and the rest were not
 submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stderr)
 	fs := c.fs
@@ -177,11 +179,12 @@ type submitter struct {
 	json bool
 	w    io.Writer
 
-	batch   []jsonrpc.TaskSpec
-	size    int      // payload bytes in batch
-	total   int      // tasks read
-	ids     []uint64 // --json: every id, printed by finish
-	batched bool     // a SubmitBatch call was made
+	batch    []jsonrpc.TaskSpec
+	size     int      // payload bytes in batch
+	total    int      // tasks read
+	ids      []uint64 // --json: every id, printed by finish
+	batched  bool     // a SubmitBatch call was made
+	maxBatch int      // the master's --max-submit-tasks, once a call learned it
 }
 
 // submitAll submits a task of spec for each payload next returns.
@@ -194,7 +197,7 @@ func (s *submitter) submitAll(spec jsonrpc.TaskSpec, next func() ([]byte, bool, 
 		if !ok {
 			return s.flush(true)
 		}
-		if len(s.batch) == batchTasks || (len(s.batch) > 0 && s.size+len(p) > batchBytes) {
+		if len(s.batch) >= s.limit() || (len(s.batch) > 0 && s.size+len(p) > batchBytes) {
 			if err := s.flush(false); err != nil {
 				return err
 			}
@@ -215,7 +218,34 @@ func (s *submitter) flush(last bool) error {
 		return s.submitOne(s.batch[0])
 	}
 	s.batched = true
-	raw, err := s.cl.call(s.ctx, "Tasks.SubmitBatch", jsonrpc.SubmitBatchParams{App: s.app, Tasks: s.batch}, 0)
+	for len(s.batch) > 0 {
+		n := min(len(s.batch), s.limit())
+		err := s.submitBatch(s.batch[:n])
+		if cap := submitCap(err); cap > 0 && cap < n {
+			// The master takes fewer per call than we sent: nothing was
+			// stored, so send the same tasks in calls it takes.
+			s.maxBatch = cap
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.batch = s.batch[n:]
+	}
+	s.batch, s.size = s.batch[:0], 0
+	return nil
+}
+
+// limit is the most tasks one SubmitBatch call carries.
+func (s *submitter) limit() int {
+	if s.maxBatch > 0 {
+		return s.maxBatch
+	}
+	return batchTasks
+}
+
+func (s *submitter) submitBatch(tasks []jsonrpc.TaskSpec) error {
+	raw, err := s.cl.call(s.ctx, "Tasks.SubmitBatch", jsonrpc.SubmitBatchParams{App: s.app, Tasks: tasks}, 0)
 	if err != nil {
 		return err
 	}
@@ -223,15 +253,31 @@ func (s *submitter) flush(last bool) error {
 	if err := decodeResult("Tasks.SubmitBatch", raw, &res); err != nil {
 		return err
 	}
-	if len(res.IDs) != len(s.batch) {
-		return fmt.Errorf("Tasks.SubmitBatch: unexpected result for %d tasks: %.200s", len(s.batch), raw)
+	if len(res.IDs) != len(tasks) {
+		return fmt.Errorf("Tasks.SubmitBatch: unexpected result for %d tasks: %.200s", len(tasks), raw)
 	}
-	s.batch, s.size = s.batch[:0], 0
 	if s.json {
 		s.ids = append(s.ids, res.IDs...)
 		return nil
 	}
 	return printIDs(s.w, res.IDs)
+}
+
+// submitCap is the master's --max-submit-tasks when err is the refusal of
+// a batch larger than it, else 0.
+func submitCap(err error) int {
+	rerr, ok := errors.AsType[*jsonrpc.Error](err)
+	if !ok || rerr.Code != jsonrpc.CodeQuotaExceeded {
+		return 0
+	}
+	var q struct {
+		Quota string `json:"quota"`
+		Limit int    `json:"limit"`
+	}
+	if json.Unmarshal(rerr.Data, &q) != nil || q.Quota != sched.QuotaSubmitTasks {
+		return 0
+	}
+	return q.Limit
 }
 
 func (s *submitter) submitOne(spec jsonrpc.TaskSpec) error {
