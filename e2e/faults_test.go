@@ -69,6 +69,13 @@ func expectError(t *testing.T, ws *websocket.Conn, code string) {
 var slaveHello = &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "evil",
 	Kinds: []string{"echo"}, Concurrency: 1}
 
+// slaveHelloWith is slaveHello presenting token.
+func slaveHelloWith(token string) *protocol.Hello {
+	h := *slaveHello
+	h.Token = token
+	return &h
+}
+
 // A malformed, unknown or oversized frame closes that one connection with
 // an Error saying why; everybody else carries on and nothing is lost.
 func TestBadFramesCloseOnlyThatConnection(t *testing.T) {

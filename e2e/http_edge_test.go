@@ -319,19 +319,14 @@ func TestHTTPHandshakeTokenGuessingIsLimited(t *testing.T) {
 	logs := &httpLog{}
 	lim := netguard.NewLimiter(netguard.LimiterOptions{Base: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	m := startMaster(t, master.Options{SlaveToken: secret, Limiter: lim})
-	hello := func(tok string) *protocol.Hello {
-		h := *slaveHello
-		h.Token = tok
-		return &h
-	}
 	var codes []string
 	for i := range 12 {
-		codes = append(codes, httpCode(httpHandshake(t, m.URL(), "/ws/slave", hello(strings.Repeat("0", i+1)))))
+		codes = append(codes, httpCode(httpHandshake(t, m.URL(), "/ws/slave", slaveHelloWith(strings.Repeat("0", i+1)))))
 	}
 	if codes[0] != protocol.CodeUnauthorized || codes[len(codes)-1] != protocol.CodeRateLimited {
 		t.Fatalf("12 guessed slave tokens: %v; want unauthorized first, rate_limited by the end", codes)
 	}
-	if got := httpCode(httpHandshake(t, m.URL(), "/ws/slave", hello(secret))); got != protocol.CodeRateLimited {
+	if got := httpCode(httpHandshake(t, m.URL(), "/ws/slave", slaveHelloWith(secret))); got != protocol.CodeRateLimited {
 		t.Fatalf("the right token from the locked-out address: %s, want rate_limited (not checked)", got)
 	}
 	app := &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: "victim"}
@@ -351,7 +346,7 @@ func TestHTTPHandshakeTokenGuessingIsLimited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	_ = ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, hello(secret)))
+	_ = ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, slaveHelloWith(secret)))
 	_ = ws.SetReadDeadline(time.Now().Add(httpFailsafe))
 	_, frame, err := ws.ReadMessage()
 	if err != nil {

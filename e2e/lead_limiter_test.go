@@ -18,17 +18,12 @@ func TestValidVolunteerTokenDoesNotResetGuesses(t *testing.T) {
 	secret := "a-long-enough-slave-token-0777"
 	lim := netguard.NewLimiter(netguard.LimiterOptions{Base: time.Hour})
 	m := startMaster(t, master.Options{SlaveToken: secret, Limiter: lim})
-	hello := func(tok string) *protocol.Hello {
-		h := *slaveHello
-		h.Token = tok
-		return &h
-	}
 	var codes []string
 	for round := range 3 {
 		for i := range 9 {
-			codes = append(codes, httpCode(httpHandshake(t, m.URL(), "/ws/slave", hello(strings.Repeat("0", round*9+i+1)))))
+			codes = append(codes, httpCode(httpHandshake(t, m.URL(), "/ws/slave", slaveHelloWith(strings.Repeat("0", round*9+i+1)))))
 		}
-		codes = append(codes, httpCode(httpHandshake(t, m.URL(), "/ws/slave", hello(secret))))
+		codes = append(codes, httpCode(httpHandshake(t, m.URL(), "/ws/slave", slaveHelloWith(secret))))
 	}
 	if got := codes[len(codes)-2]; got != protocol.CodeRateLimited {
 		t.Fatalf("27 guesses with a valid handshake after every 9: %v; want rate_limited by the end", codes)
