@@ -35,6 +35,7 @@ func Encode(dst []byte, m Message) []byte {
 			dst = binary.AppendUvarint(dst, uint64(t.Attempt))
 			dst = binary.AppendUvarint(dst, t.Lease)
 			dst = binenc.AppendString(dst, t.Kind)
+			dst = binenc.AppendString(dst, t.Module)
 			dst = binary.AppendUvarint(dst, uint64(t.Timeout/time.Millisecond))
 			dst = binenc.AppendBytes(dst, t.Payload)
 		}
@@ -51,6 +52,11 @@ func Encode(dst []byte, m Message) []byte {
 		}
 	case *Request:
 		dst = binary.AppendUvarint(dst, uint64(m.N))
+	case *Modules:
+		dst = binary.AppendUvarint(dst, uint64(len(m.Held)))
+		for _, h := range m.Held {
+			dst = binenc.AppendString(dst, h)
+		}
 	case *IDs:
 		dst = appendIDs(dst, m.IDs)
 	case *Submit:
@@ -63,6 +69,7 @@ func Encode(dst []byte, m Message) []byte {
 			dst = binary.AppendUvarint(dst, uint64(t.Timeout/time.Millisecond))
 			dst = binary.AppendUvarint(dst, uint64(t.MaxAttempts))
 			dst = binenc.AppendString(dst, t.Key)
+			dst = binenc.AppendString(dst, t.Module)
 			dst = binenc.AppendBytes(dst, t.Payload)
 		}
 	case *SubmitAck:
@@ -140,6 +147,7 @@ func DecodeWith(frame []byte, lim DecodeLimits) (Message, error) {
 			x.Attempt = d.Uint32("attempt")
 			x.Lease = d.Uvarint("lease")
 			x.Kind = d.kind()
+			x.Module = d.module()
 			x.Timeout = d.millis("timeout")
 			x.Payload = d.bytes("payload", n)
 		}
@@ -159,6 +167,13 @@ func DecodeWith(frame []byte, lim DecodeLimits) (Message, error) {
 		m = msg
 	case TypeRequest:
 		m = &Request{N: d.Uint32("requested tasks")}
+	case TypeModules:
+		n := d.count("module count", 1)
+		msg := &Modules{Held: make([]string, n)}
+		for i := range msg.Held {
+			msg.Held[i] = d.String("module")
+		}
+		m = msg
 	case TypeReturn, TypeCancel, TypeNotifyAck, TypeNotifyDone:
 		m = &IDs{T: t, IDs: d.ids()}
 	case TypeSubmit:
@@ -172,6 +187,7 @@ func DecodeWith(frame []byte, lim DecodeLimits) (Message, error) {
 			x.Timeout = d.millis("timeout")
 			x.MaxAttempts = d.Uint32("max attempts")
 			x.Key = d.String("key")
+			x.Module = d.module()
 			x.Payload = d.bytes("payload", n)
 		}
 		m = msg
@@ -218,8 +234,9 @@ func appendIDs(dst []byte, ids []uint64) []byte {
 // decoding code stays linear.
 type decoder struct {
 	binenc.Decoder
-	lastKind string
-	max      int // DecodeLimits.MaxItems
+	lastKind   string
+	lastModule string
+	max        int // DecodeLimits.MaxItems
 }
 
 // count reads an element count, refusing one the bytes left cannot hold
@@ -252,6 +269,15 @@ func (d *decoder) kind() string {
 		d.lastKind = string(b)
 	}
 	return d.lastKind
+}
+
+// module reads a module hash, reusing the previous string like kind.
+func (d *decoder) module() string {
+	b := d.Bytes("module")
+	if string(b) != d.lastModule {
+		d.lastModule = string(b)
+	}
+	return d.lastModule
 }
 
 // maxMillis keeps decoded durations from overflowing time.Duration.

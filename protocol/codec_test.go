@@ -14,18 +14,23 @@ import (
 func samples() []Message {
 	return []Message{
 		&Hello{Version: Version, Role: RoleSlave, Name: "s1", Host: "h", OS: "linux", Arch: "amd64",
-			Cores: 8, MemoryBytes: 1 << 34, Kinds: []string{"echo", "sha256"}, Concurrency: 8, Prefetch: 8},
+			Cores: 8, MemoryBytes: 1 << 34, Kinds: []string{"echo", "sha256", KindWASM}, Concurrency: 8, Prefetch: 8,
+			Modules: []string{strings.Repeat("ab", 32)}, TrustKeys: []string{"k1"}},
 		&Welcome{Version: Version, Session: "abc", Dispatch: DispatchPoll, HeartbeatMillis: 5000, MaxFrameBytes: 1 << 24, MaxPayloadBytes: 1 << 20},
 		&Error{Code: CodeBadFrame, Message: "nope"},
 		&Dispatch{Tasks: []Task{
 			{ID: 1 << 50, Attempt: 1, Lease: 0xdeadbeefcafe, Kind: "echo", Timeout: 1500 * time.Millisecond, Payload: []byte("hi")},
 			{ID: 1<<50 + 1, Attempt: 3, Kind: "sleep", Payload: []byte{}},
+			{ID: 1<<50 + 2, Attempt: 1, Kind: KindWASM, Module: strings.Repeat("ab", 32), Payload: []byte("p")},
+			{ID: 1<<50 + 3, Attempt: 1, Kind: KindWASM, Module: strings.Repeat("ab", 32), Payload: []byte("q")},
 		}},
 		&Results{Results: []Result{
 			{ID: 7, Attempt: 1, Lease: 1<<63 + 5, Output: []byte{0, 1, 2}, Duration: 42 * time.Microsecond},
 			{ID: 8, Attempt: 2, Err: "boom", Output: []byte{}},
 		}},
 		&Request{N: 64},
+		&Modules{Held: []string{strings.Repeat("ab", 32), strings.Repeat("cd", 32)}},
+		&Modules{Held: []string{}},
 		&IDs{T: TypeReturn, IDs: []uint64{9, 3, 1 << 60, 0}},
 		&IDs{T: TypeCancel, IDs: []uint64{}},
 		&IDs{T: TypeNotifyAck, IDs: []uint64{5}},
@@ -33,6 +38,7 @@ func samples() []Message {
 		&Submit{Seq: 99, Tasks: []NewTask{
 			{Kind: "echo", Payload: []byte("x"), Priority: -5, Timeout: time.Second, MaxAttempts: 4, Key: "k"},
 			{Kind: "fail", Payload: []byte{}},
+			{Kind: KindWASM, Module: strings.Repeat("ef", 32), Payload: []byte("in")},
 		}},
 		&SubmitAck{Seq: 99, FirstID: 1000, Count: 2},
 		&SubmitReject{Seq: 99, Index: -1, Code: CodeInvalidTask, Message: "bad"},

@@ -15,6 +15,8 @@ const (
 	MaxKinds       = 1024  // a slave announces 1 to this many kinds
 	MaxConcurrency = 4096  // a slave's Concurrency: 1 to this
 	MaxPrefetch    = 65536 // a slave's Prefetch: 0 to this
+	MaxHeld        = 1024  // module hashes in a Hello or a Modules frame
+	MaxTrustKeys   = 64    // a slave's Hello.TrustKeys
 	// MaxHandshakeBytes bounds a Hello, a Welcome or a refusal: every side
 	// reads the first frame with this limit, before it knows the other's.
 	MaxHandshakeBytes = 64 << 10
@@ -51,6 +53,7 @@ const (
 	FieldTimeout     TaskField = "timeout"
 	FieldMaxAttempts TaskField = "max attempts"
 	FieldKey         TaskField = "key"
+	FieldModule      TaskField = "module"
 )
 
 // TaskError refuses a batch because of one task, or the batch itself.
@@ -81,9 +84,19 @@ func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *Ta
 	bad := func(f TaskField, format string, a ...any) *TaskError {
 		return &TaskError{Index: i, Field: f, Code: CodeInvalidTask, Problem: fmt.Sprintf(format, a...)}
 	}
+	if nt.Module != "" && nt.Kind == "" {
+		// Naming the code says what kind of task it is.
+		nt.Kind = KindWASM
+	}
 	switch {
 	case nt.Kind == "":
 		return bad(FieldKind, "must not be empty")
+	case nt.Module != "" && !ValidModuleHash(nt.Module):
+		return bad(FieldModule, "must be a module's hash: 64 lowercase hex digits")
+	case nt.Module != "" && nt.Kind != KindWASM:
+		return bad(FieldKind, "must be %q (or empty) for a task that names a module; it is %q", KindWASM, nt.Kind)
+	case nt.Module == "" && nt.Kind == KindWASM:
+		return bad(FieldModule, "must name the module a %q task runs", KindWASM)
 	case len(nt.Kind) > MaxKindBytes:
 		return bad(FieldKind, "is longer than %d bytes", MaxKindBytes)
 	case maxPayload > 0 && len(nt.Payload) > maxPayload:
@@ -99,6 +112,20 @@ func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *Ta
 		return bad(FieldKey, "is longer than %d bytes", MaxKeyBytes)
 	}
 	return nil
+}
+
+// ValidModuleHash reports whether h is a module's content address: the
+// lowercase hex SHA-256 of its bytes.
+func ValidModuleHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckBatch checks a batch's size, then each task with CheckTask.

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,5 +42,27 @@ func TestCheckTask(t *testing.T) {
 	}
 	if err := CheckBatch(make([]NewTask, MaxSubmitTasks+1), 0, 0); err == nil || err.Index != -1 {
 		t.Errorf("batch over the limit: %v", err)
+	}
+}
+
+func TestCheckTaskModule(t *testing.T) {
+	h := strings.Repeat("0f", 32)
+	nt := NewTask{Module: h, Payload: []byte("x")}
+	if err := CheckTask(0, &nt, 0, 0); err != nil || nt.Kind != KindWASM {
+		t.Fatalf("a task naming a module: %v, kind %q; want accepted as %q", err, nt.Kind, KindWASM)
+	}
+	for _, c := range []struct {
+		nt    NewTask
+		field TaskField
+	}{
+		{NewTask{Kind: KindWASM}, FieldModule},
+		{NewTask{Kind: "echo", Module: h}, FieldKind},
+		{NewTask{Module: strings.ToUpper(h)}, FieldModule},
+		{NewTask{Module: h[:63]}, FieldModule},
+	} {
+		err := CheckTask(2, &c.nt, 0, 0)
+		if err == nil || err.Field != c.field || err.Code != CodeInvalidTask {
+			t.Errorf("CheckTask(%+v) = %v, want a refusal of field %q", c.nt, err, c.field)
+		}
 	}
 }

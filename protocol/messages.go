@@ -8,8 +8,11 @@ import (
 // Version is the wire protocol version. A peer whose Hello carries another
 // version is refused with CodeUnsupportedVersion; bump it on any change a
 // peer of the previous version would misread. Version 2 added the lease
-// of a dispatched attempt (Task.Lease, echoed in Result.Lease).
-const Version = 2
+// of a dispatched attempt (Task.Lease, echoed in Result.Lease); version 3
+// the module of a WASM task (NewTask.Module, Task.Module), the modules a
+// slave holds and the keys it trusts (Hello.Modules, Hello.TrustKeys, the
+// Modules frame).
+const Version = 3
 
 // Type is the first byte of every frame.
 type Type byte
@@ -24,6 +27,7 @@ const (
 	TypeRequest      Type = 12 // slave → master: polling pattern, n more tasks wanted
 	TypeReturn       Type = 13 // slave → master: tasks handed back unrun (no attempt spent)
 	TypeCancel       Type = 14 // master → slave: abandon these tasks
+	TypeModules      Type = 15 // slave → master: the WASM modules it holds now
 	TypeSubmit       Type = 20 // app → master: a batch of new tasks
 	TypeSubmitAck    Type = 21 // master → app: the batch is durable, ids assigned
 	TypeSubmitReject Type = 22 // master → app: the batch was refused, nothing stored
@@ -35,7 +39,7 @@ const (
 var typeNames = map[Type]string{
 	TypeHello: "hello", TypeWelcome: "welcome", TypeError: "error",
 	TypeDispatch: "dispatch", TypeResults: "results", TypeRequest: "request",
-	TypeReturn: "return", TypeCancel: "cancel", TypeSubmit: "submit",
+	TypeReturn: "return", TypeCancel: "cancel", TypeModules: "modules", TypeSubmit: "submit",
 	TypeSubmitAck: "submit_ack", TypeSubmitReject: "submit_reject",
 	TypeNotify: "notify", TypeNotifyAck: "notify_ack", TypeNotifyDone: "notify_done",
 }
@@ -80,7 +84,19 @@ type Hello struct {
 	Kinds       []string `json:"kinds,omitempty"`
 	Concurrency int      `json:"concurrency,omitempty"`
 	Prefetch    int      `json:"prefetch,omitempty"`
+	// Modules are the hashes of the WASM modules the slave holds already
+	// (KindWASM in Kinds): the master prefers it for their tasks.
+	Modules []string `json:"modules,omitempty"`
+	// TrustKeys, when set, are the only signers whose modules the slave
+	// runs (public keys, modsig's text form): the master sends it no other
+	// module's task, and the slave refuses one anyway.
+	TrustKeys []string `json:"trust_keys,omitempty"`
 }
+
+// KindWASM is the kind of every task that names a module: the slave runs
+// the module of Task.Module on the task's payload. A slave that runs WASM
+// announces it in Hello.Kinds.
+const KindWASM = "wasm"
 
 // Welcome accepts a Hello and tells the client the master's limits.
 type Welcome struct {
@@ -155,8 +171,11 @@ type Task struct {
 	Attempt uint32 // 1 for the first run
 	// Lease is the master's random id of this attempt on this session: a
 	// result counts only if it echoes it (see Result.Lease).
-	Lease   uint64
-	Kind    string
+	Lease uint64
+	Kind  string
+	// Module is the hash of the WASM module to run when Kind is KindWASM:
+	// the slave fetches it by hash and checks the bytes against it.
+	Module  string
 	Timeout time.Duration // the slave cancels the run after it; 0 means none
 	Payload []byte
 }
@@ -178,6 +197,10 @@ type Result struct {
 // Results carries finished attempts to the master.
 type Results struct{ Results []Result }
 
+// Modules lists every WASM module a slave holds now, replacing what it
+// said before (in its Hello or an earlier Modules frame).
+type Modules struct{ Held []string }
+
 // Request asks for N more tasks (polling pattern).
 type Request struct{ N uint32 }
 
@@ -197,6 +220,9 @@ type NewTask struct {
 	Timeout     time.Duration
 	MaxAttempts uint32
 	Key         string // routing key; optional
+	// Module names the task's code by hash (a module uploaded to the
+	// master); Kind is then KindWASM, and an empty Kind means it.
+	Module string
 }
 
 // Submit carries new tasks. Seq identifies the batch per application: a
@@ -277,6 +303,7 @@ func (*Error) Type() Type        { return TypeError }
 func (*Dispatch) Type() Type     { return TypeDispatch }
 func (*Results) Type() Type      { return TypeResults }
 func (*Request) Type() Type      { return TypeRequest }
+func (*Modules) Type() Type      { return TypeModules }
 func (m *IDs) Type() Type        { return m.T }
 func (*Submit) Type() Type       { return TypeSubmit }
 func (*SubmitAck) Type() Type    { return TypeSubmitAck }

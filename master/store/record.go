@@ -13,9 +13,12 @@ import (
 
 // Record is one task as the store keeps it.
 type Record struct {
-	ID          uint64
-	App         string
-	Kind        string
+	ID   uint64
+	App  string
+	Kind string
+	// Module is the hash of the WASM module a task of kind "wasm" runs;
+	// empty for every other task.
+	Module      string
 	Key         string
 	Priority    int32
 	Timeout     time.Duration
@@ -114,6 +117,12 @@ type Push struct {
 //	  uvarint len of slave, err;
 //	then the bytes of every attempt's slave and err, attempt by attempt.
 //
+// A record with flagModule carries its Module right after the header,
+// before the priority: uvarint length, then the bytes. It is a flag, not a
+// format, because every record without a module stays byte for byte what
+// it was; an older Anthill refuses a record with a module as corrupt (an
+// unknown flag) rather than run it as the wrong kind.
+//
 // Format 1 is format 2 without the history; it is still read (History
 // nil) and its header is the same, so AckTask flips either.
 //
@@ -141,8 +150,9 @@ const (
 	offState  = 2
 	headerLen = 3
 
-	flagAcked = 1 << 0
-	flagQuiet = 1 << 1
+	flagAcked  = 1 << 0
+	flagQuiet  = 1 << 1
+	flagModule = 1 << 2
 )
 
 // maxHeaderLen bounds the encoded fields before the variable-length bytes,
@@ -181,7 +191,13 @@ func encodeRecord(dst []byte, r *Record, rf byte, payload []byte) []byte {
 	if r.Quiet {
 		flags |= flagQuiet
 	}
+	if r.Module != "" {
+		flags |= flagModule
+	}
 	dst = append(dst, rf, flags, byte(r.State))
+	if r.Module != "" {
+		dst = binenc.AppendString(dst, r.Module)
+	}
 	dst = binary.AppendVarint(dst, int64(r.Priority))
 	dst = binary.AppendVarint(dst, int64(r.Timeout))
 	dst = binary.AppendUvarint(dst, uint64(r.MaxAttempts))
@@ -228,7 +244,7 @@ func history(r *Record) []Attempt {
 // encodedLen is an upper bound of appendRecord's output, used to grow the
 // batch buffer once instead of several times per record.
 func encodedLen(r *Record) int {
-	n := maxHeaderLen + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
+	n := maxHeaderLen + binary.MaxVarintLen64 + len(r.Module) + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
 		len(r.Err) + len(r.Payload) + len(r.Result)
 	for _, a := range history(r) {
 		n += maxAttemptLen + len(a.Slave) + min(len(a.Err), MaxAttemptErr)
@@ -276,7 +292,7 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d to %d", rf, recordFormatV1, recordFormat))
 	}
 	flags := data[offFlags]
-	if flags&^(flagAcked|flagQuiet) != 0 {
+	if flags&^(flagAcked|flagQuiet|flagModule) != 0 {
 		return nil, corruptRecord(id, fmt.Sprintf("unknown flags %#x", flags))
 	}
 	r := &Record{
@@ -289,6 +305,9 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 		return nil, corruptRecord(id, fmt.Sprintf("invalid state %d", data[offState]))
 	}
 	d := binenc.NewDecoder(data[headerLen:])
+	if flags&flagModule != 0 {
+		r.Module = d.String("module")
+	}
 	r.Priority = d.Int32("priority")
 	r.Timeout = time.Duration(d.Varint("timeout"))
 	r.MaxAttempts = d.Uint32("max attempts")

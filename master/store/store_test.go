@@ -147,6 +147,7 @@ func TestRoundTrip(t *testing.T) {
 		{ID: 1<<64 - 1, State: protocol.StateCanceled, MaxAttempts: 1<<32 - 1, Timeout: -1,
 			CreatedAt: time.Unix(-5, 3), Priority: -1 << 31, Result: bytes.Repeat([]byte("r"), 70000)},
 		fullHistory(11),
+		{ID: 12, State: protocol.StatePending, Kind: "wasm", Module: strings.Repeat("ab", 32), Payload: []byte("in")},
 	}
 	b := new(Batch)
 	for _, r := range want {
@@ -160,7 +161,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Load returned %d records, want %d", len(got), len(want))
 	}
 	// Load is in id order.
-	order := []int{1, 2, 4, 0, 3}
+	order := []int{1, 2, 4, 5, 0, 3}
 	for i, r := range got {
 		sameRecord(t, r, want[order[i]])
 	}
