@@ -63,6 +63,7 @@ type Server struct {
 	auth   *auth
 	mux    *http.ServeMux
 	index  *template.Template
+	vol    *template.Template // the volunteer page
 	static http.Handler
 	up     websocket.Upgrader
 
@@ -108,9 +109,13 @@ func New(m Master, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	vol, err := template.ParseFS(sub, "volunteer.html")
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		m: m, opts: o, auth: a,
-		mux: http.NewServeMux(), index: index,
+		mux: http.NewServeMux(), index: index, vol: vol,
 		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
 		quit:   make(chan struct{}),
 	}
@@ -124,6 +129,7 @@ func New(m Master, o Options) (*Server, error) {
 	s.mux.HandleFunc("POST /login", s.serveLogin)
 	s.mux.HandleFunc("POST /logout", s.action(s.serveLogout))
 	s.mux.HandleFunc("GET /static/", s.serveStatic)
+	s.mux.HandleFunc("GET /volunteer", s.serveVolunteer)
 	s.mux.HandleFunc("GET /ui/session", s.authed(s.serveSession))
 	s.mux.HandleFunc("GET /ui/live", s.authed(s.serveLive))
 	s.mux.HandleFunc("GET /ui/tasks", s.authed(s.serveTasks))
@@ -160,11 +166,29 @@ func (s *Server) Close() {
 	s.feeds.Wait()
 }
 
+// The pages run only our own scripts and styles and are never framed:
+// that leaves an injected string nothing to run and nothing to click.
+// The volunteer page and its scripts (its workers take their policy from
+// their own script's answer) may also compile WebAssembly, which
+// 'wasm-unsafe-eval' allows without allowing eval of JavaScript.
+const (
+	csp          = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+	volunteerCSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+// volunteerPath reports whether p is the volunteer page or one of the
+// scripts it runs.
+func volunteerPath(p string) bool {
+	return p == "/volunteer" || strings.HasPrefix(p, "/static/volunteer/") || strings.HasPrefix(p, "/static/vendor/browser_wasi_shim/")
+}
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	// The pages run only our own scripts and styles and are never framed:
-	// that leaves an injected string nothing to run and nothing to click.
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	if volunteerPath(r.URL.Path) {
+		h.Set("Content-Security-Policy", volunteerCSP)
+	} else {
+		h.Set("Content-Security-Policy", csp)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	// Not no-referrer: under it Chromium sends "Origin: null" with form
@@ -193,6 +217,15 @@ func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	in := s.m.Info()
 	_ = s.index.Execute(w, map[string]string{"CSRF": s.auth.csrf(sess), "Version": in.Version})
+}
+
+// serveVolunteer is the browser volunteer's page. It is public: what it
+// may do is decided by the master at the slave handshake, with the
+// volunteer token it presents (or none, under open enrollment).
+func (s *Server) serveVolunteer(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_ = s.vol.Execute(w, map[string]string{"Version": s.m.Info().Version})
 }
 
 func (s *Server) serveLoginPage(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,339 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/protocol"
+)
+
+// A person opens the invitation link an operator gave them, gives two
+// cores and presses Start: headless Chromium then runs WASM tasks as a
+// slave of a real master, in Web Workers. The results are the ones Go
+// computes natively; a module that exits non-zero, one whose bytes do not
+// match its hash, one that outlives its timeout and one whose output is
+// over the master's limit each come back as failures that say why, and
+// the cores go on; pause stops new work and resume takes it again; Stop
+// hands back what runs and leaves.
+func TestVolunteerBrowser(t *testing.T) {
+	for _, dispatch := range []string{protocol.DispatchSend, protocol.DispatchPoll} {
+		t.Run(dispatch, func(t *testing.T) { volunteerSession(t, dispatch) })
+	}
+}
+
+func volunteerSession(t *testing.T, dispatch string) {
+	hash, code := volunteerBuildModule(t)
+	// A hash the stand-in module endpoint answers with other bytes.
+	forged := strings.Repeat("ab", 32)
+	mods := &volunteerModules{code: map[string][]byte{hash: code, forged: code}}
+	m, base := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096}, mods)
+	token, err := m.EnrollVolunteer("alice-browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+
+	// The invitation link: the page keeps the token and takes it out of
+	// the address bar.
+	volunteerOpen(b, base, "/volunteer#token="+token)
+	if got := eval[string](b, `localStorage.getItem('anthill.volunteer.token') || ''`); got != token {
+		t.Fatalf("stored token %q, want the invitation's", got)
+	}
+	if h := eval[string](b, `location.hash`); h != "" {
+		t.Errorf("the token stays in the address bar: %q", h)
+	}
+	eval[bool](b, `document.getElementById('cores').value = '2', true`)
+	b.run("start", chromedp.Click("#start"))
+	b.waitJS("connected", `document.getElementById('state').dataset.state === 'connected'`)
+	waitSlaves(t, m, 1)
+	sl := m.Scheduler().Stats().Slaves[0]
+	if sl.Identity != "alice-browser" || sl.Concurrency != 2 || fmt.Sprint(sl.Kinds) != "[wasm]" {
+		t.Errorf("the master runs the page as %+v, want the invited volunteer with 2 cores of wasm", sl)
+	}
+	if got := eval[string](b, `document.getElementById('volunteer').textContent`); got != "alice-browser" {
+		t.Errorf("the page says it runs as %q", got)
+	}
+
+	app := volunteerConnectApp(t, m, "volunteer-app")
+
+	// Work: results equal Go's.
+	var tasks []protocol.NewTask
+	var want []string
+	for i := range 24 {
+		p := fmt.Sprintf("task %d of the browser volunteer %s", i, strings.Repeat("x", i*37))
+		tasks = append(tasks, volunteerTask(hash, p))
+		want = append(want, volunteerSum(p))
+	}
+	ids := app.submit(tasks...)
+	for i, f := range app.wait("24 results", ids...) {
+		if f.State != protocol.StateDone || string(f.Result) != want[i] {
+			t.Fatalf("task %d: %s %q %q, want done %q", f.ID, f.State, f.Result, f.Err, want[i])
+		}
+	}
+	b.waitJS("24 done on the page", `document.getElementById('v-done').dataset.value === '24'`)
+	if cpu := eval[float64](b, `Number(document.getElementById('v-cpu').dataset.value)`); cpu <= 0 {
+		t.Errorf("CPU time shown %v µs after 24 tasks", cpu)
+	}
+	b.waitJS("the module announced", `document.getElementById('v-modules').dataset.value === '1'`)
+	for _, c := range mods.credentials() {
+		if c != "Bearer "+token {
+			t.Fatalf("a module fetch presented %q, want the volunteer token", c)
+		}
+	}
+	if n := len(mods.credentials()); n != 1 {
+		t.Errorf("the module was fetched %d times, want once (it is compiled once and kept)", n)
+	}
+
+	// Failures, each saying why; the cores survive them.
+	exit := volunteerTask(hash, "exit 3")
+	spin := volunteerTask(hash, "spin")
+	spin.Timeout = 1500 * time.Millisecond
+	fails := app.submit(exit, volunteerTask(forged, "never run"), spin, volunteerTask(hash, "big 10000"))
+	wantErr := []string{
+		"module exited with code 3: asked to exit with 3",
+		"module hash mismatch",
+		"stopped at its deadline",
+		"stdout exceeded 4096 bytes",
+	}
+	for i, f := range app.wait("4 failures", fails...) {
+		if f.State != protocol.StateFailed || !strings.Contains(f.Err, wantErr[i]) {
+			t.Errorf("task %d: %s %q, want failed with %q", f.ID, f.State, f.Err, wantErr[i])
+		}
+	}
+	after := app.submit(volunteerTask(hash, "after the failures"), volunteerTask(hash, "and another"))
+	for i, f := range app.wait("work after the failures", after...) {
+		if w := volunteerSum([]string{"after the failures", "and another"}[i]); string(f.Result) != w {
+			t.Errorf("task %d after the failures: %s %q %q", f.ID, f.State, f.Result, f.Err)
+		}
+	}
+	b.waitJS("4 failed on the page", `document.getElementById('v-failed').dataset.value === '4'`)
+
+	// Pause: no new work, for as long as it lasts.
+	b.run("pause", chromedp.Click("#pause"))
+	b.waitJS("paused", `document.getElementById('state').dataset.state === 'paused'`)
+	held := app.submit(volunteerTask(hash, "held 1"), volunteerTask(hash, "held 2"), volunteerTask(hash, "held 3"))
+	doneBefore := eval[string](b, `document.getElementById('v-done').dataset.value`)
+	// The only wait in these tests that is not for a condition: nothing
+	// must happen, so it is watched for a while.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		for _, id := range held {
+			if info := fenceTask(t, m, id); info.State != protocol.StatePending || info.Attempts != 0 {
+				t.Fatalf("task %d %s after %d attempts while the volunteer is paused", id, info.State, info.Attempts)
+			}
+		}
+	}
+	if got := eval[string](b, `document.getElementById('v-done').dataset.value`); got != doneBefore {
+		t.Fatalf("done went from %s to %s while paused", doneBefore, got)
+	}
+	b.screenshot("volunteer-paused-" + dispatch)
+	b.run("resume", chromedp.Click("#pause"))
+	for i, f := range app.wait("the held tasks after resume", held...) {
+		if w := volunteerSum(fmt.Sprintf("held %d", i+1)); f.State != protocol.StateDone || string(f.Result) != w {
+			t.Errorf("held task %d: %s %q %q", f.ID, f.State, f.Result, f.Err)
+		}
+	}
+	b.waitJS("connected again", `document.getElementById('state').dataset.state === 'connected'`)
+
+	// Stop while a task runs: it goes back to the master unspent, and the
+	// page leaves.
+	long := volunteerTask(hash, "spin")
+	long.Timeout = time.Minute
+	running := app.submit(long)[0]
+	b.waitJS("the task running", `document.getElementById('cores-list').dataset.busy === '1'`)
+	waitFor(t, 10*time.Second, "the master to see it running", func() bool {
+		return fenceTask(t, m, running).State == protocol.StateRunning
+	})
+	b.screenshot("volunteer-running-" + dispatch)
+	b.run("stop", chromedp.Click("#stop"))
+	b.waitJS("stopped", `document.getElementById('state').dataset.state === 'stopped'`)
+	waitSlaves(t, m, 0)
+	waitFor(t, 10*time.Second, "the running task handed back", func() bool {
+		return fenceTask(t, m, running).State == protocol.StatePending
+	})
+	if info := fenceTask(t, m, running); info.Attempts != 0 {
+		// A hand-back costs no attempt: the master counts it undone.
+		t.Errorf("the handed-back task counts %d attempts", info.Attempts)
+	}
+	if err := m.Scheduler().Cancel(running); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Under open enrollment the page needs no link: the master enrolls it on
+// its first Hello and the page keeps the token it gets, fetches modules
+// with it and presents it the next time, as the same volunteer.
+func TestVolunteerOpenEnrollment(t *testing.T) {
+	hash, code := volunteerBuildModule(t)
+	mods := &volunteerModules{code: map[string][]byte{hash: code}}
+	m, base := volunteerMaster(t, master.Options{OpenEnrollment: true}, mods)
+	b := newBrowser(t)
+	volunteerOpen(b, base, "/volunteer")
+	b.run("start", chromedp.Click("#start"))
+	b.waitJS("connected", `document.getElementById('state').dataset.state === 'connected'`)
+	token := eval[string](b, `localStorage.getItem('anthill.volunteer.token') || ''`)
+	if token == "" {
+		t.Fatal("no volunteer token kept after an open enrollment")
+	}
+	who := eval[string](b, `document.getElementById('volunteer').textContent`)
+	if who == "" {
+		t.Fatal("the page does not say which volunteer it runs as")
+	}
+	app := volunteerConnectApp(t, m, "open-app")
+	f := app.wait("one result", app.submit(volunteerTask(hash, "open"))...)[0]
+	if string(f.Result) != volunteerSum("open") {
+		t.Fatalf("result %s %q %q", f.State, f.Result, f.Err)
+	}
+	if got := mods.credentials(); len(got) != 1 || got[0] != "Bearer "+token {
+		t.Fatalf("module fetches presented %q, want the enrolled token", got)
+	}
+
+	// Closing the page leaves cleanly; opening it again is the same
+	// volunteer.
+	b.run("reload", chromedp.Reload())
+	waitSlaves(t, m, 0)
+	b.waitJS("the page again", `document.getElementById('state').dataset.state === 'stopped'`)
+	b.run("start again", chromedp.Click("#start"))
+	b.waitJS("connected again", `document.getElementById('state').dataset.state === 'connected'`)
+	if again := eval[string](b, `document.getElementById('volunteer').textContent`); again != who {
+		t.Errorf("after a reload the page runs as %q, before as %q", again, who)
+	}
+	if again := eval[string](b, `localStorage.getItem('anthill.volunteer.token')`); again != token {
+		t.Error("the master issued a second token to a volunteer that presented its own")
+	}
+}
+
+// A master that admits enrolled volunteers only refuses a page without a
+// token, and one with a wrong token, and the page says what to do.
+func TestVolunteerRefused(t *testing.T) {
+	m, base := volunteerMaster(t, master.Options{}, &volunteerModules{})
+	_ = m
+	b := newBrowser(t)
+	volunteerOpen(b, base, "/volunteer")
+	b.run("start", chromedp.Click("#start"))
+	b.waitJS("refused", `document.getElementById('state').dataset.state === 'refused'`)
+	msg := eval[string](b, `document.getElementById('message').textContent`)
+	if !strings.Contains(msg, "invitation link") || !strings.Contains(msg, "/volunteer#token=") {
+		t.Errorf("refusal without a token says %q", msg)
+	}
+	b.screenshot("volunteer-refused")
+
+	// An invitation link opened in the same tab changes only the fragment.
+	b.run("open a link with a wrong token", chromedp.Navigate(base+"/volunteer#token=not-a-real-token"))
+	b.waitJS("the token kept", `localStorage.getItem('anthill.volunteer.token') === 'not-a-real-token' && location.hash === ''`)
+	b.run("start with a wrong token", chromedp.Click("#start"))
+	b.waitJS("refused", `document.getElementById('state').dataset.state === 'refused'`)
+	msg = eval[string](b, `document.getElementById('message').textContent`)
+	if !strings.Contains(msg, "does not accept this browser's volunteer token") || !strings.Contains(msg, "unknown or revoked") {
+		t.Errorf("refusal of a wrong token says %q", msg)
+	}
+	if n := len(m.Scheduler().Stats().Slaves); n != 0 {
+		t.Errorf("%d slaves connected", n)
+	}
+}
+
+// The page's codec reads what protocol.Encode writes and writes what
+// protocol.Decode reads, at the edges: a lease of 2^64-1 is echoed exactly,
+// and ids that go down as well as up survive the delta encoding.
+func TestVolunteerCodec(t *testing.T) {
+	_, base := volunteerMaster(t, master.Options{}, &volunteerModules{})
+	b := newBrowser(t)
+	volunteerOpen(b, base, "/volunteer")
+	d := &protocol.Dispatch{Tasks: []protocol.Task{
+		{ID: math.MaxUint64, Attempt: math.MaxUint32, Lease: math.MaxUint64, Kind: "wasm", Module: strings.Repeat("0f", 32), Timeout: 90 * time.Second, Payload: []byte{0, 1, 255}},
+		{ID: 1, Attempt: 1, Lease: 1 << 53, Kind: "wasm", Module: "m", Payload: nil},
+	}}
+	cancel := &protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{7, 3, math.MaxUint64, 0, 1 << 40}}
+	js := fmt.Sprintf(`(async () => {
+  const c = await import('/static/volunteer/codec.js');
+  const bytes = (a) => new Uint8Array(a);
+  const d = c.decode(bytes(%s));
+  const x = c.decode(bytes(%s));
+  const results = c.encodeResults(d.tasks.map((t, i) => ({id: t.id, attempt: t.attempt, lease: t.lease,
+    durationMicros: 1234567 * (i + 1), err: i ? 'é failed' : '', output: t.payload})));
+  return JSON.stringify({
+    tasks: d.tasks.map((t) => ({id: String(t.id), attempt: t.attempt, lease: String(t.lease), kind: t.kind, module: t.module,
+      timeout: t.timeoutMillis, payload: [...t.payload]})),
+    cancel: x.ids.map(String),
+    results: [...results], ret: [...c.encodeReturn(x.ids)], req: [...c.encodeRequest(5)],
+    mods: [...c.encodeModules(['a', 'b'])],
+  });
+})()`, volunteerJSBytes(protocol.Encode(nil, d)), volunteerJSBytes(protocol.Encode(nil, cancel)))
+	var got struct {
+		Tasks []struct {
+			ID, Lease, Kind, Module string
+			Attempt                 uint32
+			Timeout                 int64
+			Payload                 []int
+		}
+		Cancel                  []string
+		Results, Ret, Req, Mods []int
+	}
+	if err := json.Unmarshal([]byte(eval[string](b, js)), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Tasks) != 2 {
+		t.Fatalf("decoded %d tasks", len(got.Tasks))
+	}
+	for i, w := range d.Tasks {
+		g := got.Tasks[i]
+		if g.ID != fmt.Sprint(w.ID) || g.Lease != fmt.Sprint(w.Lease) || g.Attempt != w.Attempt || g.Kind != w.Kind ||
+			g.Module != w.Module || g.Timeout != w.Timeout.Milliseconds() || fmt.Sprint(g.Payload) != fmt.Sprint(volunteerInts(w.Payload)) {
+			t.Errorf("task %d decoded as %+v, want %+v", i, g, w)
+		}
+	}
+	if fmt.Sprint(got.Cancel) != fmt.Sprint(cancel.IDs) {
+		t.Errorf("cancel ids %v, want %v", got.Cancel, cancel.IDs)
+	}
+	decode := func(what string, b []int) protocol.Message {
+		t.Helper()
+		raw := make([]byte, len(b))
+		for i, v := range b {
+			raw[i] = byte(v)
+		}
+		msg, err := protocol.Decode(raw)
+		if err != nil {
+			t.Fatalf("%s from the page: %v", what, err)
+		}
+		return msg
+	}
+	rs := decode("results", got.Results).(*protocol.Results).Results
+	for i, w := range d.Tasks {
+		r := rs[i]
+		if r.ID != w.ID || r.Attempt != w.Attempt || r.Lease != w.Lease || r.Duration != time.Duration(1234567*(i+1))*time.Microsecond ||
+			string(r.Output) != string(w.Payload) || (i == 1) != (r.Err == "é failed") {
+			t.Errorf("result %d read back as %+v", i, r)
+		}
+	}
+	if ret := decode("return", got.Ret).(*protocol.IDs); ret.T != protocol.TypeReturn || fmt.Sprint(ret.IDs) != fmt.Sprint(cancel.IDs) {
+		t.Errorf("return read back as %+v", ret)
+	}
+	if req := decode("request", got.Req).(*protocol.Request); req.N != 5 {
+		t.Errorf("request read back as %+v", req)
+	}
+	if mods := decode("modules", got.Mods).(*protocol.Modules); fmt.Sprint(mods.Held) != "[a b]" {
+		t.Errorf("modules read back as %+v", mods)
+	}
+}
+
+func volunteerJSBytes(b []byte) string {
+	parts := make([]string, len(b))
+	for i, c := range b {
+		parts[i] = fmt.Sprint(c)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+func volunteerInts(b []byte) []int {
+	out := make([]int, len(b))
+	for i, c := range b {
+		out[i] = int(c)
+	}
+	return out
+}
