@@ -33,7 +33,9 @@ func volunteerSession(t *testing.T, dispatch string) {
 	// A hash the stand-in module endpoint answers with other bytes.
 	forged := strings.Repeat("ab", 32)
 	mods := &volunteerModules{code: map[string][]byte{hash: code, forged: code}}
-	m, base := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096}, mods)
+	// A short heartbeat: the session must live through many of them, on
+	// the pongs the browser sends by itself.
+	m, base := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096, Heartbeat: 200 * time.Millisecond}, mods)
 	token, err := m.EnrollVolunteer("alice-browser")
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +143,26 @@ func volunteerSession(t *testing.T, dispatch string) {
 	}
 	b.waitJS("connected again", `document.getElementById('state').dataset.state === 'connected'`)
 
+	// A task the operator cancels while it runs is stopped in the
+	// browser, and its core takes the next.
+	spinning := app.submit(volunteerTask(hash, "spin"))[0]
+	waitFor(t, 10*time.Second, "the task to run", func() bool { return fenceTask(t, m, spinning).State == protocol.StateRunning })
+	b.waitJS("a core busy", `document.getElementById('cores-list').dataset.busy === '1'`)
+	if err := m.Scheduler().Cancel(spinning); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS("the core free again", `document.getElementById('cores-list').dataset.busy === '0'`)
+	next := app.submit(volunteerTask(hash, "after a cancel"), volunteerTask(hash, "and one more"))
+	for i, f := range app.wait("work after the cancel", next...) {
+		if w := volunteerSum([]string{"after a cancel", "and one more"}[i]); string(f.Result) != w {
+			t.Errorf("task %d after the cancel: %s %q %q", f.ID, f.State, f.Result, f.Err)
+		}
+	}
+	if st := m.Scheduler().Stats().Slaves; len(st) != 1 || st[0].RejectedResults != 0 {
+		t.Fatalf("slaves after the work: %+v", st)
+	}
+	session := m.Scheduler().Stats().Slaves[0].Session
+
 	// Stop while a task runs: it goes back to the master unspent, and the
 	// page leaves.
 	long := volunteerTask(hash, "spin")
@@ -151,6 +173,9 @@ func volunteerSession(t *testing.T, dispatch string) {
 		return fenceTask(t, m, running).State == protocol.StateRunning
 	})
 	b.screenshot("volunteer-running-" + dispatch)
+	if now := m.Scheduler().Stats().Slaves[0].Session; now != session {
+		t.Errorf("the session changed from %s to %s without a pause", session, now)
+	}
 	b.run("stop", chromedp.Click("#stop"))
 	b.waitJS("stopped", `document.getElementById('state').dataset.state === 'stopped'`)
 	waitSlaves(t, m, 0)

@@ -132,8 +132,16 @@ type volunteerApp struct {
 	acks chan protocol.Message // SubmitAck or SubmitReject
 	done chan struct{}         // the reader has returned
 
+	wmu sync.Mutex // one writer at a time: submits and the reader's acks
+
 	mu  sync.Mutex
 	got map[uint64]protocol.Finished
+}
+
+func (a *volunteerApp) write(m protocol.Message) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	return a.ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, m))
 }
 
 func volunteerConnectApp(t *testing.T, m *master.Master, name string) *volunteerApp {
@@ -172,20 +180,18 @@ func (a *volunteerApp) read() {
 				ids = append(ids, f.ID)
 			}
 			a.mu.Unlock()
-			ack := protocol.Encode(nil, &protocol.IDs{T: protocol.TypeNotifyAck, IDs: ids})
-			if a.ws.WriteMessage(websocket.BinaryMessage, ack) != nil {
+			if a.write(&protocol.IDs{T: protocol.TypeNotifyAck, IDs: ids}) != nil {
 				return
 			}
 		}
 	}
 }
 
-// submit sends tasks in one batch and returns their ids. It is called
-// from the test goroutine only, so writes never race.
+// submit sends tasks in one batch and returns their ids.
 func (a *volunteerApp) submit(tasks ...protocol.NewTask) []uint64 {
 	a.t.Helper()
 	a.seq++
-	if err := a.ws.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, &protocol.Submit{Seq: a.seq, Tasks: tasks})); err != nil {
+	if err := a.write(&protocol.Submit{Seq: a.seq, Tasks: tasks}); err != nil {
 		a.t.Fatal(err)
 	}
 	select {
