@@ -182,13 +182,6 @@ func (m *Master) serveModule(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(code))
 }
 
-// UploadResult is POST /modules's answer (and Modules.Upload's).
-type UploadResult struct {
-	Hash string `json:"hash"`
-	Size int64  `json:"size"`
-	Name string `json:"name"`
-}
-
 // serveUpload is POST /modules?name=N: the body is the module, the
 // optional SignaturesHeader its signatures. Applications (their token and
 // AppHeader) and the operator may upload; volunteers may not.
@@ -230,7 +223,7 @@ func (m *Master) serveUpload(w http.ResponseWriter, r *http.Request) {
 		m.moduleFailed(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, UploadResult{Hash: info.Hash, Size: info.Size, Name: info.Name})
+	writeJSON(w, http.StatusOK, modules.UploadResult{Hash: info.Hash, Size: info.Size, Name: info.Name})
 }
 
 // moduleFailed answers a registry error with its HTTP status.

@@ -168,7 +168,7 @@ func TestModuleUpload(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("upload: %d %s", status, b)
 	}
-	var res UploadResult
+	var res modules.UploadResult
 	if err := json.Unmarshal(b, &res); err != nil || res.Hash != modsig.Hash(code) || res.Size != int64(len(code)) || res.Name != "sum" {
 		t.Fatalf("upload result %s: %v", b, err)
 	}

@@ -66,6 +66,14 @@ type Info struct {
 	Signers []string `json:"signers"`
 }
 
+// UploadResult is the answer to an upload, on POST /modules and
+// Modules.Upload alike.
+type UploadResult struct {
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+	Name string `json:"name"`
+}
+
 // ByAdmin is the By of a module uploaded with the admin token.
 const ByAdmin = "admin"
 
