@@ -74,7 +74,7 @@ func TestDependencyDirection(t *testing.T) {
 		"master/modules": {"master/store", "internal/modsig", "protocol", "internal/binenc"},
 		"master":         {"protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "master/store", "master/sched", "master/identity", "master/modules", "internal/modsig", "internal/binenc"},
 		"slave":          {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc"},
-		"appnode":        {"protocol", "internal/wire", "internal/dial", "internal/binenc"},
+		"appnode":        {"protocol", "internal/wire", "internal/dial", "internal/binenc", "internal/modsig"},
 		// A real master for tests: the master and what it imports.
 		"internal/testmaster": {"master", "master/sched", "master/store", "master/identity", "master/modules", "internal/modsig", "protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "internal/binenc"},
 		// The operator's view, built from the scheduler and stats.
