@@ -56,8 +56,13 @@ type Options struct {
 type Task struct {
 	// ID is set by the master when PushTask returns.
 	ID uint64
-	// Kind names the handler a slave runs the task with.
+	// Kind names the handler a slave runs the task with. With Module set
+	// it may be left empty: it is then protocol.KindWASM.
 	Kind string
+	// Module is the hash of the WASM module that runs the task, as
+	// UploadModule returned it (or anthill modules push printed it).
+	// Default "": a task of a registered kind.
+	Module string
 	// Payload is the task's input, opaque to Anthill.
 	Payload []byte
 	// Priority orders pending tasks under the priority strategy: higher

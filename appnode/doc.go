@@ -1,8 +1,10 @@
 // Package appnode is the Go library for applications: connect to a master
 // under an app id, push tasks, and get each task's final outcome exactly
 // once, asynchronously; optionally drive a whole job through a TaskSystem
-// with backpressure. It speaks only the protocol package's wire contract and
-// must not know how the master stores or schedules anything.
+// with backpressure; upload the WASM modules its tasks name
+// (UploadModule, over the master's HTTP door POST /modules). It speaks only
+// the protocol package's wire contract and that door's, and must not know
+// how the master stores or schedules anything.
 //
 // It mirrors the seed's ApplicationNode: PushTask is push_task, the
 // Options.TaskFinished callback is task_finished, and Run with a TaskSystem

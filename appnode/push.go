@@ -86,7 +86,7 @@ func newTask(i int, t *Task) (protocol.NewTask, *RejectError) {
 	if timeout > 0 && timeout < time.Millisecond {
 		timeout = time.Millisecond // the wire counts milliseconds; 0 would mean the default
 	}
-	return protocol.NewTask{Kind: t.Kind, Payload: t.Payload, Priority: t.Priority, Timeout: timeout,
+	return protocol.NewTask{Kind: t.Kind, Module: t.Module, Payload: t.Payload, Priority: t.Priority, Timeout: timeout,
 		MaxAttempts: uint32(t.MaxAttempts), Key: t.Key}, nil
 }
 

@@ -119,3 +119,17 @@ func TestPushOverAnnouncedSubmitCap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A task's module travels in its NewTask, and names the kind when the
+// task gives none.
+func TestNewTaskCarriesModule(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	nt, rej := newTask(0, &Task{Module: h})
+	if rej != nil || nt.Module != h {
+		t.Fatalf("newTask: %+v %v", nt, rej)
+	}
+	nts := []protocol.NewTask{nt}
+	if te := protocol.CheckBatch(nts, 0, 0); te != nil || nts[0].Kind != protocol.KindWASM {
+		t.Fatalf("checked: %+v %v", nts[0], te)
+	}
+}

@@ -1,7 +1,8 @@
 // Package jsonrpc is the master's JSON-RPC 2.0 API for scripts and
 // operators: an http.Handler for POST /rpc, built on gorilla/rpc/v2 and its
 // json2 codec, that submits, inspects, waits for, cancels and retries
-// tasks, lists and drains slaves and reports statistics. It calls the
+// tasks, lists and drains slaves, manages credentials and WASM modules and
+// reports statistics. It calls the
 // master's public API only; it does not schedule, store or speak the
 // WebSocket protocol itself.
 //

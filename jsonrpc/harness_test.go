@@ -57,6 +57,9 @@ func start(t testing.TB, o envOpts) *env {
 		if ro.Identities == nil {
 			ro.Identities = m
 		}
+		if ro.Modules == nil {
+			ro.Modules = m
+		}
 		h, err = New(m.Scheduler(), ro)
 		m.Handle(Path, h)
 		return err

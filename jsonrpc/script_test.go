@@ -139,7 +139,7 @@ func TestDocExamples(t *testing.T) {
 	}
 	for _, m := range []string{"Tasks.Submit", "Tasks.SubmitBatch", "Tasks.Get", "Tasks.Wait", "Tasks.List",
 		"Tasks.Cancel", "Tasks.Retry", "Slaves.List", "Slaves.Get", "Slaves.Drain", "Apps.List",
-		"Stats.Summary", "Master.Info"} {
+		"Stats.Summary", "Master.Info", "Modules.Upload", "Modules.List", "Modules.Get", "Modules.Delete"} {
 		if !documented[m] {
 			t.Errorf("docs/api.md has no curl example of %s", m)
 		}

@@ -34,8 +34,9 @@ type Options struct {
 	// Now is the clock of Stats.Series's default span. Default time.Now.
 	Now func() time.Time
 	// MaxBody caps a request body in bytes; a larger one gets HTTP 413 and
-	// CodeTooLarge. Default: the larger of 32 MiB and twice the master's
-	// MaxPayload (base64 inflates a payload by a third).
+	// CodeTooLarge. Default: the larger of 32 MiB, twice the master's
+	// MaxPayload (base64 inflates a payload by a third) and, with Modules,
+	// a module of Modules.MaxModuleBytes in base64 with room to spare.
 	MaxBody int64
 	// MaxBatch caps the tasks of one Tasks.SubmitBatch. Default 10000; at
 	// most protocol.MaxSubmitTasks.
@@ -53,6 +54,9 @@ type Options struct {
 	// Apps.Credentials, Volunteers.*). Default nil: they answer
 	// CodeUnavailable.
 	Identities Identities
+	// Modules serves the module methods (Modules.*). Default nil: they
+	// answer CodeUnavailable.
+	Modules Modules
 }
 
 // DefaultWait is Tasks.Wait's timeout when the call gives none (or
@@ -91,6 +95,9 @@ func New(m Master, opts Options) (http.Handler, error) {
 	}
 	if opts.MaxBody == 0 {
 		opts.MaxBody = max(32<<20, 2*int64(m.MaxPayload()))
+		if opts.Modules != nil {
+			opts.MaxBody = max(opts.MaxBody, base64Len(opts.Modules.MaxModuleBytes())+1<<20)
+		}
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 10000
@@ -113,6 +120,7 @@ func New(m Master, opts Options) (http.Handler, error) {
 	for name, svc := range map[string]any{
 		"Tasks": &tasksService{h}, "Slaves": &slavesService{h}, "Apps": &appsService{h},
 		"Stats": &statsService{h}, "Master": &masterService{h}, "Volunteers": &volunteersService{h},
+		"Modules": &modulesService{h},
 	} {
 		if err := h.rpc.RegisterService(svc, name); err != nil {
 			return nil, fmt.Errorf("jsonrpc: %w", err)
@@ -120,6 +128,9 @@ func New(m Master, opts Options) (http.Handler, error) {
 	}
 	return h, nil
 }
+
+// base64Len is the length of n bytes in padded base64.
+func base64Len(n int) int64 { return 4 * ((int64(n) + 2) / 3) }
 
 // ServeHTTP authenticates, reads and checks the request envelope itself,
 // then lets gorilla/rpc dispatch a canonical copy of it. gorilla alone

@@ -2,6 +2,7 @@
 // listener and the HTTP mux, accepts slaves and applications over
 // WebSockets, checks their handshakes and turns the frames they send into
 // calls of its scheduler (master/sched), which owns every task's life. It
+// serves the WASM modules of its registry (master/modules) over HTTP. It
 // owns the shutdown order. It does not parse flags or handle signals
 // (cmd/anthill does) and never imports slave.
 //
@@ -10,7 +11,9 @@
 // Master.mu guards only the connections being tracked for shutdown; the
 // scheduler has its own lock. Master.mu is never held while calling the
 // scheduler, and the scheduler never calls back into the master, so the
-// two never nest.
+// two never nest. The one lookup the scheduler makes of the master, a
+// module's signers, reads the module registry's memory under its own lock,
+// which is never held while calling the scheduler.
 package master
 
 import (
@@ -33,6 +36,7 @@ import (
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/master/identity"
+	"github.com/anthill-project/anthill/master/modules"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
@@ -67,6 +71,7 @@ type Master struct {
 	runErr    error
 
 	ident *identity.Registry
+	mods  *modules.Registry
 
 	mu       sync.Mutex
 	sessions map[string]map[*sched.Slave]*peer // live slave sessions by volunteer identity
@@ -94,10 +99,16 @@ func New(opts Options) (*Master, error) {
 		st.Close()
 		return nil, err
 	}
+	mods, err := modules.Open(st, modules.Options{MaxBytes: opts.MaxModuleBytes, Check: checkModule, Now: opts.Now})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	m := &Master{
 		opts:     opts,
 		st:       st,
 		ident:    ident,
+		mods:     mods,
 		sessions: map[string]map[*sched.Slave]*peer{},
 		appConns: map[string]map[*peer]bool{},
 		live:     map[*wire.Conn]struct{}{},
@@ -151,6 +162,8 @@ func New(opts Options) (*Master, error) {
 	m.mux = http.NewServeMux()
 	m.mux.HandleFunc("/ws/slave", m.serveSlave)
 	m.mux.HandleFunc("/ws/app", m.serveApp)
+	m.mux.HandleFunc("GET /modules/{hash}", m.serveModule)
+	m.mux.HandleFunc("POST /modules", m.serveUpload)
 	m.mux.HandleFunc("/healthz", m.serveHealth)
 	m.srv = &http.Server{
 		Handler:           m.mux,

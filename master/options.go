@@ -75,6 +75,9 @@ type Options struct {
 	Dispatch string
 	// MaxPayload caps a task payload in bytes. Default 1 MiB.
 	MaxPayload int
+	// MaxModuleBytes caps an uploaded WASM module in bytes (POST /modules,
+	// Modules.Upload). Default 32 MiB (modules.DefaultMaxBytes).
+	MaxModuleBytes int
 	// MaxFrame caps a WebSocket frame in bytes. Default 16 MiB; it must
 	// exceed MaxPayload.
 	MaxFrame int
@@ -185,6 +188,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Heartbeat == 0 {
 		o.Heartbeat = protocol.DefaultHeartbeat
+	}
+	if o.MaxModuleBytes < 0 {
+		return fmt.Errorf("negative MaxModuleBytes %d", o.MaxModuleBytes)
 	}
 	if o.Heartbeat < 0 || o.SendQueue < 0 {
 		return errors.New("negative heartbeat or send queue")

@@ -46,6 +46,7 @@ func commands() []command {
 		{"slave", "run a volunteer slave that executes tasks", runSlave},
 		{"demo", "run a master, local slaves and the mandelbrot job", runDemo},
 		{"bench", "measure end-to-end throughput and latency", runBench},
+		{"keygen", "make a key pair for signing WASM modules", runKeygen},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "anthill", versionString())
 			return nil

@@ -1,9 +1,11 @@
 package main
 
 // The scripting commands (submit, get, wait, tasks, cancel, retry in
-// client_tasks.go; slaves, apps, stats in client_cluster.go) make JSON-RPC
-// 2.0 calls over HTTP to a running master: POST <master>/rpc with an admin
-// bearer token, through jsonrpc.Client. They decode each result into the
+// client_tasks.go; slaves, apps, stats in client_cluster.go; apps' and
+// volunteers' credentials in client_idents.go; modules in
+// client_modules.go) make JSON-RPC 2.0 calls over HTTP to a running
+// master: POST <master>/rpc with an admin bearer token, through
+// jsonrpc.Client. They decode each result into the
 // jsonrpc package's result types and render.go prints their fields; with
 // --json they print the result as the master sent it, so a field the
 // master adds shows up there without a change here. This file holds what
@@ -41,6 +43,7 @@ func clientCommands() []command {
 		{"slaves", "list the connected slaves, or drain one", runSlaves},
 		{"apps", "list the applications, or enroll or revoke one's token", runApps},
 		{"volunteers", "list, enroll or revoke volunteer identities", runVolunteers},
+		{"modules", "upload, list, show or delete WASM modules", runModules},
 		{"stats", "show the master's statistics", runStats},
 	}
 }

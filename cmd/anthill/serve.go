@@ -46,6 +46,7 @@ func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.IntVar(&o.MaxPayload, "max-payload", 1<<20, "largest task payload in bytes")
 	fs.IntVar(&o.MaxFrame, "max-frame", 16<<20, "largest WebSocket frame in bytes")
 	fs.IntVar(&o.MaxResult, "max-result", 0, "largest task result in bytes; a larger one fails its attempt (0: --max-payload)")
+	fs.IntVar(&o.MaxModuleBytes, "max-module-bytes", 0, "largest WASM module an upload may carry, in bytes (0: 32 MiB)")
 	fs.IntVar(&o.MaxWindow, "max-window", 1024, "most tasks one slave session holds, whatever it asks; a new session starts at 4 and grows by one per result")
 	fs.IntVar(&o.MaxWindowBytes, "max-window-bytes", 0, "most payload bytes one slave session holds, beyond its first task (0: 4 × --max-frame)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 5*time.Second, "ping interval; a peer silent for two is dropped")
@@ -153,7 +154,7 @@ type httpParts struct {
 // Every door shares the master's limiter of credential failures.
 func attachHTTP(m *master.Master, o master.Options, tok, path string, reg *prometheus.Registry, log *slog.Logger) (httpParts, error) {
 	m.Handle("/metrics", netguard.RequireBearer(o.MetricsToken, m.Limiter(), o.TrustProxy, "metrics", promexport.Handler(reg)))
-	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log, Limiter: m.Limiter(), TrustProxy: o.TrustProxy, Identities: m})
+	h, err := jsonrpc.New(m.Scheduler(), jsonrpc.Options{Token: tok, Logger: log, Limiter: m.Limiter(), TrustProxy: o.TrustProxy, Identities: m, Modules: m})
 	if err != nil {
 		return httpParts{}, err
 	}

@@ -1,5 +1,6 @@
 // Package store keeps the master's durable state in one bbolt file: task
-// records, push-dedupe records and metadata (format version, next task id).
+// records, push-dedupe records, metadata (format version, next task id),
+// the credentials of master/identity and uploaded WASM modules.
 // It is the only package that imports bbolt, so the file format has one
 // owner.
 //
@@ -8,7 +9,9 @@
 // next transaction, so one fsync covers many changes from many callers
 // without a timer adding latency. The store holds no locks of the master's
 // and does no network I/O; callers learn that a batch is durable from its
-// done callback.
+// done callback. Credentials and modules, rare and needed durable before
+// their caller answers, are written in synchronous transactions of their
+// own instead.
 //
 // Caveats: the file is locked for one process at a time; a file written by a
 // newer Anthill is refused (ErrNewerFormat), and a damaged one is refused

@@ -360,6 +360,9 @@ func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 		if _, err := tx.CreateBucketIfNotExists(bucketPayloads); err != nil {
 			return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
 		}
+		if err := createModuleBuckets(tx); err != nil {
+			return fmt.Errorf("open store %s: %w", path, err)
+		}
 		if binary.BigEndian.Uint64(meta.Get(keyFormat)) < format {
 			if err := migratePayloads(tx); err != nil {
 				return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
@@ -437,6 +440,9 @@ func create(tx *bbolt.Tx) error {
 		return fmt.Errorf("create store: %w", err)
 	}
 	if _, err := tx.CreateBucket(bucketPayloads); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	if err := createModuleBuckets(tx); err != nil {
 		return fmt.Errorf("create store: %w", err)
 	}
 	return nil
