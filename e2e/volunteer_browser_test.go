@@ -29,13 +29,16 @@ func TestVolunteerBrowser(t *testing.T) {
 }
 
 func volunteerSession(t *testing.T, dispatch string) {
-	hash, code := volunteerBuildModule(t)
-	// A hash the stand-in module endpoint answers with other bytes.
-	forged := strings.Repeat("ab", 32)
-	mods := &volunteerModules{code: map[string][]byte{hash: code, forged: code}}
 	// A short heartbeat: the session must live through many of them, on
 	// the pongs the browser sends by itself.
-	m, base := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096, Heartbeat: 200 * time.Millisecond}, mods)
+	m, front := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096, Heartbeat: 200 * time.Millisecond})
+	base := front.URL
+	code := volunteerBuildModule(t)
+	hash := volunteerUpload(t, m, "sha.wasm", code)
+	// A second module, whose bytes something on the way swaps for the
+	// first's.
+	forged := volunteerUpload(t, m, "forged.wasm", volunteerVariant(code, "forged"))
+	front.serveInstead(forged, code)
 	token, err := m.EnrollVolunteer("alice-browser")
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +87,12 @@ func volunteerSession(t *testing.T, dispatch string) {
 		t.Errorf("CPU time shown %v µs after 24 tasks", cpu)
 	}
 	b.waitJS("the module announced", `document.getElementById('v-modules').dataset.value === '1'`)
-	for _, c := range mods.credentials() {
+	for _, c := range front.credentials() {
 		if c != "Bearer "+token {
 			t.Fatalf("a module fetch presented %q, want the volunteer token", c)
 		}
 	}
-	if n := len(mods.credentials()); n != 1 {
+	if n := len(front.credentials()); n != 1 {
 		t.Errorf("the module was fetched %d times, want once (it is compiled once and kept)", n)
 	}
 
@@ -195,9 +198,9 @@ func volunteerSession(t *testing.T, dispatch string) {
 // its first Hello and the page keeps the token it gets, fetches modules
 // with it and presents it the next time, as the same volunteer.
 func TestVolunteerOpenEnrollment(t *testing.T) {
-	hash, code := volunteerBuildModule(t)
-	mods := &volunteerModules{code: map[string][]byte{hash: code}}
-	m, base := volunteerMaster(t, master.Options{OpenEnrollment: true}, mods)
+	m, front := volunteerMaster(t, master.Options{OpenEnrollment: true})
+	base := front.URL
+	hash := volunteerUpload(t, m, "sha.wasm", volunteerBuildModule(t))
 	b := newBrowser(t)
 	volunteerOpen(b, base, "/volunteer")
 	b.run("start", chromedp.Click("#start"))
@@ -215,7 +218,7 @@ func TestVolunteerOpenEnrollment(t *testing.T) {
 	if string(f.Result) != volunteerSum("open") {
 		t.Fatalf("result %s %q %q", f.State, f.Result, f.Err)
 	}
-	if got := mods.credentials(); len(got) != 1 || got[0] != "Bearer "+token {
+	if got := front.credentials(); len(got) != 1 || got[0] != "Bearer "+token {
 		t.Fatalf("module fetches presented %q, want the enrolled token", got)
 	}
 
@@ -237,8 +240,8 @@ func TestVolunteerOpenEnrollment(t *testing.T) {
 // A master that admits enrolled volunteers only refuses a page without a
 // token, and one with a wrong token, and the page says what to do.
 func TestVolunteerRefused(t *testing.T) {
-	m, base := volunteerMaster(t, master.Options{}, &volunteerModules{})
-	_ = m
+	m, front := volunteerMaster(t, master.Options{})
+	base := front.URL
 	b := newBrowser(t)
 	volunteerOpen(b, base, "/volunteer")
 	b.run("start", chromedp.Click("#start"))
@@ -267,7 +270,8 @@ func TestVolunteerRefused(t *testing.T) {
 // protocol.Decode reads, at the edges: a lease of 2^64-1 is echoed exactly,
 // and ids that go down as well as up survive the delta encoding.
 func TestVolunteerCodec(t *testing.T) {
-	_, base := volunteerMaster(t, master.Options{}, &volunteerModules{})
+	_, front := volunteerMaster(t, master.Options{})
+	base := front.URL
 	b := newBrowser(t)
 	volunteerOpen(b, base, "/volunteer")
 	d := &protocol.Dispatch{Tasks: []protocol.Task{

@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -10,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,19 +25,20 @@ import (
 
 	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/master/modules"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/web"
 )
 
 // The harness of the browser volunteer's tests: a real master with the
 // dashboard's handler (which serves /volunteer) mounted as cmd/anthill
-// mounts it, the test's WASI module built from testdata, and an
-// application speaking the protocol by hand, since appnode's Task has no
-// Module yet.
+// mounts it, the test's WASI module built from testdata and uploaded to
+// the master's registry, and an application speaking the protocol by
+// hand, so that a test sees every field of a notification.
 
 // volunteerBuildModule builds testdata/volunteer/sha for wasip1 and
-// returns its bytes and their hash.
-func volunteerBuildModule(t *testing.T) (hash string, code []byte) {
+// returns its bytes.
+func volunteerBuildModule(t *testing.T) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "sha.wasm")
 	cmd := exec.Command("go", "build", "-o", out, "./testdata/volunteer/sha")
@@ -43,48 +50,103 @@ func volunteerBuildModule(t *testing.T) (hash string, code []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(code)
-	return hex.EncodeToString(sum[:]), code
+	return code
 }
 
-// volunteerModules serves GET /modules/{hash} from a map, recording the
-// credential each fetch presented.
-//
-// TEST-ONLY STAND-IN, to be replaced by the master's own module endpoint
-// (and the upload that fills it) once it is on this branch: the page's
-// contract with it is GET /modules/{hash}, Authorization: Bearer <the
-// volunteer token>, the module's bytes as application/wasm. A map lets a
-// test serve wrong bytes under a hash, which the real endpoint never
-// would; only TestVolunteerBrowser's hash-mismatch step needs that.
-type volunteerModules struct {
-	mu     sync.Mutex
-	code   map[string][]byte
-	bearer []string // Authorization of each fetch, in order
-}
-
-func (v *volunteerModules) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	v.mu.Lock()
-	v.bearer = append(v.bearer, r.Header.Get("Authorization"))
-	code, ok := v.code[r.PathValue("hash")]
-	v.mu.Unlock()
-	if !ok {
-		http.Error(w, "no such module", http.StatusNotFound)
-		return
+// volunteerUpload stores code in m's module registry, as an operator's
+// upload does, and returns its hash.
+func volunteerUpload(t *testing.T, m *master.Master, name string, code []byte) string {
+	t.Helper()
+	info, err := m.UploadModule(context.Background(), name, code, nil, modules.ByAdmin)
+	if err != nil {
+		t.Fatalf("uploading %s: %v", name, err)
 	}
-	w.Header().Set("Content-Type", "application/wasm")
-	_, _ = w.Write(code)
+	return info.Hash
 }
 
-func (v *volunteerModules) credentials() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]string(nil), v.bearer...)
+// volunteerVariant is code with a custom section appended: another valid
+// module, of another hash, that runs the same.
+func volunteerVariant(code []byte, tag string) []byte {
+	body := append(binary.AppendUvarint(nil, uint64(len("anthill-test"))), "anthill-test"+tag...)
+	out := append(append([]byte(nil), code...), 0) // section id 0: custom
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	return append(out, body...)
+}
+
+// volunteerFront is the network between the browser and the master: a
+// reverse proxy to the master that records the credential of each module
+// fetch and can swap the bytes served for a hash, as a compromised proxy
+// or cache on the way could. The master's own endpoint never serves
+// wrong bytes; the page must notice when something on the way does.
+//
+// It also drops the Origin header of the /ws/slave upgrade. TEST-ONLY,
+// until the master accepts browsers: master.New's upgrader refuses every
+// request with an Origin header (programs send none), so a page's
+// WebSocket to /ws/slave is refused with 403 even from the master's own
+// origin. Once /ws/slave accepts an Origin equal to the request's Host,
+// that line goes and the tests check the master's own answer.
+type volunteerFront struct {
+	URL string
+
+	mu     sync.Mutex
+	swap   map[string][]byte // hash → the bytes served instead
+	bearer []string          // Authorization of each module fetch, in order
+}
+
+func newVolunteerFront(t *testing.T, m *master.Master) *volunteerFront {
+	t.Helper()
+	target, err := url.Parse("http://" + m.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &volunteerFront{swap: map[string][]byte{}}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			if pr.In.URL.Path == "/ws/slave" {
+				pr.Out.Header.Del("Origin")
+			}
+			if strings.HasPrefix(pr.In.URL.Path, "/modules/") {
+				f.mu.Lock()
+				f.bearer = append(f.bearer, pr.In.Header.Get("Authorization"))
+				f.mu.Unlock()
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			f.mu.Lock()
+			code, ok := f.swap[strings.TrimPrefix(resp.Request.URL.Path, "/modules/")]
+			f.mu.Unlock()
+			if ok && resp.StatusCode == http.StatusOK {
+				resp.Body.Close()
+				resp.Body = io.NopCloser(bytes.NewReader(code))
+				resp.ContentLength = int64(len(code))
+				resp.Header.Set("Content-Length", fmt.Sprint(len(code)))
+			}
+			return nil
+		},
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+func (f *volunteerFront) credentials() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.bearer...)
+}
+
+func (f *volunteerFront) serveInstead(hash string, code []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.swap[hash] = code
 }
 
 // volunteerMaster starts a master with the dashboard (and so /volunteer)
-// at "/" and mods at /modules/{hash}. It returns the master and the
-// base URL a browser opens.
-func volunteerMaster(t *testing.T, o master.Options, mods *volunteerModules) (*master.Master, string) {
+// at "/", mounted as cmd/anthill mounts it, and the front a browser
+// opens.
+func volunteerMaster(t *testing.T, o master.Options) (*master.Master, *volunteerFront) {
 	t.Helper()
 	m := testmaster.Start(t, o, func(m *master.Master) error {
 		dash, err := web.New(m.Scheduler(), web.Options{Token: testmaster.AdminToken, Limiter: m.Limiter(), Logger: testmaster.Logger(t)})
@@ -92,35 +154,9 @@ func volunteerMaster(t *testing.T, o master.Options, mods *volunteerModules) (*m
 			return err
 		}
 		m.Handle("/", dash)
-		m.Handle("GET /modules/{hash}", mods)
 		return nil
 	})
-	return m, volunteerFront(t, m)
-}
-
-// volunteerFront is the origin the browser opens: a reverse proxy to m
-// that drops the Origin header of the /ws/slave upgrade.
-//
-// TEST-ONLY, until the master accepts browsers: master.New's upgrader
-// refuses every request with an Origin header (programs send none), so a
-// page's WebSocket to /ws/slave is refused with 403 even from the
-// master's own origin. Once /ws/slave accepts an Origin equal to the
-// request's Host, this returns "http://" + m.Addr() instead.
-func volunteerFront(t *testing.T, m *master.Master) string {
-	t.Helper()
-	target, err := url.Parse("http://" + m.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(target)
-		if pr.In.URL.Path == "/ws/slave" {
-			pr.Out.Header.Del("Origin")
-		}
-	}}
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return m, newVolunteerFront(t, m)
 }
 
 // volunteerApp is an application connection driven by hand: it submits
