@@ -31,7 +31,8 @@ func TestVolunteerBrowser(t *testing.T) {
 func volunteerSession(t *testing.T, dispatch string) {
 	// A short heartbeat: the session must live through many of them, on
 	// the pongs the browser sends by itself.
-	m, front := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096, Heartbeat: 200 * time.Millisecond})
+	log, lines := newVolunteerLog(t)
+	m, front := volunteerMaster(t, master.Options{Dispatch: dispatch, MaxResult: 4096, Heartbeat: 200 * time.Millisecond, Logger: log})
 	base := front.URL
 	code := volunteerBuildModule(t)
 	hash := volunteerUpload(t, m, "sha.wasm", code)
@@ -189,6 +190,12 @@ func volunteerSession(t *testing.T, dispatch string) {
 		// A hand-back costs no attempt: the master counts it undone.
 		t.Errorf("the handed-back task counts %d attempts", info.Attempts)
 	}
+	// It closed as a peer that leaves does (1000), not as a lost
+	// connection.
+	waitFor(t, 10*time.Second, "the close logged", func() bool { return lines.has("slave disconnected", "session="+session) })
+	if !lines.has("peer closed", "session="+session) || lines.has("connection lost", "session="+session) {
+		t.Error("the page did not close its WebSocket cleanly")
+	}
 	if err := m.Scheduler().Cancel(running); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +241,41 @@ func TestVolunteerOpenEnrollment(t *testing.T) {
 	}
 	if again := eval[string](b, `localStorage.getItem('anthill.volunteer.token')`); again != token {
 		t.Error("the master issued a second token to a volunteer that presented its own")
+	}
+}
+
+// When the master goes away the page keeps trying, and carries on as the
+// same volunteer once it is back, with the module it holds.
+func TestVolunteerReconnects(t *testing.T) {
+	o := master.Options{Listen: freePort(t), Data: t.TempDir(), OpenEnrollment: true}
+	m1 := volunteerStart(t, o)
+	front := newVolunteerFront(t, m1) // the same address serves both masters
+	hash := volunteerUpload(t, m1, "sha.wasm", volunteerBuildModule(t))
+	b := newBrowser(t)
+	volunteerOpen(b, front.URL, "/volunteer")
+	b.run("start", chromedp.Click("#start"))
+	b.waitJS("connected", `document.getElementById('state').dataset.state === 'connected'`)
+	who := eval[string](b, `document.getElementById('volunteer').textContent`)
+	app := volunteerConnectApp(t, m1, "restart-app")
+	if f := app.wait("a result", app.submit(volunteerTask(hash, "before"))...)[0]; string(f.Result) != volunteerSum("before") {
+		t.Fatalf("before the restart: %s %q %q", f.State, f.Result, f.Err)
+	}
+
+	if err := m1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS("trying again", `document.getElementById('state').dataset.state === 'connecting'`)
+	m2 := volunteerStart(t, o)
+	b.waitJS("connected again", `document.getElementById('state').dataset.state === 'connected'`)
+	if again := eval[string](b, `document.getElementById('volunteer').textContent`); again != who {
+		t.Errorf("after the restart the page runs as %q, before as %q", again, who)
+	}
+	app2 := volunteerConnectApp(t, m2, "restart-app")
+	if f := app2.wait("a result after the restart", app2.submit(volunteerTask(hash, "after"))...)[0]; string(f.Result) != volunteerSum("after") {
+		t.Fatalf("after the restart: %s %q %q", f.State, f.Result, f.Err)
+	}
+	if n := len(front.credentials()); n != 1 {
+		t.Errorf("the module was fetched %d times; the page holds it across the restart", n)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -148,7 +149,14 @@ func (f *volunteerFront) serveInstead(hash string, code []byte) {
 // opens.
 func volunteerMaster(t *testing.T, o master.Options) (*master.Master, *volunteerFront) {
 	t.Helper()
-	m := testmaster.Start(t, o, func(m *master.Master) error {
+	m := volunteerStart(t, o)
+	return m, newVolunteerFront(t, m)
+}
+
+// volunteerStart starts a master with the dashboard at "/".
+func volunteerStart(t *testing.T, o master.Options) *master.Master {
+	t.Helper()
+	return testmaster.Start(t, o, func(m *master.Master) error {
 		dash, err := web.New(m.Scheduler(), web.Options{Token: testmaster.AdminToken, Limiter: m.Limiter(), Logger: testmaster.Logger(t)})
 		if err != nil {
 			return err
@@ -156,7 +164,63 @@ func volunteerMaster(t *testing.T, o master.Options) (*master.Master, *volunteer
 		m.Handle("/", dash)
 		return nil
 	})
-	return m, newVolunteerFront(t, m)
+}
+
+// volunteerLog keeps every line a master logs, debug included, and passes
+// warnings on to the test's log: a test can then ask how a connection
+// ended.
+type volunteerLog struct {
+	next  slog.Handler
+	mu    *sync.Mutex
+	lines *[]string
+	attrs []slog.Attr
+}
+
+func newVolunteerLog(t *testing.T) (*slog.Logger, *volunteerLog) {
+	h := &volunteerLog{next: testmaster.Logger(t).Handler(), mu: &sync.Mutex{}, lines: new([]string)}
+	return slog.New(h), h
+}
+
+func (h *volunteerLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *volunteerLog) Handle(ctx context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	for _, a := range h.attrs {
+		b.WriteString(" " + a.String())
+	}
+	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+	h.mu.Lock()
+	*h.lines = append(*h.lines, b.String())
+	h.mu.Unlock()
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.WithAttrs(h.attrs).Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *volunteerLog) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &c
+}
+
+func (h *volunteerLog) WithGroup(string) slog.Handler { return h }
+
+// has reports whether a line contains every one of parts.
+func (h *volunteerLog) has(parts ...string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range *h.lines {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // volunteerApp is an application connection driven by hand: it submits

@@ -44,19 +44,35 @@ const token = () => localStorage.getItem(KEY_TOKEN) || '';
 
 const compiled = new Map(); // hash → Promise<{module, name}>
 const held = new Set(); // hashes compiled, announced to the master
+const heldList = () => [...held];
 
 class TaskError extends Error {}
 
+// maxCompiled bounds the modules kept compiled in memory; past it the
+// least recently used is dropped (and no longer announced). It is well
+// under protocol.MaxHeld, the most a Hello or Modules frame may name.
+const maxCompiled = 64;
+
 function loadModule(hash) {
   let p = compiled.get(hash);
-  if (!p) {
+  if (p) {
+    compiled.delete(hash); // most recently used last
+    compiled.set(hash, p);
+  } else {
     p = fetchModule(hash);
     compiled.set(hash, p);
+    if (compiled.size > maxCompiled) {
+      const [oldest] = compiled.keys();
+      compiled.delete(oldest);
+      held.delete(oldest);
+    }
     p.then(() => {
-      held.add(hash);
+      if (compiled.get(hash) === p) held.add(hash);
       if (sess) sess.sendModules();
       render();
-    }, () => compiled.delete(hash)); // a failure is not kept: a later task tries again
+    }, () => {
+      if (compiled.get(hash) === p) compiled.delete(hash); // a failure is not kept: a later task tries again
+    });
   }
   return p;
 }
@@ -240,7 +256,7 @@ class Session {
       version: codec.Version, role: 'slave', name: volunteerName(), token: token(), software,
       os: 'browser', arch: 'wasm', cores: navigator.hardwareConcurrency || 1,
       memory_bytes: navigator.deviceMemory ? Math.round(navigator.deviceMemory * 2 ** 30) : undefined,
-      kinds: ['wasm'], concurrency: this.concurrency, prefetch: this.prefetch, modules: [...held],
+      kinds: ['wasm'], concurrency: this.concurrency, prefetch: this.prefetch, modules: heldList(),
     }));
   }
 
@@ -372,7 +388,7 @@ class Session {
   }
 
   sendModules() {
-    if (this.welcome) this.send(codec.encodeModules([...held]));
+    if (this.welcome) this.send(codec.encodeModules(heldList()));
   }
 
   // drain hands back what has not started and tells the master to send
