@@ -286,6 +286,10 @@ func TestVolunteerRefused(t *testing.T) {
 	base := front.URL
 	b := newBrowser(t)
 	volunteerOpen(b, base, "/volunteer")
+	// Half the machine's cores by default, at least one.
+	if !eval[bool](b, `Number(document.getElementById('cores').value) === Math.max(1, Math.floor(navigator.hardwareConcurrency / 2))`) {
+		t.Errorf("cores offered by default: %s", eval[string](b, `document.getElementById('cores').value + ' of ' + navigator.hardwareConcurrency`))
+	}
 	b.run("start", chromedp.Click("#start"))
 	b.waitJS("refused", `document.getElementById('state').dataset.state === 'refused'`)
 	msg := eval[string](b, `document.getElementById('message').textContent`)

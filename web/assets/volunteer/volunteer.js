@@ -241,7 +241,7 @@ class Session {
     this.closed = false;
     this.results = [];
     this.credit = 0; // poll: slots freed since the last Request
-    this.flushTimer = 0;
+    this.flushQueued = false;
     const u = new URL('/ws/slave', location.href);
     u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     this.ws = new WebSocket(u);
@@ -362,14 +362,19 @@ class Session {
     this.schedule();
   }
 
+  // schedule flushes once the current event is handled: what it finished
+  // goes in one frame. A microtask, not a timer, which a background tab
+  // would delay by up to a second.
   schedule() {
-    if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 0);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => { if (this.flushQueued) this.flush(); });
   }
 
   // flush sends the finished results, in frames under the master's
   // limit, then the slots to ask for.
   flush() {
-    this.flushTimer = 0;
+    this.flushQueued = false;
     const limit = (this.welcome ? this.welcome.max_frame_bytes : 16 << 20) - resultOverhead;
     while (this.results.length) {
       let n = 0, size = 0;
@@ -423,7 +428,7 @@ class Session {
   close(code = 1000) {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.flushTimer);
+    this.flushQueued = false;
     try { this.ws.close(code); } catch { /* already closing */ }
     if (sess === this) sess = null;
   }
