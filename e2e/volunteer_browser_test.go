@@ -205,7 +205,8 @@ func volunteerSession(t *testing.T, dispatch string) {
 // its first Hello and the page keeps the token it gets, fetches modules
 // with it and presents it the next time, as the same volunteer.
 func TestVolunteerOpenEnrollment(t *testing.T) {
-	m, front := volunteerMaster(t, master.Options{OpenEnrollment: true})
+	log, lines := newVolunteerLog(t)
+	m, front := volunteerMaster(t, master.Options{OpenEnrollment: true, Logger: log})
 	base := front.URL
 	hash := volunteerUpload(t, m, "sha.wasm", volunteerBuildModule(t))
 	b := newBrowser(t)
@@ -231,8 +232,13 @@ func TestVolunteerOpenEnrollment(t *testing.T) {
 
 	// Closing the page leaves cleanly; opening it again is the same
 	// volunteer.
+	session := m.Scheduler().Stats().Slaves[0].Session
 	b.run("reload", chromedp.Reload())
 	waitSlaves(t, m, 0)
+	waitFor(t, 10*time.Second, "the close logged", func() bool { return lines.has("slave disconnected", "session="+session) })
+	if !lines.has("peer closed", "session="+session) || lines.has("connection lost", "session="+session) {
+		t.Error("closing the page did not close its WebSocket cleanly")
+	}
 	b.waitJS("the page again", `document.getElementById('state').dataset.state === 'stopped'`)
 	b.run("start again", chromedp.Click("#start"))
 	b.waitJS("connected again", `document.getElementById('state').dataset.state === 'connected'`)

@@ -48,6 +48,9 @@ const heldList = () => [...held];
 
 class TaskError extends Error {}
 
+// maxModuleBytes refuses a larger module, as the native slave's default.
+const maxModuleBytes = 64 << 20;
+
 // maxCompiled bounds the modules kept compiled in memory; past it the
 // least recently used is dropped (and no longer announced). It is well
 // under protocol.MaxHeld, the most a Hello or Modules frame may name.
@@ -89,7 +92,10 @@ async function fetchModule(hash) {
     const why = (await resp.text().catch(() => '')).trim().slice(0, 200);
     throw new TaskError(`fetching module ${hash}: HTTP ${resp.status}${why ? ': ' + why : ''}`);
   }
+  const size = Number(resp.headers.get('Content-Length'));
+  if (size > maxModuleBytes) throw new TaskError(`module ${hash} is larger than this volunteer's limit of ${maxModuleBytes} bytes`);
   const bytes = new Uint8Array(await resp.arrayBuffer());
+  if (bytes.length > maxModuleBytes) throw new TaskError(`module ${hash} is larger than this volunteer's limit of ${maxModuleBytes} bytes`);
   const got = await sha256hex(bytes);
   if (got !== hash) {
     // Never compiled, let alone run.
@@ -101,7 +107,9 @@ async function fetchModule(hash) {
   } catch (e) {
     throw new TaskError(`compiling module ${hash}: ${e.message}`);
   }
-  return { module, name: hash };
+  // The module's name is its argv[0], as the native slave gives it.
+  const name = (resp.headers.get('X-Anthill-Module-Name') || '').trim() || hash;
+  return { module, name };
 }
 
 // ---- cores ----
