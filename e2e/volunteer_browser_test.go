@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/protocol"
@@ -315,6 +317,20 @@ func TestVolunteerRefused(t *testing.T) {
 	}
 	if n := len(m.Scheduler().Stats().Slaves); n != 0 {
 		t.Errorf("%d slaves connected", n)
+	}
+
+	// Whatever the master lets its own page do, another site's page may
+	// not open a slave session from a visitor's browser.
+	ws, resp, err := websocket.DefaultDialer.Dial(m.URL()+"/ws/slave", http.Header{"Origin": {"https://elsewhere.example"}})
+	if err == nil {
+		ws.Close()
+		t.Fatal("a foreign Origin opened /ws/slave")
+	}
+	if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a foreign Origin on /ws/slave: %v %v, want 403", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
 	}
 }
 

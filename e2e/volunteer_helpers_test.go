@@ -80,12 +80,14 @@ func volunteerVariant(code []byte, tag string) []byte {
 // or cache on the way could. The master's own endpoint never serves
 // wrong bytes; the page must notice when something on the way does.
 //
-// It also drops the Origin header of the /ws/slave upgrade. TEST-ONLY,
-// until the master accepts browsers: master.New's upgrader refuses every
-// request with an Origin header (programs send none), so a page's
-// WebSocket to /ws/slave is refused with 403 even from the master's own
-// origin. Once /ws/slave accepts an Origin equal to the request's Host,
-// that line goes and the tests check the master's own answer.
+// It passes the Host on, as a reverse proxy in front of a master does, so
+// the page's Origin names the host the master is asked for. While the
+// master refuses a WebSocket that carries an Origin at all (master.New's
+// upgrader accepts programs only, which send none), it also drops the
+// Origin of the /ws/slave upgrade: TEST-ONLY, so that the rest can be
+// tested. It asks the master first, so once /ws/slave accepts an Origin
+// equal to the request's Host, the master's own check is what the tests
+// go through.
 type volunteerFront struct {
 	URL string
 
@@ -101,10 +103,15 @@ func newVolunteerFront(t *testing.T, m *master.Master) *volunteerFront {
 		t.Fatal(err)
 	}
 	f := &volunteerFront{swap: map[string][]byte{}}
+	dropOrigin := !volunteerMasterTakesBrowsers(m)
+	if dropOrigin {
+		t.Log("the master refuses WebSockets with an Origin: the test's front drops it from /ws/slave")
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
-			if pr.In.URL.Path == "/ws/slave" {
+			pr.Out.Host = pr.In.Host
+			if dropOrigin && pr.In.URL.Path == "/ws/slave" {
 				pr.Out.Header.Del("Origin")
 			}
 			if strings.HasPrefix(pr.In.URL.Path, "/modules/") {
@@ -130,6 +137,20 @@ func newVolunteerFront(t *testing.T, m *master.Master) *volunteerFront {
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
 	return f
+}
+
+// volunteerMasterTakesBrowsers reports whether m upgrades a /ws/slave
+// request whose Origin is m's own host, as a page m served sends.
+func volunteerMasterTakesBrowsers(m *master.Master) bool {
+	ws, resp, err := websocket.DefaultDialer.Dial(m.URL()+"/ws/slave", http.Header{"Origin": {"http://" + m.Addr().String()}})
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return false
+	}
+	ws.Close()
+	return true
 }
 
 func (f *volunteerFront) credentials() []string {
