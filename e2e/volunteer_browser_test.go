@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -252,6 +254,23 @@ func TestVolunteerOpenEnrollment(t *testing.T) {
 	}
 }
 
+// A master's shared invitation (its --slave-token) in the link enrolls
+// the page as a volunteer of its own: the page keeps the token the
+// master issues and drops the invitation.
+func TestVolunteerSharedInvitation(t *testing.T) {
+	const invitation = "shared-invitation-for-the-lab-0123"
+	m, front := volunteerMaster(t, master.Options{SlaveToken: invitation})
+	b := newBrowser(t)
+	volunteerOpen(b, front.URL, "/volunteer#token="+invitation)
+	b.run("start", chromedp.Click("#start"))
+	b.waitJS("connected", `document.getElementById('state').dataset.state === 'connected'`)
+	got := eval[string](b, `localStorage.getItem('anthill.volunteer.token') || ''`)
+	if got == "" || got == invitation {
+		t.Fatalf("the page keeps %q after enrolling with the invitation", got)
+	}
+	waitSlaves(t, m, 1)
+}
+
 // When the master goes away the page keeps trying, and carries on as the
 // same volunteer once it is back, with the module it holds.
 func TestVolunteerReconnects(t *testing.T) {
@@ -416,6 +435,33 @@ func TestVolunteerCodec(t *testing.T) {
 	}
 	if mods := decode("modules", got.Mods).(*protocol.Modules); fmt.Sprint(mods.Held) != "[a b]" {
 		t.Errorf("modules read back as %+v", mods)
+	}
+}
+
+// The page checks modules with WebCrypto where it can, and with its own
+// SHA-256 on a master reached over plain http at a LAN address, where
+// browsers offer no crypto.subtle: the two agree with Go's at the edges of
+// the padding.
+func TestVolunteerSHA256(t *testing.T) {
+	_, front := volunteerMaster(t, master.Options{})
+	b := newBrowser(t)
+	volunteerOpen(b, front.URL, "/volunteer")
+	for _, n := range []int{0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 100_003} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*7 + n)
+		}
+		js := fmt.Sprintf(`(async () => {
+  const s = await import('/static/volunteer/sha256.js');
+  const b = new Uint8Array(%d).map((_, i) => (i * 7 + %d) & 255);
+  const hex = (a) => [...a].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return hex(s.sha256(b)) + ' ' + await s.sha256hex(b);
+})()`, n, n)
+		sum := sha256.Sum256(data)
+		want := hex.EncodeToString(sum[:])
+		if got := eval[string](b, js); got != want+" "+want {
+			t.Errorf("%d bytes: page %s, Go %s", n, got, want)
+		}
 	}
 }
 
