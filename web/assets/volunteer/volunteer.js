@@ -129,11 +129,15 @@ class Core {
   spawn() {
     this.worker = new Worker('/static/volunteer/worker.js', { type: 'module', name: 'anthill core ' + (this.i + 1) });
     this.worker.onmessage = (ev) => this.reply(ev.data);
+    // An error that reaches here is the worker's own (its script did not
+    // load, say): a task's faults are answered as results. The core is
+    // out of use, lest every task it takes wait for its deadline.
     this.worker.onerror = (ev) => {
       ev.preventDefault();
+      this.broken = true;
       const msg = 'browser worker failed: ' + (ev.message || 'it could not start');
       if (this.job) this.finish({ err: msg });
-      showMessage(msg, true);
+      showMessage(`${msg}. Core ${this.i + 1} is out of use until Start again.`, true);
     };
   }
 
@@ -155,12 +159,9 @@ class Core {
       }, task.timeoutMillis);
     }
     render();
-    if (task.kind !== 'wasm') {
-      this.finish({ err: `this browser volunteer runs kind "wasm" only, not ${JSON.stringify(task.kind)}` });
-      return;
-    }
     let mod;
     try {
+      if (task.kind !== 'wasm') throw new TaskError(`this browser volunteer runs kind "wasm" only, not ${JSON.stringify(task.kind)}`);
       mod = await loadModule(task.module);
     } catch (e) {
       if (this.job === job) this.finish({ err: e instanceof TaskError ? e.message : 'module: ' + e.message });
@@ -222,7 +223,7 @@ function afterJob() {
 function pump() {
   if (want !== 'run' || !sess) return;
   for (const c of cores) {
-    if (c.job) continue;
+    if (c.job || c.broken) continue;
     const t = sess.queue.shift();
     if (!t) break;
     c.start(t, sess);
@@ -318,13 +319,16 @@ class Session {
 
   refused(e) {
     this.error = e;
-    let msg = `The master refused this volunteer: ${e.message} (${e.code}).`;
+    let msg = `The master closed the connection: ${e.message} (${e.code}). This page tries again.`;
+    if (fatalCodes.has(e.code)) msg = `The master refused this volunteer: ${e.message} (${e.code}).`;
     if (e.code === 'unauthorized') {
       msg = token()
         ? `The master does not accept this browser's volunteer token: ${e.message}. Ask its operator for a new invitation link (it opens this page as /volunteer#token=…), or press “Forget token” to join without one if the master admits anyone.`
         : `This master admits enrolled volunteers only. Ask its operator for an invitation link (anthill volunteers enroll NAME gives the token; the link is ${location.origin}/volunteer#token=TOKEN) and open it in this browser.`;
     } else if (e.code === 'rate_limited') {
       msg = `The master is refusing this address for a while: ${e.message}. This page tries again later.`;
+    } else if (e.code === 'shutting_down') {
+      msg = 'The master is shutting down. This page reconnects when it is back.';
     }
     showMessage(msg, true);
   }
