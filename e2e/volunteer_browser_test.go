@@ -22,8 +22,9 @@ import (
 // cores and presses Start: headless Chromium then runs WASM tasks as a
 // slave of a real master, in Web Workers. The results are the ones Go
 // computes natively; a module that exits non-zero, one whose bytes do not
-// match its hash, one that outlives its timeout and one whose output is
-// over the master's limit each come back as failures that say why, and
+// match its hash, one that outlives its timeout, one whose output is over
+// the master's limit and one that traps each come back as failures that
+// say why, and
 // the cores go on; pause stops new work and resume takes it again; Stop
 // hands back what runs and leaves.
 func TestVolunteerBrowser(t *testing.T) {
@@ -44,6 +45,7 @@ func volunteerSession(t *testing.T, dispatch string) {
 	// first's.
 	forged := volunteerUpload(t, m, "forged.wasm", volunteerVariant(code, "forged"))
 	front.serveInstead(forged, code)
+	trap := volunteerUpload(t, m, "trap.wasm", volunteerTrapModule())
 	token, err := m.EnrollVolunteer("alice-browser")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +93,7 @@ func volunteerSession(t *testing.T, dispatch string) {
 	if cpu := eval[float64](b, `Number(document.getElementById('v-cpu').dataset.value)`); cpu <= 0 {
 		t.Errorf("CPU time shown %v µs after 24 tasks", cpu)
 	}
-	b.waitJS("the module announced", `document.getElementById('v-modules').dataset.value === '1'`)
+	b.waitJS("the module held", `document.getElementById('v-modules').dataset.value === '1'`)
 	for _, c := range front.credentials() {
 		if c != "Bearer "+token {
 			t.Fatalf("a module fetch presented %q, want the volunteer token", c)
@@ -105,14 +107,15 @@ func volunteerSession(t *testing.T, dispatch string) {
 	exit := volunteerTask(hash, "exit 3")
 	spin := volunteerTask(hash, "spin")
 	spin.Timeout = 1500 * time.Millisecond
-	fails := app.submit(exit, volunteerTask(forged, "never run"), spin, volunteerTask(hash, "big 10000"))
+	fails := app.submit(exit, volunteerTask(forged, "never run"), spin, volunteerTask(hash, "big 10000"), volunteerTask(trap, ""))
 	wantErr := []string{
 		"module exited with code 3: asked to exit with 3",
 		"module hash mismatch",
 		"stopped at its deadline",
 		"stdout exceeded 4096 bytes",
+		"module trapped: unreachable",
 	}
-	for i, f := range app.wait("4 failures", fails...) {
+	for i, f := range app.wait("5 failures", fails...) {
 		if f.State != protocol.StateFailed || !strings.Contains(f.Err, wantErr[i]) {
 			t.Errorf("task %d: %s %q, want failed with %q", f.ID, f.State, f.Err, wantErr[i])
 		}
@@ -123,7 +126,7 @@ func volunteerSession(t *testing.T, dispatch string) {
 			t.Errorf("task %d after the failures: %s %q %q", f.ID, f.State, f.Result, f.Err)
 		}
 	}
-	b.waitJS("4 failed on the page", `document.getElementById('v-failed').dataset.value === '4'`)
+	b.waitJS("5 failed on the page", `document.getElementById('v-failed').dataset.value === '5'`)
 
 	// Pause: no new work, for as long as it lasts.
 	b.run("pause", chromedp.Click("#pause"))

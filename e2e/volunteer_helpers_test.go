@@ -74,6 +74,21 @@ func volunteerVariant(code []byte, tag string) []byte {
 	return append(out, body...)
 }
 
+// volunteerTrapModule is a WASI command whose _start traps at once, on
+// an unreachable instruction: testwasm's command with that body.
+func volunteerTrapModule() []byte {
+	return []byte{
+		0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00,
+		0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: [func () -> ()]
+		0x03, 0x02, 0x01, 0x00, // function: [type 0]
+		0x05, 0x03, 0x01, 0x00, 0x01, // memory: [min 1 page]
+		0x07, 0x13, 0x02, // export, 19 bytes, 2 entries
+		0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // func 0
+		0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // memory 0
+		0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // code: [no locals, unreachable, end]
+	}
+}
+
 // volunteerFront is the network between the browser and the master: a
 // reverse proxy to the master that records the credential of each module
 // fetch and can swap the bytes served for a hash, as a compromised proxy
