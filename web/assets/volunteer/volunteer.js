@@ -280,12 +280,14 @@ class Session {
   }
 
   frame(data) {
+    if (this.closed) return;
     let m;
     try {
       m = codec.decode(data);
     } catch (e) {
+      // Its close (see lost) drops this session's work and tries again.
       showMessage('The master sent a frame this page cannot read: ' + e.message, true);
-      this.close(1002);
+      this.close();
       return;
     }
     switch (m.type) {
@@ -437,12 +439,14 @@ class Session {
     this.close();
   }
 
-  close(code = 1000) {
+  // close closes the WebSocket normally (1000, the only code below 3000
+  // a page may send). The session stays the live one until the socket
+  // has closed: lost then ends it.
+  close() {
     if (this.closed) return;
     this.closed = true;
     this.flushQueued = false;
-    try { this.ws.close(code); } catch { /* already closing */ }
-    if (sess === this) sess = null;
+    this.ws.close(1000);
   }
 
   lost(ev) {
@@ -509,7 +513,10 @@ function start() {
 
 function pause() {
   want = 'pause';
-  if (sess) sess.drain();
+  if (sess) {
+    sess.reopenWhenIdle = false;
+    sess.drain();
+  }
   render();
 }
 
