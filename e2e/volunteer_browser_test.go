@@ -128,9 +128,15 @@ func volunteerSession(t *testing.T, dispatch string) {
 	}
 	b.waitJS("5 failed on the page", `document.getElementById('v-failed').dataset.value === '5'`)
 
-	// Pause: no new work, for as long as it lasts.
+	// Pause: what runs finishes and reports; nothing new starts, for as
+	// long as it lasts.
+	busy := app.submit(volunteerTask(hash, "busy 700"))[0]
+	b.waitJS("the busy task running", `document.getElementById('cores-list').dataset.busy === '1'`)
 	b.run("pause", chromedp.Click("#pause"))
 	b.waitJS("paused", `document.getElementById('state').dataset.state === 'paused'`)
+	if f := app.wait("the task running at the pause", busy)[0]; f.State != protocol.StateDone || string(f.Result) != "busy for 700 ms" {
+		t.Fatalf("the task running at the pause: %s %q %q", f.State, f.Result, f.Err)
+	}
 	held := app.submit(volunteerTask(hash, "held 1"), volunteerTask(hash, "held 2"), volunteerTask(hash, "held 3"))
 	doneBefore := eval[string](b, `document.getElementById('v-done').dataset.value`)
 	// The only wait in these tests that is not for a condition: nothing

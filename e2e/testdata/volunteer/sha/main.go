@@ -1,7 +1,8 @@
 // Command sha is the WASI module of the browser volunteer's tests: it
 // prints the hex SHA-256 of its stdin. An input of "exit N" makes it
 // write to stderr and exit with code N, "spin" loops until it is
-// stopped, and "big N" writes N bytes, to test the output bound.
+// stopped, "busy N" works for N milliseconds of the clock and says so,
+// and "big N" writes N bytes, to test the output bound.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -32,6 +34,12 @@ func main() {
 				fmt.Println(n) // never: keeps the loop from being optimised away
 			}
 		}
+	case strings.HasPrefix(s, "busy "):
+		ms, _ := strconv.Atoi(strings.TrimPrefix(s, "busy "))
+		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+		}
+		fmt.Printf("busy for %d ms", ms)
+		return
 	case strings.HasPrefix(s, "big "):
 		n, _ := strconv.Atoi(strings.TrimPrefix(s, "big "))
 		os.Stdout.Write(make([]byte, n))
