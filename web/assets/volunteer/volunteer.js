@@ -580,6 +580,7 @@ function render() {
   set('v-modules', held.size);
   $('start').disabled = want !== 'stop';
   $('cores').disabled = want !== 'stop';
+  $('name').disabled = want !== 'stop';
   $('pause').disabled = want === 'stop';
   $('pause').textContent = want === 'pause' ? 'Resume' : 'Pause';
   $('stop').disabled = want === 'stop';
