@@ -23,8 +23,8 @@ import (
 // slave of a real master, in Web Workers. The results are the ones Go
 // computes natively; a module that exits non-zero, one whose bytes do not
 // match its hash, one that outlives its timeout, one whose output is over
-// the master's limit and one that traps each come back as failures that
-// say why, and
+// the master's limit, one that traps and one that grows past the memory
+// bound each come back as failures that say why, and
 // the cores go on; pause stops new work and resume takes it again; Stop
 // hands back what runs and leaves.
 func TestVolunteerBrowser(t *testing.T) {
@@ -107,15 +107,17 @@ func volunteerSession(t *testing.T, dispatch string) {
 	exit := volunteerTask(hash, "exit 3")
 	spin := volunteerTask(hash, "spin")
 	spin.Timeout = 1500 * time.Millisecond
-	fails := app.submit(exit, volunteerTask(forged, "never run"), spin, volunteerTask(hash, "big 10000"), volunteerTask(trap, ""))
+	fails := app.submit(exit, volunteerTask(forged, "never run"), spin, volunteerTask(hash, "big 10000"), volunteerTask(trap, ""),
+		volunteerTask(hash, "alloc 512"))
 	wantErr := []string{
 		"module exited with code 3: asked to exit with 3",
 		"module hash mismatch",
 		"stopped at its deadline",
 		"stdout exceeded 4096 bytes",
 		"module trapped: unreachable",
+		"out of memory", // the Go runtime's words when memory.grow fails at 256 MiB
 	}
-	for i, f := range app.wait("5 failures", fails...) {
+	for i, f := range app.wait("6 failures", fails...) {
 		if f.State != protocol.StateFailed || !strings.Contains(f.Err, wantErr[i]) {
 			t.Errorf("task %d: %s %q, want failed with %q", f.ID, f.State, f.Err, wantErr[i])
 		}
@@ -126,7 +128,11 @@ func volunteerSession(t *testing.T, dispatch string) {
 			t.Errorf("task %d after the failures: %s %q %q", f.ID, f.State, f.Result, f.Err)
 		}
 	}
-	b.waitJS("5 failed on the page", `document.getElementById('v-failed').dataset.value === '5'`)
+	b.waitJS("6 failed on the page", `document.getElementById('v-failed').dataset.value === '6'`)
+	// Within the bound, memory is there to use.
+	if f := app.wait("an allocation within the bound", app.submit(volunteerTask(hash, "alloc 128"))...)[0]; string(f.Result) != "holding 128 MiB" {
+		t.Errorf("alloc 128: %s %q %q", f.State, f.Result, f.Err)
+	}
 
 	// Pause: what runs finishes and reports; nothing new starts, for as
 	// long as it lasts.

@@ -18,6 +18,8 @@ func TestVolunteerPageIsPublicAndMayCompileWASM(t *testing.T) {
 		"/static/volunteer/volunteer.js",
 		"/static/volunteer/worker.js",
 		"/static/volunteer/codec.js",
+		"/static/volunteer/memcap.js",
+		"/static/volunteer/sha256.js",
 		"/static/vendor/browser_wasi_shim/index.js",
 	} {
 		resp, body := e.get(c, path, nil)

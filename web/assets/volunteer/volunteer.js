@@ -12,6 +12,7 @@
 
 import * as codec from './codec.js';
 import { sha256hex } from './sha256.js';
+import { capMemory, MemoryError } from './memcap.js';
 
 const $ = (id) => document.getElementById(id);
 const KEY_TOKEN = 'anthill.volunteer.token';
@@ -50,6 +51,9 @@ class TaskError extends Error {}
 
 // maxModuleBytes refuses a larger module, as the native slave's default.
 const maxModuleBytes = 64 << 20;
+// maxMemoryPages caps a module's memory at 256 MiB (64 KiB pages), the
+// native sandbox's default.
+const maxMemoryPages = (256 << 20) / 65536;
 
 // maxCompiled bounds the modules kept compiled in memory; past it the
 // least recently used is dropped (and no longer announced). It is well
@@ -103,9 +107,9 @@ async function fetchModule(hash) {
   }
   let module;
   try {
-    module = await WebAssembly.compile(bytes);
+    module = await WebAssembly.compile(capMemory(bytes, maxMemoryPages));
   } catch (e) {
-    throw new TaskError(`compiling module ${hash}: ${e.message}`);
+    throw new TaskError(e instanceof MemoryError ? `module ${hash}: ${e.message}` : `compiling module ${hash}: ${e.message}`);
   }
   // The module's name is its argv[0], as the native slave gives it.
   const name = (resp.headers.get('X-Anthill-Module-Name') || '').trim() || hash;

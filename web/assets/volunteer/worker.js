@@ -7,9 +7,39 @@
 
 import { WASI, WASIProcExit, File, OpenFile, ConsoleStdout } from '/static/vendor/browser_wasi_shim/index.js';
 
-// stderrTail is how much of stderr an error quotes: its end, where a Go
-// panic or a failed check says what went wrong.
-const stderrTail = 1024;
+// An error quotes the start and the end of stderr, as the native
+// sandbox does: a failed check says why at the end, a Go module's fatal
+// error at the start, before its goroutines' stacks.
+const stderrHead = 512;
+const stderrTail = 1536;
+
+// Stderr keeps the first stderrHead bytes and the last stderrTail.
+class Stderr {
+  constructor() { this.head = []; this.tail = new Uint8Array(0); this.total = 0; }
+  write(chunk) {
+    this.total += chunk.length;
+    let p = chunk;
+    const room = stderrHead - this.head.length;
+    if (room > 0) {
+      this.head.push(...p.subarray(0, room));
+      p = p.subarray(Math.min(room, p.length));
+    }
+    const all = new Uint8Array(this.tail.length + p.length);
+    all.set(this.tail);
+    all.set(p, this.tail.length);
+    this.tail = all.subarray(Math.max(0, all.length - stderrTail)).slice();
+  }
+  text() {
+    const dec = (b) => new TextDecoder('utf-8').decode(new Uint8Array(b));
+    if (this.total <= stderrHead + stderrTail) return (dec(this.head) + dec(this.tail)).trim();
+    let head = dec(this.head), tail = dec(this.tail);
+    const nl = head.lastIndexOf('\n');
+    if (nl > 0) head = head.slice(0, nl);
+    const tl = tail.indexOf('\n');
+    if (tl >= 0 && tl < tail.length - 1) tail = tail.slice(tl + 1);
+    return (head + '\n…\n' + tail).trim();
+  }
+}
 
 class OutputTooLarge extends Error {}
 
@@ -20,7 +50,7 @@ async function run(msg) {
   const { module, name, payload, maxOutput } = msg;
   const out = [];
   let outBytes = 0;
-  let errBuf = new Uint8Array(0);
+  const errBuf = new Stderr();
   const stdout = new ConsoleStdout((chunk) => {
     if (maxOutput > 0 && outBytes + chunk.length > maxOutput) {
       throw new OutputTooLarge(`module stopped: stdout exceeded ${maxOutput} bytes: output too large`);
@@ -28,14 +58,7 @@ async function run(msg) {
     out.push(chunk);
     outBytes += chunk.length;
   });
-  const stderr = new ConsoleStdout((chunk) => {
-    const b = new Uint8Array(Math.min(errBuf.length + chunk.length, stderrTail));
-    const all = new Uint8Array(errBuf.length + chunk.length);
-    all.set(errBuf);
-    all.set(chunk, errBuf.length);
-    b.set(all.subarray(all.length - b.length));
-    errBuf = b;
-  });
+  const stderr = new ConsoleStdout((chunk) => errBuf.write(chunk));
   const wasi = new WASI([name], [], [new OpenFile(new File(payload)), stdout, stderr], { debug: false });
   const start = performance.now();
   let code, err = '';
@@ -68,8 +91,8 @@ async function run(msg) {
   return { id: msg.id, output, micros };
 }
 
-function withStderr(msg, tail) {
-  const s = new TextDecoder('utf-8').decode(tail).trim();
+function withStderr(msg, stderr) {
+  const s = stderr.text();
   return s ? `${msg}: ${s}` : msg;
 }
 

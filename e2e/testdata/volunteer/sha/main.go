@@ -2,7 +2,8 @@
 // prints the hex SHA-256 of its stdin. An input of "exit N" makes it
 // write to stderr and exit with code N, "spin" loops until it is
 // stopped, "busy N" works for N milliseconds of the clock and says so,
-// and "big N" writes N bytes, to test the output bound.
+// "big N" writes N bytes, to test the output bound, and "alloc N" holds N
+// MiB of heap, to test the memory bound.
 package main
 
 import (
@@ -39,6 +40,18 @@ func main() {
 		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
 		}
 		fmt.Printf("busy for %d ms", ms)
+		return
+	case strings.HasPrefix(s, "alloc "):
+		mib, _ := strconv.Atoi(strings.TrimPrefix(s, "alloc "))
+		var held [][]byte
+		for range mib / 16 {
+			b := make([]byte, 16<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			held = append(held, b)
+		}
+		fmt.Printf("holding %d MiB", len(held)*16)
 		return
 	case strings.HasPrefix(s, "big "):
 		n, _ := strconv.Atoi(strings.TrimPrefix(s, "big "))
