@@ -1,6 +1,7 @@
 package jsonrpc
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,7 +56,11 @@ func TestModuleMethods(t *testing.T) {
 	e.wantError("Modules.Get", obj{"hash": missing}, CodeNotFound, "no module "+missing)
 	e.wantError("Modules.Delete", obj{"hash": missing}, CodeNotFound, "no module")
 
-	e.call("Modules.Delete", obj{"hash": up.Hash}, nil)
+	var deleted json.RawMessage
+	e.call("Modules.Delete", obj{"hash": up.Hash}, &deleted)
+	if string(deleted) != "{}" {
+		t.Errorf("Modules.Delete gave %s, want {}", deleted)
+	}
 	e.call("Modules.List", nil, &list)
 	if len(list.Modules) != 0 {
 		t.Fatalf("after delete: %+v", list)
