@@ -69,9 +69,9 @@ func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	identSeedAdminToken(t, args)
 	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	// A slave keeps its identity under the user's config dir by default:
-	// never the real one's.
-	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
+	// A slave keeps its identity under the user's config dir and its
+	// modules under the user's cache dir by default: never the real ones.
+	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
 	stdout, _ := p.cmd.StdoutPipe()
 	p.cmd.Stderr = p.cmd.Stdout
 	if err := p.cmd.Start(); err != nil {

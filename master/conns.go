@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/anthill-project/anthill/internal/modsig"
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/internal/wire"
 	"github.com/anthill-project/anthill/master/sched"
@@ -177,6 +180,19 @@ func (m *Master) checkHello(h *protocol.Hello, role string) (code, why string) {
 		return protocol.CodeBadHandshake, fmt.Sprintf("concurrency must be 1 to %d", protocol.MaxConcurrency)
 	case h.Prefetch < 0 || h.Prefetch > protocol.MaxPrefetch:
 		return protocol.CodeBadHandshake, fmt.Sprintf("prefetch must be 0 to %d", protocol.MaxPrefetch)
+	case slices.ContainsFunc(h.Kinds, func(k string) bool { return k == "" || strings.IndexByte(k, 0) >= 0 }):
+		return protocol.CodeBadHandshake, "a kind must be a non-empty name without NUL bytes"
+	case len(h.Modules) > protocol.MaxHeld:
+		return protocol.CodeBadHandshake, fmt.Sprintf("a slave may announce at most %d held modules", protocol.MaxHeld)
+	case slices.ContainsFunc(h.Modules, func(m string) bool { return !protocol.ValidModuleHash(m) }):
+		return protocol.CodeBadHandshake, "a held module must be named by its hash: 64 lowercase hex digits"
+	case len(h.TrustKeys) > protocol.MaxTrustKeys:
+		return protocol.CodeBadHandshake, fmt.Sprintf("a slave may trust at most %d keys", protocol.MaxTrustKeys)
+	}
+	for _, k := range h.TrustKeys {
+		if _, err := modsig.ParsePublic(k); err != nil {
+			return protocol.CodeBadHandshake, "trust key: " + err.Error()
+		}
 	}
 	return "", ""
 }
@@ -294,10 +310,22 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 	// A slave holds at most its largest window of tasks, so no frame of it
 	// answers or returns more.
 	slaveLimits := protocol.DecodeLimits{MaxItems: sl.MaxWindow()}
-	readLoop(p, func(protocol.Type) protocol.DecodeLimits { return slaveLimits }, func(msg protocol.Message) error {
+	heldLimits := protocol.DecodeLimits{MaxItems: protocol.MaxHeld}
+	limits := func(t protocol.Type) protocol.DecodeLimits {
+		if t == protocol.TypeModules {
+			return heldLimits
+		}
+		return slaveLimits
+	}
+	readLoop(p, limits, func(msg protocol.Message) error {
 		switch msg := msg.(type) {
 		case *protocol.Results:
 			m.sched.Complete(sl, msg.Results)
+		case *protocol.Modules:
+			if slices.ContainsFunc(msg.Held, func(h string) bool { return !protocol.ValidModuleHash(h) }) {
+				return errors.New("a held module must be named by its hash: 64 lowercase hex digits")
+			}
+			m.sched.Held(sl, msg.Held)
 		case *protocol.Request:
 			m.sched.Request(sl, msg.N)
 		case *protocol.IDs:

@@ -40,6 +40,7 @@ import (
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
+	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/stats"
 	"github.com/anthill-project/anthill/stats/promexport"
 )
@@ -99,7 +100,7 @@ func New(opts Options) (*Master, error) {
 		st.Close()
 		return nil, err
 	}
-	mods, err := modules.Open(st, modules.Options{MaxBytes: opts.MaxModuleBytes, Check: checkModule, Now: opts.Now})
+	mods, err := modules.Open(st, modules.Options{MaxBytes: opts.MaxModuleBytes, Check: sandbox.CheckModule, Now: opts.Now})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -131,6 +132,7 @@ func New(opts Options) (*Master, error) {
 		LeaseGrace: opts.LeaseGrace, DefaultAttempts: opts.DefaultAttempts,
 		RetryBackoff: opts.RetryBackoff, RetryBackoffMax: opts.RetryBackoffMax,
 		Retention: opts.Retention, NotifyWindow: opts.NotifyWindow, Metrics: metrics,
+		Module:         mods.Signers,
 		MaxQueuedTasks: opts.MaxQueuedTasks, MaxQueuedBytes: opts.MaxQueuedBytes,
 		MaxQueuedTasksPerApp: opts.MaxQueuedTasksPerApp, MaxQueuedBytesPerApp: opts.MaxQueuedBytesPerApp,
 		MaxSubmitTasks: opts.MaxSubmitTasks, MaxKinds: opts.MaxKinds, MaxApps: opts.MaxApps, AppIdle: opts.AppIdle,

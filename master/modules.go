@@ -42,17 +42,9 @@ const SignaturesHeader = "X-Anthill-Signatures"
 // the token is taken for the admin's or a volunteer's.
 const AppHeader = "X-Anthill-App"
 
-// wasmHeader starts every WebAssembly binary: the magic number, version 1.
-const wasmHeader = "\x00asm\x01\x00\x00\x00"
-
-// checkModule refuses bytes the slaves could not run as a WASI command.
-func checkModule(ctx context.Context, code []byte) error {
-	// sandbox.CheckModule replaces this at merge (issue 11)
-	if !bytes.HasPrefix(code, []byte(wasmHeader)) {
-		return errors.New(`not a WebAssembly module: it does not start with the header "\0asm" of version 1`)
-	}
-	return nil
-}
+// NameHeader carries a module's name on GET /modules/{hash}: the argv[0]
+// a slave runs it with.
+const NameHeader = "X-Anthill-Module-Name"
 
 // UploadModule checks code and stores it durably under its hash, with the
 // signatures (each must verify) and name given; by says who uploaded it
@@ -64,8 +56,8 @@ func (m *Master) UploadModule(ctx context.Context, name string, code []byte, sig
 	if err != nil {
 		return info, err
 	}
-	// The scheduler learns of new signers (slaves with trust keys may now
-	// run the module) when it is wired to the registry (issue 11).
+	// New signers may open the module to slaves with trust keys.
+	m.sched.ModuleChanged(info.Hash)
 	m.opts.Logger.Info("module uploaded", "hash", info.Hash, "name", info.Name, "size", info.Size, "by", by, "signers", len(info.Signers))
 	return info, nil
 }
@@ -88,19 +80,12 @@ func (m *Master) MaxModuleBytes() int { return m.mods.MaxBytes() }
 // DeleteModule removes the module hash, unless unfinished tasks still name
 // it: then the error (ErrModuleInUse) says how many.
 func (m *Master) DeleteModule(hash string) error {
-	err := m.mods.Delete(hash, func() int { return m.moduleTasks(hash) })
+	err := m.mods.Delete(hash, func() int { return m.sched.ModuleTasks(hash) })
 	if err == nil {
+		m.sched.ForgetModule(hash)
 		m.opts.Logger.Info("module deleted", "hash", hash)
 	}
 	return err
-}
-
-// moduleTasks counts the unfinished tasks that name the module hash.
-func (m *Master) moduleTasks(hash string) int {
-	// TODO(issue 11): return m.sched.ModuleTasks(hash) once master/sched
-	// has it (it is on its way to main); until then no task names a
-	// module as far as the master can tell.
-	return 0
 }
 
 // moduleCaller is who presented a credential at a module door.
@@ -176,6 +161,9 @@ func (m *Master) serveModule(w http.ResponseWriter, r *http.Request) {
 	h.Set("ETag", `"`+hash+`"`)
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	h.Set(SignaturesHeader, string(sj))
+	if info, err := m.mods.Info(hash); err == nil {
+		h.Set(NameHeader, info.Name)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	// ServeContent answers If-None-Match from the ETag and byte ranges, so
 	// a slave that lost a download half-way resumes it.

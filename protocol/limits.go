@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -99,6 +100,9 @@ func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *Ta
 		return bad(FieldModule, "must name the module a %q task runs", KindWASM)
 	case len(nt.Kind) > MaxKindBytes:
 		return bad(FieldKind, "is longer than %d bytes", MaxKindBytes)
+	case strings.IndexByte(nt.Kind, 0) >= 0:
+		// The scheduler's queues of WASM modules are named with one.
+		return bad(FieldKind, "must not contain a NUL byte")
 	case maxPayload > 0 && len(nt.Payload) > maxPayload:
 		return &TaskError{Index: i, Field: FieldPayload, Code: CodePayloadTooLarge,
 			Problem: fmt.Sprintf("is %d bytes; the limit is %d", len(nt.Payload), maxPayload)}

@@ -78,7 +78,13 @@ func LoadPrivate(path string) (ed25519.PrivateKey, error) {
 
 // PublicOf is the text form of priv's public key.
 func PublicOf(priv ed25519.PrivateKey) string {
-	return base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+	return PublicText(priv.Public().(ed25519.PublicKey))
+}
+
+// PublicText is the text form of a public key: ParsePublic's inverse, so
+// parsing and printing a pasted key gives its canonical form.
+func PublicText(pub ed25519.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(pub)
 }
 
 // Sign signs the module of the given hash.

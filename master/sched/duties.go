@@ -154,6 +154,11 @@ func (s *Scheduler) sampleGauges(time.Time, *change) {
 	s.metrics.SetQueues(func(add func(string, int)) {
 		for k := range s.liveKinds {
 			n := s.queue.Len(k)
+			if k == protocol.KindWASM {
+				for _, m := range s.modules {
+					n += s.queue.Len(m.class)
+				}
+			}
 			pending += n
 			if n > 0 {
 				add(k, n)

@@ -29,7 +29,11 @@ func (s *Scheduler) SubmitBatch(a *App, out Outbox, msg *protocol.Submit) {
 		out.Send(err.reject(msg.Seq))
 		return
 	}
-	if err := protocol.CheckBatch(msg.Tasks, s.opts.MaxPayload, s.opts.MaxTimeout); err != nil {
+	err := protocol.CheckBatch(msg.Tasks, s.opts.MaxPayload, s.opts.MaxTimeout)
+	if err == nil {
+		err = s.checkModules(msg.Tasks)
+	}
+	if err != nil {
 		out.Send(&protocol.SubmitReject{Seq: msg.Seq, Index: int32(err.Index), Code: err.Code, Message: err.Error()})
 		return
 	}
@@ -88,7 +92,7 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 	for i := range tasks {
 		nt := &tasks[i]
 		t := &task{
-			id: first + uint64(i), app: a, kind: nt.Kind, key: nt.Key, priority: nt.Priority,
+			id: first + uint64(i), app: a, kind: nt.Kind, module: nt.Module, key: nt.Key, priority: nt.Priority,
 			timeout: nt.Timeout, maxAttempts: nt.MaxAttempts, createdAt: now, payload: nt.Payload,
 			quiet: p == nil, state: protocol.StatePending, push: p,
 		}
@@ -121,17 +125,29 @@ func (s *Scheduler) addLocked(t *task) {
 	}
 }
 
-// pumpLocked fills every slave that has room.
+// pumpLocked fills every slave that has room. With WASM tasks queued it
+// goes twice: first each slave takes only what it can run with the
+// modules it holds, then anything it may run. So a module's tasks go to
+// the slaves that hold it first, and a slave fetches a module only for
+// the tasks the holders left.
 func (s *Scheduler) pumpLocked() {
+	if len(s.modules) > 0 {
+		for sl := range s.hungry {
+			if sl.wasm {
+				s.dispatchLocked(sl, true)
+			}
+		}
+	}
 	for sl := range s.hungry {
-		s.dispatchLocked(sl)
+		s.dispatchLocked(sl, false)
 	}
 }
 
 // dispatchLocked sends sl as many tasks as its window allows, in one
 // frame: at most its window of tasks and, unless it holds none, about
-// MaxWindowBytes of payload. Each attempt gets a fresh lease.
-func (s *Scheduler) dispatchLocked(sl *Slave) {
+// MaxWindowBytes of payload. Each attempt gets a fresh lease. The tasks
+// its held view allows come first; heldOnly stops there.
+func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 	free := sl.free()
 	if free <= 0 {
 		delete(s.hungry, sl)
@@ -140,8 +156,16 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 	now := s.opts.Now()
 	var d protocol.Dispatch
 	size := 0
+	view := &sl.view
+	if sl.wasm {
+		view = &sl.held
+	}
 	for free > 0 && size < s.opts.MaxFrame/2 && (len(sl.running) == 0 || sl.heldBytes < s.opts.MaxWindowBytes) {
-		q := s.queue.Next(&sl.view)
+		q := s.queue.Next(view)
+		if q == nil && view == &sl.held && !heldOnly {
+			view = &sl.view
+			q = s.queue.Next(view)
+		}
 		if q == nil {
 			break
 		}
@@ -168,9 +192,9 @@ func (s *Scheduler) dispatchLocked(sl *Slave) {
 			sl.credit--
 		}
 		free--
-		size += len(t.payload) + len(t.kind) + 16
+		size += len(t.payload) + len(t.kind) + len(t.module) + 16
 		d.Tasks = append(d.Tasks, protocol.Task{
-			ID: t.id, Attempt: t.attempts, Lease: t.lease, Kind: t.kind, Timeout: t.timeout, Payload: t.payload,
+			ID: t.id, Attempt: t.attempts, Lease: t.lease, Kind: t.kind, Module: t.module, Timeout: t.timeout, Payload: t.payload,
 		})
 	}
 	if free <= 0 {
@@ -258,7 +282,7 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 		}
 		s.finishLocked(t, now, &c)
 	}
-	s.dispatchLocked(sl)
+	s.dispatchLocked(sl, false)
 	s.commitChangeLocked(&c)
 }
 

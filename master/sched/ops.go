@@ -27,6 +27,7 @@ var (
 type TaskInfo struct {
 	ID          uint64
 	App, Kind   string
+	Module      string // the WASM module's hash, for a task of kind "wasm"
 	Key         string
 	State       protocol.State
 	Attempts    uint32
@@ -46,7 +47,7 @@ type TaskInfo struct {
 // infoOf copies t; the history is cloned, since t's is reused in place.
 func infoOf(t *task) TaskInfo {
 	return TaskInfo{
-		ID: t.id, App: t.app.name, Kind: t.kind, Key: t.key, State: t.state, Attempts: t.attempts,
+		ID: t.id, App: t.app.name, Kind: t.kind, Module: t.module, Key: t.key, State: t.state, Attempts: t.attempts,
 		MaxAttempts: t.maxAttempts, Priority: t.priority, Timeout: t.timeout, CreatedAt: t.createdAt,
 		StartedAt: t.startedAt, FinishedAt: t.finishedAt, Slave: t.ranOn, Payload: t.payload,
 		Result: t.result, Err: t.err, History: slices.Clone(t.history),
@@ -56,7 +57,7 @@ func infoOf(t *task) TaskInfo {
 // infoOfRecord reads a task that lives only in the store.
 func infoOfRecord(r *store.Record) TaskInfo {
 	return TaskInfo{
-		ID: r.ID, App: r.App, Kind: r.Kind, Key: r.Key, State: r.State, Attempts: r.Attempts,
+		ID: r.ID, App: r.App, Kind: r.Kind, Module: r.Module, Key: r.Key, State: r.State, Attempts: r.Attempts,
 		MaxAttempts: r.MaxAttempts, Priority: r.Priority, Timeout: r.Timeout, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Slave: r.Slave, Payload: r.Payload,
 		Result: r.Result, Err: r.Err, History: historyOf(r.History),
@@ -101,6 +102,9 @@ func (s *Scheduler) Submit(ctx context.Context, app string, tasks []protocol.New
 		return 0, err
 	}
 	if err := protocol.CheckBatch(tasks, s.opts.MaxPayload, s.opts.MaxTimeout); err != nil {
+		return 0, err
+	}
+	if err := s.checkModules(tasks); err != nil {
 		return 0, err
 	}
 	durable := make(chan error, 1)
@@ -389,7 +393,7 @@ func (s *Scheduler) Cancel(id uint64) error {
 		// The slave sends no result for a canceled task: free its slot now.
 		sl.release(id)
 		sl.out.Send(&protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{id}})
-		s.dispatchLocked(sl)
+		s.dispatchLocked(sl, false)
 	}
 	t.endAttempt(now, OutcomeCanceled, "canceled by an operator")
 	s.unqueueLocked(t)

@@ -16,9 +16,16 @@ import (
 // AttachSlave and DetachSlave and passes it to the slave's verbs; its
 // fields are the scheduler's, under its lock.
 type Slave struct {
-	out       Outbox
-	hello     protocol.Hello
-	view      SlaveView // Name is the attribution: "identity/session"
+	out   Outbox
+	hello protocol.Hello
+	kinds []string  // the kinds it announced, sorted
+	view  SlaveView // Name is the attribution: "identity/session"; Kinds adds the classes of the modules it may run
+	// held is view narrowed to the kinds and the modules it holds
+	// already: dispatch tries it first (see pumpLocked).
+	held      SlaveView
+	wasm      bool            // it runs protocol.KindWASM tasks
+	trust     []string        // only modules signed by one of these keys (canonical text); none: any
+	holds     map[string]bool // module hashes it holds
 	who       Who
 	session   string
 	window    int // tasks it may hold now: slow start, up to maxWindow
@@ -139,7 +146,11 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 	sl := &Slave{
 		out:       out,
 		hello:     *h,
-		view:      SlaveView{Name: who.Attribution(), Kinds: kinds},
+		kinds:     kinds,
+		view:      SlaveView{Name: who.Attribution(), Kinds: slices.Clone(kinds)},
+		held:      SlaveView{Name: who.Attribution()},
+		wasm:      slices.Contains(kinds, protocol.KindWASM),
+		trust:     canonicalKeys(h.TrustKeys),
 		who:       who,
 		session:   session,
 		window:    min(maxWindow, h.Concurrency, SlowStartWindow),
@@ -150,13 +161,18 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 		metrics:   s.metrics.SlaveSeen(who.Identity, maxWindow),
 	}
 	sl.hello.Token = "" // nothing after the handshake needs it
+	sl.hello.Modules = nil
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.slaves[sl] = struct{}{}
 	for _, k := range kinds {
 		s.kinds[k]++
 	}
-	s.dispatchLocked(sl)
+	s.setHeldLocked(sl, h.Modules)
+	for _, m := range s.modules {
+		s.offerLocked(sl, m)
+	}
+	s.dispatchLocked(sl, false)
 	return sl
 }
 
@@ -168,7 +184,7 @@ func (s *Scheduler) Request(sl *Slave, n uint32) {
 	// Credit is kept up to the largest window: the slow start only delays
 	// what the slave asked for.
 	sl.credit = min(sl.credit+int(n), sl.maxWindow)
-	s.dispatchLocked(sl)
+	s.dispatchLocked(sl, false)
 }
 
 // Return re-queues tasks a stopping slave hands back; they cost no
@@ -234,7 +250,7 @@ func (s *Scheduler) DetachSlave(sl *Slave) int {
 	s.mu.Lock()
 	delete(s.slaves, sl)
 	delete(s.hungry, sl)
-	for _, k := range sl.view.Kinds {
+	for _, k := range sl.kinds {
 		if s.kinds[k]--; s.kinds[k] == 0 {
 			delete(s.kinds, k)
 		}

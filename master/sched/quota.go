@@ -139,6 +139,9 @@ func (s *Scheduler) queuedLocked(t *task) {
 		return
 	}
 	t.counted = true
+	if t.module != "" {
+		s.moduleLocked(t.module).unfinished++
+	}
 	n := int64(len(t.payload))
 	s.queuedTasks++
 	s.queuedBytes += n
@@ -151,6 +154,9 @@ func (s *Scheduler) doneLocked(t *task) {
 		return
 	}
 	t.counted = false
+	if t.module != "" {
+		s.moduleLocked(t.module).unfinished--
+	}
 	n := int64(len(t.payload))
 	s.queuedTasks--
 	s.queuedBytes -= n

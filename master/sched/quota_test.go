@@ -228,7 +228,7 @@ func BenchmarkDetachSlaveLargeTasks(b *testing.B) {
 		// for a while would be.
 		h.s.mu.Lock()
 		sl.window = sl.maxWindow
-		h.s.dispatchLocked(sl)
+		h.s.dispatchLocked(sl, false)
 		h.s.mu.Unlock()
 		for held := 0; held < len(tasks); h.tick() {
 			held += len(readAs[*protocol.Dispatch](b, out).Tasks)

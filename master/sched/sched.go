@@ -129,6 +129,12 @@ type Options struct {
 	// MaxResult caps a result's output in bytes; a larger one fails its
 	// attempt and counts against the slave. Default MaxPayload.
 	MaxResult int
+	// Module looks up an uploaded WASM module by hash: whether the master
+	// has it, and the public keys of its valid signatures. A submit naming
+	// a module it does not know is refused; slaves with trust keys get only
+	// tasks of modules one of their keys signed. It must not call back
+	// into the scheduler. Default: no module is known.
+	Module func(hash string) (signers []string, ok bool)
 	// Metrics records the scheduler's numbers. Default: a recorder of its
 	// own, exported nowhere.
 	Metrics *stats.Master
@@ -261,6 +267,9 @@ func (o *Options) setQuotas() error {
 			*v = math.MaxInt
 		}
 	}
+	if o.Module == nil {
+		o.Module = func(string) ([]string, bool) { return nil, false }
+	}
 	def(&o.MaxKinds, DefaultMaxKinds)
 	def(&o.MaxApps, DefaultMaxApps)
 	if o.MaxSubmitTasks == 0 {
@@ -297,6 +306,9 @@ type Scheduler struct {
 	slaves map[*Slave]struct{}
 	hungry map[*Slave]struct{} // slaves with free window
 	kinds  map[string]int      // connected slaves per kind
+	// modules are the WASM modules of the tasks held since the start (see
+	// module), by hash.
+	modules map[string]*module
 	// liveKinds counts the tasks in tasks by kind, so Stats and the gauges
 	// see the kinds that wait for a slave without walking the tasks, and
 	// the kind quota counts kinds that are still there, not every kind
@@ -351,6 +363,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		hungry:    map[*Slave]struct{}{},
 		kinds:     map[string]int{},
 		liveKinds: map[string]int{},
+		modules:   map[string]*module{},
 		apps:      map[string]*App{},
 		retries:   indexed[*task]{less: retriesBefore, slot: retrySlot},
 		watch:     map[uint64][]*watcher{},

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/protocol"
 )
 
 // Stats is a snapshot of the master's state and counters since start.
@@ -94,7 +95,7 @@ func (s *Scheduler) Stats() Stats {
 		h := &sl.hello
 		out.Slaves = append(out.Slaves, SlaveStats{
 			Identity: sl.who.Identity, Remote: sl.who.Remote, Name: h.Name, Session: sl.session, Host: h.Host, OS: h.OS, Arch: h.Arch,
-			Cores: h.Cores, Concurrency: h.Concurrency, Window: sl.window, Kinds: sl.view.Kinds,
+			Cores: h.Cores, Concurrency: h.Concurrency, Window: sl.window, Kinds: sl.kinds,
 			Running: len(sl.running), Draining: sl.draining, Dispatched: sc.Dispatched, Done: sc.Done,
 			Failed: sc.Failed, RejectedResults: sc.Rejected, MaxWindow: sl.maxWindow, Busy: sc.Busy, Connected: sl.connected,
 		})
@@ -110,6 +111,11 @@ func (s *Scheduler) Stats() Stats {
 	}
 	for k := range s.liveKinds {
 		kind(k)
+	}
+	for _, m := range s.modules {
+		if n := s.queue.Len(m.class); n > 0 {
+			kind(protocol.KindWASM).Pending += n
+		}
 	}
 	for k, ks := range kinds {
 		ks.Pending += s.queue.Len(k)

@@ -16,6 +16,7 @@ type task struct {
 	id          uint64
 	app         *App
 	kind        string
+	module      string // the WASM module's hash, when kind is "wasm"
 	key         string
 	priority    int32
 	timeout     time.Duration
@@ -106,7 +107,7 @@ type Attempt struct {
 // taskOf rebuilds a task from its record.
 func taskOf(r *store.Record, a *App) *task {
 	t := &task{
-		id: r.ID, app: a, kind: r.Kind, key: r.Key, priority: r.Priority, timeout: r.Timeout,
+		id: r.ID, app: a, kind: r.Kind, module: r.Module, key: r.Key, priority: r.Priority, timeout: r.Timeout,
 		maxAttempts: r.MaxAttempts, createdAt: r.CreatedAt, payload: r.Payload, quiet: r.Quiet,
 		state: r.State, attempts: r.Attempts, startedAt: r.StartedAt, finishedAt: r.FinishedAt,
 		ranOn: r.Slave, result: r.Result, err: r.Err, acked: r.Acked,
@@ -130,7 +131,7 @@ func historyOf(h []store.Attempt) []Attempt {
 
 // initQueued sets what the strategy sees of t; it never changes after.
 func (t *task) initQueued() {
-	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: t.kind, Priority: t.priority, Key: t.key, t: t}
+	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: classOf(t.kind, t.module), Priority: t.priority, Key: t.key, t: t}
 }
 
 // putNew writes a new task into b, its payload included: the only write
@@ -148,7 +149,7 @@ func (s *Scheduler) put(b *store.Batch, t *task) { s.write(b, t, false) }
 // write made under the lock and the hot path allocates nothing for it.
 func (s *Scheduler) write(b *store.Batch, t *task, payload bool) {
 	r := store.Record{
-		ID: t.id, App: t.app.name, Kind: t.kind, Key: t.key, Priority: t.priority, Timeout: t.timeout,
+		ID: t.id, App: t.app.name, Kind: t.kind, Module: t.module, Key: t.key, Priority: t.priority, Timeout: t.timeout,
 		MaxAttempts: t.maxAttempts, Attempts: t.attempts, State: t.state, CreatedAt: t.createdAt,
 		StartedAt: t.startedAt, FinishedAt: t.finishedAt, Slave: t.ranOn, Payload: t.payload,
 		Result: t.result, Err: t.err, Acked: t.acked, Quiet: t.quiet,

@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 package mandelbrot
 
 import (
@@ -8,14 +10,19 @@ import (
 	"github.com/anthill-project/anthill/appnode"
 )
 
+// Job is not part of a wasip1 build: samples/wasm/mandelbrot compiles the
+// kernel (Render) for WebAssembly, and appnode's network stack has no
+// place in a module.
+
 // Job is the application side of the demo: an appnode.TaskSystem that
 // hands out one task per tile, lazily, and paints each tile's result into
 // the image as it arrives. Run it with appnode's Node.Run; then check Err
 // and write Image.
 type Job struct {
-	tiles []Tile
-	next  int
-	img   *Image
+	tiles  []Tile
+	next   int
+	img    *Image
+	module string // the kernel's WASM module, or "" for the native kind
 
 	mu   sync.Mutex
 	errs []error
@@ -28,6 +35,15 @@ func NewJob(c Config) *Job {
 	return &Job{tiles: c.Tiles(), img: NewImage(c)}
 }
 
+// NewWASMJob is NewJob whose tasks run the kernel as the WASM module of
+// the given hash (samples/wasm/mandelbrot, uploaded to the master)
+// instead of the slaves' built-in kind. The pixels are the same.
+func NewWASMJob(c Config, module string) *Job {
+	j := NewJob(c)
+	j.module = module
+	return j
+}
+
 // Total is the number of tasks the job makes.
 func (j *Job) Total() int { return len(j.tiles) }
 
@@ -38,6 +54,9 @@ func (j *Job) Next() *appnode.Task {
 	}
 	t := j.tiles[j.next]
 	j.next++
+	if j.module != "" {
+		return &appnode.Task{Module: j.module, Payload: t.Payload(), Value: t}
+	}
 	return &appnode.Task{Kind: Kind, Payload: t.Payload(), Value: t}
 }
 
