@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,5 +254,43 @@ func TestExecKinds(t *testing.T) {
 	e := &Exec{Programs: map[string]string{"zeta": "/bin/cat", "alpha": "/bin/cat"}}
 	if got := strings.Join(e.Kinds(), ","); got != "alpha,zeta" {
 		t.Errorf("Kinds() = %s", got)
+	}
+}
+
+func TestExecConcurrentRuns(t *testing.T) {
+	e := execOf(t, "/bin/cat")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 10 {
+				in := fmt.Sprintf("%d/%d", g, i)
+				if out, err := e.Run(context.Background(), "p", []byte(in)); err != nil || string(out) != in {
+					t.Errorf("%s: %q, %v", in, out, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestExecEscapedProcess checks the caveat's limit: a process that leaves
+// the group survives the run, but cannot make Run wait for it.
+func TestExecEscapedProcess(t *testing.T) {
+	setsid, err := exec.LookPath("setsid")
+	if err != nil {
+		t.Fatalf("this test needs setsid (util-linux): %v", err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	e := execOf(t, script(t, fmt.Sprintf(`%s sh -c 'echo $$ > %s.tmp && mv %[2]s.tmp %[2]s; exec sleep 1000' &
+while [ ! -e %[2]s ]; do sleep 0.01; done
+echo done`, setsid, pidFile)))
+	out, err := e.Run(context.Background(), "p", nil)
+	if b, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if err != nil || string(out) != "done\n" {
+		t.Fatalf("got %q, %v", out, err)
 	}
 }
