@@ -21,6 +21,8 @@ func FuzzRPC(f *testing.F) {
 		`{"jsonrpc":"2.0","id":3,"method":"Tasks.List","params":{"state":"pending","limit":2}}`,
 		`{"jsonrpc":"2.0","id":4,"method":"Tasks.Cancel","params":{"id":18446744073709551615}}`,
 		`{"jsonrpc":"2.0","id":5,"method":"Slaves.Drain","params":{"id":""}}`,
+		`{"jsonrpc":"2.0","id":6,"method":"Modules.Upload","params":{"wasm":"AGFzbQEAAAABBAFgAAADAgEABQMBAAEHEwIGX3N0YXJ0AAAGbWVtb3J5AgAKBAECAAs=","name":"f","signatures":[{"key":"x","sig":"y"}]}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"Modules.Delete","params":{"hash":"068bd0ce47631149d321d094de4bf9acd531161c536c28e256ec14fc65ff68b3"}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -1,6 +1,7 @@
 package jsonrpc
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,7 +56,11 @@ func TestModuleMethods(t *testing.T) {
 	e.wantError("Modules.Get", obj{"hash": missing}, CodeNotFound, "no module "+missing)
 	e.wantError("Modules.Delete", obj{"hash": missing}, CodeNotFound, "no module")
 
-	e.call("Modules.Delete", obj{"hash": up.Hash}, nil)
+	var deleted json.RawMessage
+	e.call("Modules.Delete", obj{"hash": up.Hash}, &deleted)
+	if string(deleted) != "{}" {
+		t.Errorf("Modules.Delete gave %s, want {}", deleted)
+	}
 	e.call("Modules.List", nil, &list)
 	if len(list.Modules) != 0 {
 		t.Fatalf("after delete: %+v", list)
@@ -81,4 +86,34 @@ func TestModulesUnavailable(t *testing.T) {
 	if max := full.(*handler).opts.MaxBody; int64(len(body)) > max {
 		t.Errorf("a module of %d bytes takes a body of %d bytes; MaxBody is %d", m.MaxModuleBytes(), len(body), max)
 	}
+}
+
+// A module an unfinished task names is kept: Modules.Delete says how many
+// tasks need it, and succeeds once they are final. A task naming a module
+// the master does not have is refused.
+func TestModuleDeleteInUse(t *testing.T) {
+	e := start(t, envOpts{})
+	code := testwasm.Command(t.Name())
+	var up ModuleUploadResult
+	e.call("Modules.Upload", obj{"wasm": code}, &up)
+	e.wantError("Tasks.Submit", obj{"app": "a", "kind": "wasm", "module": strings.Repeat("0", 64)}, CodeInvalidParams, "module:", "not a module uploaded")
+	// Nobody runs wasm here, so the tasks stay pending.
+	ids := []uint64{e.submit("a", "wasm", "in", "module", up.Hash), e.submit("a", "wasm", "in", "module", up.Hash)}
+	if task := e.get(ids[0]); task.Module != up.Hash || task.Kind != "wasm" {
+		t.Fatalf("Tasks.Get gave kind %q module %q", task.Kind, task.Module)
+	}
+	err := e.wantError("Modules.Delete", obj{"hash": up.Hash}, CodeConflict, "2 unfinished tasks")
+	var data struct {
+		Hash  string `json:"hash"`
+		Tasks int    `json:"tasks"`
+	}
+	if json.Unmarshal(err.Data, &data) != nil || data.Hash != up.Hash || data.Tasks != 2 {
+		t.Errorf("error data %s", err.Data)
+	}
+	e.call("Modules.Get", obj{"hash": up.Hash}, nil) // still there
+	for _, id := range ids {
+		e.call("Tasks.Cancel", obj{"id": id}, nil)
+	}
+	e.call("Modules.Delete", obj{"hash": up.Hash}, nil)
+	e.wantError("Tasks.Submit", obj{"app": "a", "kind": "wasm", "module": up.Hash}, CodeInvalidParams, "module:")
 }

@@ -238,7 +238,7 @@ func newTask(t *TaskSpec, path string) (protocol.NewTask, *json2.Error) {
 		return protocol.NewTask{}, invalidParam(join(path, "timeout_ms"), "is too large")
 	}
 	return protocol.NewTask{
-		Kind: t.Kind, Payload: t.Payload, Priority: t.Priority, Key: t.Key,
+		Kind: t.Kind, Module: t.Module, Payload: t.Payload, Priority: t.Priority, Key: t.Key,
 		Timeout: time.Duration(t.TimeoutMS) * time.Millisecond, MaxAttempts: t.MaxAttempts,
 	}, nil
 }
@@ -246,7 +246,7 @@ func newTask(t *TaskSpec, path string) (protocol.NewTask, *json2.Error) {
 // paramOf names a task's field as the API's parameters do.
 var paramOf = map[protocol.TaskField]string{
 	protocol.FieldKind: "kind", protocol.FieldPayload: "payload", protocol.FieldTimeout: "timeout_ms",
-	protocol.FieldMaxAttempts: "max_attempts", protocol.FieldKey: "key",
+	protocol.FieldMaxAttempts: "max_attempts", protocol.FieldKey: "key", protocol.FieldModule: "module",
 }
 
 // submitError maps a refused submission. In a batch the field is the

@@ -18,6 +18,7 @@ type TaskSpec struct {
 	TimeoutMS   int64  `json:"timeout_ms,omitempty"`   // 0: the master's default timeout
 	MaxAttempts uint32 `json:"max_attempts,omitempty"` // 0: the master's default attempts
 	Key         string `json:"key,omitempty"`          // routing key
+	Module      string `json:"module,omitempty"`       // kind "wasm": the hash of the module that runs it (Modules.Upload)
 }
 
 // SubmitParams are Tasks.Submit's parameters: the app id and one task.

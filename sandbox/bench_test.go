@@ -98,3 +98,14 @@ func BenchmarkLoadCached(b *testing.B) {
 		loadOnce()
 	}
 }
+
+// BenchmarkCheckModule is a master's validation of an uploaded Go module.
+func BenchmarkCheckModule(b *testing.B) {
+	code := fixture(b, "hostile")
+	ctx := context.Background()
+	for b.Loop() {
+		if err := CheckModule(ctx, code); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

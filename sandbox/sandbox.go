@@ -1,9 +1,23 @@
-// Package sandbox runs task code for a slave, isolated from the slave's own
-// state: a task gets its payload and a context and returns a result or an
-// error, and a task that panics becomes an error, never a crash. Only the
-// in-process runner of registered Go handlers exists today; WASM modules and
-// allowed commands will be further Runners. It knows nothing of connections
-// or scheduling.
+// Package sandbox runs task code for a slave: a task gets its payload and
+// a context and returns a result or an error, and whatever the task does,
+// a panic, a crash, an endless loop, it becomes an error, not a crash of
+// the slave. It knows nothing of connections or scheduling.
+//
+// Three runners, from the most to the least trusted code:
+//
+//   - InProcess calls Go handlers registered in a Registry, on the
+//     caller's goroutine. Fastest, and no isolation at all: for code built
+//     into the slave.
+//   - WASM runs WebAssembly modules (WASI preview 1 commands) on wazero,
+//     for code uploaded by anyone: the module gets its payload on stdin and
+//     writes its result to stdout, and sees no filesystem, no network and
+//     no environment, only clocks, sleep and random bytes; its memory is
+//     capped, its deadline closes it, its output is bounded, and each task
+//     has a fresh instance. CheckModule validates a module before it is
+//     accepted. The same contract holds in the browser.
+//   - Exec runs programs an operator allow-listed, for clusters that trust
+//     their code: a process per task with rlimits, an empty environment,
+//     a private working directory and its process group killed at the end.
 //
 // # Caveats
 //
@@ -11,6 +25,21 @@
 // crash the process by panicking on a goroutine of its own, by exhausting
 // memory or by calling os.Exit, and Run cannot stop a handler that ignores
 // its context.
+//
+// A WASM module runs as machine code compiled by wazero in the slave's
+// process: the isolation is WebAssembly's and wazero's, and a bug in either
+// could be a hole. The memory cap bounds linear memory, not what the host
+// allocates on the module's behalf (its stdout up to the bound, 2 KiB of
+// stderr). CPU time is bounded only by the deadline, and a module may sleep
+// until then. A module declaring a maximum memory above the cap is refused
+// at Load, even if it would never use it.
+//
+// Exec is not isolation: the program runs as the slave's user, with its
+// files and its network. RLIMIT_AS counts address space, not memory used,
+// so runtimes that reserve much (Java, Go with the race detector) need a
+// higher MemoryBytes. A process that leaves the group (setsid) escapes the
+// final kill; only a container or a cgroup would stop that. If the slave
+// dies, running programs are not killed.
 package sandbox
 
 import (

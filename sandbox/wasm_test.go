@@ -393,3 +393,30 @@ func TestCheckModule(t *testing.T) {
 		}
 	}
 }
+
+// TestWASMEvictionSparesRunningModules evicts a module between a run's
+// acquire and its instantiation: the run must still find its code.
+func TestWASMEvictionSparesRunningModules(t *testing.T) {
+	ctx := context.Background()
+	w := newWASM(t, WASMOptions{MaxLoaded: 1})
+	echo := load(t, w, "echo")
+	m, err := w.acquire(echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load(t, w, "noop")
+	if w.Loaded(echo) {
+		t.Fatal("echo was not evicted")
+	}
+	inst, err := w.rt.InstantiateModule(ctx, m.compiled, m.config)
+	if err != nil {
+		t.Fatalf("the code of an evicted module in use was closed: %v", err)
+	}
+	inst.Close(ctx)
+	w.release(ctx, m)
+	// The last release closed the code: a new instance cannot be made.
+	if inst, err := w.rt.InstantiateModule(ctx, m.compiled, m.config); err == nil {
+		inst.Close(ctx)
+		t.Error("the evicted module's code is still open after its last run")
+	}
+}

@@ -77,6 +77,9 @@ func (s *Slave) adopt(w *protocol.Welcome) {
 		return
 	}
 	s.token = w.VolunteerToken
+	if s.modules != nil {
+		s.modules.setToken(w.VolunteerToken)
+	}
 	if s.opts.State == "" {
 		s.log.Info("enrolled by the master; the identity lasts while this process runs", "volunteer", w.Volunteer)
 		return

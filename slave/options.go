@@ -46,9 +46,17 @@ type Options struct {
 	// and presents it on later starts in place of an invitation. Default
 	// "": nothing is kept, and the identity lasts while the process runs.
 	State string
-	// Registry holds the task kinds the slave runs; it must hold at least
-	// one. Required.
+	// Registry holds the in-process Go handlers the slave runs, for
+	// trusted clusters: they share the slave's process. Default: none.
 	Registry *sandbox.Registry
+	// WASM runs tasks of kind "wasm" in the sandbox, fetching their
+	// modules from the master. Default nil: no WASM.
+	WASM *WASMOptions
+	// Exec runs allow-listed programs, each program's name a kind: for
+	// trusted clusters only (rlimits and a private directory are not a
+	// sandbox). Default nil: none.
+	Exec *sandbox.Exec
+	// The slave must run at least one kind, from any of the three.
 	// Concurrency is how many tasks run at once, 1 to 4096. Default
 	// runtime.NumCPU().
 	Concurrency int
@@ -96,10 +104,20 @@ func (o Options) withDefaults() (Options, error) {
 		o.TLS = c
 	}
 	if o.Registry == nil {
-		return o, errors.New("slave: Options.Registry is required")
+		o.Registry = sandbox.NewRegistry()
 	}
-	if len(o.Registry.Kinds()) == 0 {
-		return o, errors.New("slave: the registry holds no task kinds")
+	if len(o.Registry.Kinds()) == 0 && o.WASM == nil && (o.Exec == nil || len(o.Exec.Kinds()) == 0) {
+		return o, errors.New("slave: no task kinds: give it a registry of handlers, WASM or allowed programs")
+	}
+	if registered(o.Registry, protocol.KindWASM) {
+		return o, fmt.Errorf("slave: kind %q is the WASM runner's; a handler may not take it", protocol.KindWASM)
+	}
+	if o.Exec != nil {
+		for _, k := range o.Exec.Kinds() {
+			if k == protocol.KindWASM || registered(o.Registry, k) {
+				return o, fmt.Errorf("slave: allowed program %q has the name of another kind", k)
+			}
+		}
 	}
 	if o.Name == "" {
 		host, err := os.Hostname()
@@ -152,4 +170,9 @@ func slaveURL(master string) (string, error) {
 		return "", fmt.Errorf("slave: %w", err)
 	}
 	return u, nil
+}
+
+func registered(r *sandbox.Registry, kind string) bool {
+	_, ok := r.Lookup(kind)
+	return ok
 }

@@ -26,6 +26,7 @@ import (
 type peer struct {
 	t   *testing.T
 	srv *httptest.Server
+	mux *http.ServeMux // tests may serve more, such as /modules/
 	// greet answers the n-th Hello (from 0): a Welcome or an Error. It may
 	// block (to hold a connection in its handshake) until closing.
 	greet func(n int, h *protocol.Hello) protocol.Message
@@ -60,8 +61,8 @@ func newPeer(t *testing.T, greet func(n int, h *protocol.Hello) protocol.Message
 	if greet == nil {
 		greet = func(int, *protocol.Hello) protocol.Message { return welcome(protocol.DispatchSend) }
 	}
-	p := &peer{t: t, greet: greet, closing: make(chan struct{})}
 	mux := http.NewServeMux()
+	p := &peer{t: t, greet: greet, closing: make(chan struct{}), mux: mux}
 	mux.HandleFunc("/ws/slave", p.serve)
 	p.srv = httptest.NewServer(mux)
 	t.Cleanup(p.close)

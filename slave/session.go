@@ -237,6 +237,10 @@ func (s *Slave) collect(final bool) (msgs []protocol.Message, wait time.Duration
 		msgs = append(msgs, &protocol.IDs{T: protocol.TypeReturn, IDs: s.returns})
 		s.returns, s.sendReturn = nil, false
 	}
+	if s.heldDirty && s.modules != nil {
+		msgs = append(msgs, &protocol.Modules{Held: s.modules.list()})
+		s.heldDirty = false
+	}
 	if s.poll && !s.draining && s.credit > 0 && wait == 0 {
 		msgs = append(msgs, &protocol.Request{N: uint32(s.credit)})
 		s.credit = 0

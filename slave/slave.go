@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,11 +52,14 @@ type Slave struct {
 	url    string
 	log    *slog.Logger
 	runner sandbox.Runner
-	window int // Concurrency + Prefetch: tasks held at once
-	host   string
-	memory uint64
-	used   atomic.Bool
-	token  string // presented in the Hello; Run's goroutine only
+	// modules runs KindWASM tasks; nil when the slave runs no WASM.
+	modules *modules
+	kinds   []string // every kind it runs, for its Hello
+	window  int      // Concurrency + Prefetch: tasks held at once
+	host    string
+	memory  uint64
+	used    atomic.Bool
+	token   string // presented in the Hello; Run's goroutine only
 
 	kick chan struct{} // cap 1: something to send (results, returns, credit)
 	idle chan struct{} // cap 1: while draining, the last running task ended
@@ -85,6 +89,7 @@ type Slave struct {
 	maxOutput  int    // the master's max_result_bytes; 0: it announced none
 	session    uint64 // sessions started; a job's results belong to its own
 	stale      uint64 // results dropped because their session had ended
+	heldDirty  bool   // the held modules changed since the master was told
 	stats      Stats
 }
 
@@ -132,7 +137,47 @@ func New(opts Options) (*Slave, error) {
 		maxResult: resultLimit(0),
 	}
 	s.work = sync.NewCond(&s.mu)
+	s.kinds = o.Registry.Kinds()
+	if o.Exec != nil {
+		s.kinds = append(s.kinds, o.Exec.Kinds()...)
+	}
+	if o.WASM != nil {
+		// The runtime holds no goroutines: a Slave that never Runs leaks
+		// only memory.
+		s.modules, err = newModules(context.Background(), *o.WASM, o.Master, o.TLS, s.log, s.heldChanged)
+		if err != nil {
+			return nil, err
+		}
+		s.modules.setToken(token)
+		s.kinds = append(s.kinds, protocol.KindWASM)
+	}
+	slices.Sort(s.kinds)
 	return s, nil
+}
+
+// heldChanged is called by modules when the modules it holds changed.
+func (s *Slave) heldChanged() {
+	s.mu.Lock()
+	s.heldDirty = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+// run runs one task with the runner of its kind.
+func (s *Slave) run(ctx context.Context, t *protocol.Task) ([]byte, error) {
+	switch {
+	case t.Kind == protocol.KindWASM && s.modules != nil:
+		s.mu.Lock()
+		limit := s.maxResult
+		if s.maxOutput > 0 {
+			limit = min(limit, s.maxOutput)
+		}
+		s.mu.Unlock()
+		return s.modules.run(ctx, t.Module, t.Payload, limit)
+	case s.opts.Exec != nil && slices.Contains(s.opts.Exec.Kinds(), t.Kind):
+		return s.opts.Exec.Run(ctx, t.Kind, t.Payload)
+	}
+	return s.runner.Run(ctx, t.Kind, t.Payload)
 }
 
 // Stats returns the slave's counters.
@@ -243,7 +288,7 @@ func (s *Slave) connect(ctx context.Context) (*wire.Conn, *protocol.Welcome, err
 }
 
 func (s *Slave) hello() *protocol.Hello {
-	return &protocol.Hello{
+	h := &protocol.Hello{
 		Version:     protocol.Version,
 		Role:        protocol.RoleSlave,
 		Name:        s.opts.Name,
@@ -254,10 +299,15 @@ func (s *Slave) hello() *protocol.Hello {
 		Arch:        runtime.GOARCH,
 		Cores:       runtime.NumCPU(),
 		MemoryBytes: s.memory,
-		Kinds:       s.opts.Registry.Kinds(),
+		Kinds:       s.kinds,
 		Concurrency: s.opts.Concurrency,
 		Prefetch:    s.opts.Prefetch,
 	}
+	if s.modules != nil {
+		h.Modules = s.modules.list()
+		h.TrustKeys = s.modules.trust
+	}
+	return h
 }
 
 // stop ends the workers: queued tasks are dropped, running ones canceled
@@ -277,4 +327,9 @@ func (s *Slave) stop(cancelTasks context.CancelFunc) {
 		s.log.Info("waiting for canceled tasks to return", "running", n)
 	}
 	s.wg.Wait()
+	if s.modules != nil {
+		if err := s.modules.close(context.Background()); err != nil {
+			s.log.Warn("closing the WASM runtime", "err", err)
+		}
+	}
 }

@@ -106,7 +106,7 @@ func (s *Slave) execute(j *job) {
 		j.cancel()
 		s.finish(j, out, err, elapsed, timedOut)
 	}()
-	out, err = s.runner.Run(j.ctx, j.task.Kind, j.task.Payload)
+	out, err = s.run(j.ctx, &j.task)
 	returned = true
 }
 

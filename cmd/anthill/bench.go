@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"fmt"
 	"io"
 	"log/slog"
@@ -44,6 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noSync := fs.Bool("no-sync", false, "run the master without fsync (to see what durability costs)")
 	profile := fs.String("master-profile", "", "write the master's CPU profile to this file")
 	dashboards := fs.Int("dashboards", 0, "live dashboard feeds kept open during the runs, to measure what watching costs")
+	useWASM := fs.Bool("wasm", false, "tasks run a tiny WASM echo module on the slaves instead of their built-in echo")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -111,11 +113,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer node.Shutdown(context.WithoutCancel(ctx))
+	mk := func(payload []byte) *appnode.Task { return &appnode.Task{Kind: "echo", Payload: payload} }
+	tasksAre := "built-in echo"
+	if *useWASM {
+		hash, err := node.UploadModule(ctx, "echo", benchEchoModule)
+		if err != nil {
+			return err
+		}
+		mk = func(payload []byte) *appnode.Task { return &appnode.Task{Module: hash, Payload: payload} }
+		tasksAre = fmt.Sprintf("WASM echo (%d-byte module)", len(benchEchoModule))
+	}
 
-	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v; %d dashboards open\n",
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, *slaves, !*noSync, *dashboards)
+	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v; %d dashboards open; tasks: %s\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, *slaves, !*noSync, *dashboards, tasksAre)
 	// Warm up connections, pages and the slaves' windows.
-	if _, err := throughput(ctx, node, 20000, *batch, *window); err != nil {
+	if _, err := throughput(ctx, node, mk, 20000, *batch, *window); err != nil {
 		return err
 	}
 
@@ -125,7 +137,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		el, err := throughput(ctx, node, *tasks, *batch, *window)
+		el, err := throughput(ctx, node, mk, *tasks, *batch, *window)
 		if err != nil {
 			return err
 		}
@@ -136,7 +148,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "run %d: throughput %8.0f tasks/s  master CPU %5.1f µs/task  (%d tasks in %v)\n",
 			r+1, tps, us, *tasks, el.Round(time.Millisecond))
 
-		l50, l99, err := lat.run(ctx, node, *rate, *latDur)
+		l50, l99, err := lat.run(ctx, node, mk, *rate, *latDur)
 		if err != nil {
 			return err
 		}
@@ -214,8 +226,14 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
+// benchEchoModule is bench_echo.wat assembled: see that file.
+//
+//go:embed bench_echo.wasm
+var benchEchoModule []byte
+
 // counter is a TaskSystem of n echo tasks that only counts outcomes.
 type counter struct {
+	mk     func(payload []byte) *appnode.Task
 	left   int
 	failed atomic.Int64
 }
@@ -225,7 +243,7 @@ func (c *counter) Next() *appnode.Task {
 		return nil
 	}
 	c.left--
-	return &appnode.Task{Kind: "echo"}
+	return c.mk(nil)
 }
 
 func (c *counter) Finished(_ *appnode.Task, _ []byte, err error) {
@@ -234,8 +252,8 @@ func (c *counter) Finished(_ *appnode.Task, _ []byte, err error) {
 	}
 }
 
-func throughput(ctx context.Context, node *appnode.Node, n, batch, window int) (time.Duration, error) {
-	c := &counter{left: n}
+func throughput(ctx context.Context, node *appnode.Node, mk func([]byte) *appnode.Task, n, batch, window int) (time.Duration, error) {
+	c := &counter{mk: mk, left: n}
 	start := time.Now()
 	if err := node.Run(ctx, c, appnode.RunOptions{Window: window, Batch: batch}); err != nil {
 		return 0, err
@@ -269,7 +287,7 @@ func (l *latencies) finished(t *appnode.Task, _ []byte, _ error) {
 	}
 }
 
-func (l *latencies) run(ctx context.Context, node *appnode.Node, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
+func (l *latencies) run(ctx context.Context, node *appnode.Node, mk func([]byte) *appnode.Task, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
 	n := int(d.Seconds() * float64(rate))
 	l.mu.Lock()
 	l.pending, l.got, l.done, l.want = map[*appnode.Task]time.Time{}, nil, make(chan struct{}), n
@@ -281,7 +299,7 @@ func (l *latencies) run(ctx context.Context, node *appnode.Node, rate int, d tim
 		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
 			time.Sleep(wait)
 		}
-		t := &appnode.Task{Kind: "echo", Payload: []byte("x")}
+		t := mk([]byte("x"))
 		l.mu.Lock()
 		l.pending[t] = time.Now()
 		l.mu.Unlock()

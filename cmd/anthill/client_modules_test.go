@@ -60,11 +60,11 @@ func TestModulesCommands(t *testing.T) {
 	run := func(args ...string) (string, string, int) {
 		return runClient(t, append([]string{"modules", "--master", url, "--token", fakeToken}, args...)...)
 	}
-	stdout, _, rc := run("push", "--sign", prefix+".key", file)
+	stdout, stderr, rc := run("push", "--sign", prefix+".key", file)
 	wantCode(t, rc, 0)
 	hash := modsig.Hash(code)
-	if stdout != hash+"\n" {
-		t.Fatalf("push printed %q, want the hash %s", stdout, hash)
+	if stdout != hash+"\n" || !strings.Contains(stderr, "1 signature") {
+		t.Fatalf("push printed %q and %q, want the hash %s", stdout, stderr, hash)
 	}
 	info, err := m.ModuleInfo(hash)
 	if err != nil || info.Name != "noop" || len(info.Signers) != 1 || info.Signers[0] != pub {
@@ -93,11 +93,28 @@ func TestModulesCommands(t *testing.T) {
 	if err := os.WriteFile(notWasm, []byte("echo hi\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, rc := run("push", notWasm)
+	_, stderr, rc = run("push", notWasm)
 	wantCode(t, rc, exitFailed)
 	if !strings.Contains(stderr, "wasm: not a WebAssembly module") {
 		t.Errorf("push of a script: %q", stderr)
 	}
+
+	// A task names the module by hash; while it is pending the module stays.
+	stdout, _, rc = runClient(t, "submit", "--master", url, "--token", fakeToken, "--app", "cli", "--module", hash, "--payload", "in")
+	wantCode(t, rc, 0)
+	id := strings.TrimSpace(stdout)
+	stdout, _, rc = runClient(t, "get", "--master", url, "--token", fakeToken, id)
+	wantCode(t, rc, 0)
+	if !strings.Contains(stdout, "module:") || !strings.Contains(stdout, hash) {
+		t.Errorf("get of a module task printed %q", stdout)
+	}
+	_, stderr, rc = run("delete", hash)
+	wantCode(t, rc, exitFailed)
+	if !strings.Contains(stderr, "1 unfinished task") {
+		t.Errorf("delete of a module in use: %q", stderr)
+	}
+	_, _, rc = runClient(t, "cancel", "--master", url, "--token", fakeToken, id)
+	wantCode(t, rc, 0)
 
 	stdout, _, rc = run("delete", hash)
 	wantCode(t, rc, 0)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master/sched"
+	"github.com/anthill-project/anthill/protocol"
 )
 
 const (
@@ -68,7 +69,8 @@ call fails, the ids of the calls before it are printed and the rest were not
 submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stderr)
 	fs := c.fs
 	app := fs.String("app", "", "application id the tasks belong to (required)")
-	kind := fs.String("kind", "", "task kind, a handler the slaves run (required)")
+	kind := fs.String("kind", "", "task kind, a handler the slaves run (required, but for --module)")
+	module := fs.String("module", "", "the hash of the WASM module that runs the tasks (anthill modules push); --kind is then wasm")
 	payload := fs.String("payload", "", "the payload, as text (default empty)")
 	payloadFile := fs.String("payload-file", "", "read the payload from this file; - reads stdin")
 	fromStdin := fs.Bool("stdin", false, "submit one task per line of stdin, the line without its line ending as payload")
@@ -85,6 +87,9 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 		if c.wasSet(f) {
 			sources++
 		}
+	}
+	if *module != "" && *kind == "" {
+		*kind = protocol.KindWASM
 	}
 	var err error
 	switch {
@@ -110,7 +115,7 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 	}
 	o := &submitOptions{
 		app:     *app,
-		spec:    jsonrpc.TaskSpec{Kind: *kind, Priority: int32(*priority), MaxAttempts: uint32(*attempts), Key: *key},
+		spec:    jsonrpc.TaskSpec{Kind: *kind, Priority: int32(*priority), MaxAttempts: uint32(*attempts), Key: *key, Module: *module},
 		payload: []byte(*payload), fromStdin: *fromStdin, count: *count,
 	}
 	if *timeout > 0 {

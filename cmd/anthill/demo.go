@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
+	"github.com/anthill-project/anthill/samples/wasm"
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,6 +34,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tile := fs.Int("tile", 100, "tile edge in pixels: one task per tile")
 	iter := fs.Int("max-iter", 2000, "iterations per pixel")
 	exit := fs.Bool("exit", false, "stop as soon as the job is done")
+	useWASM := fs.Bool("wasm", false, "render through the kernel as a WASM module (built here with the Go toolchain, uploaded, fetched by the slaves) instead of their built-in kind")
 	logger := logFlags(fs, stderr)
 	fs.Lookup("log-level").DefValue = "warn"
 	_ = fs.Set("log-level", "warn")
@@ -118,7 +121,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer node.Shutdown(context.WithoutCancel(ctx))
 
-	job := mandelbrot.NewJob(cfg)
+	var module string // the kernel's hash with --wasm
+	if *useWASM {
+		if module, err = uploadKernel(ctx, node, stdout); err != nil {
+			return err
+		}
+	}
+	job := newJob(cfg, module)
 	fmt.Fprintf(stdout, "job      mandelbrot %dx%d in %d tiles of %dpx, %d iterations\n",
 		*width, *height, job.Total(), *tile, *iter)
 	start := time.Now()
@@ -137,7 +146,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := job.Image().WritePNG(f); err != nil {
+	var png bytes.Buffer
+	if err := job.Image().WritePNG(&png); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(png.Bytes()); err != nil {
 		f.Close()
 		return err
 	}
@@ -153,6 +167,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "store    %d commits for %d changes (group commit)\n", st.Store.Commits, st.Store.Ops)
 	fmt.Fprintf(stdout, "image    %s\n", *out)
+	if *useWASM {
+		// The claim of the WASM path: the module computes what the
+		// native kernel does, to the bit. Checked here, on every run.
+		native, err := renderNative(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(native, png.Bytes()) {
+			return errors.New("the image rendered through WASM differs from the native render")
+		}
+		fmt.Fprintln(stdout, "         bit-identical to the native render")
+	}
 	if *exit {
 		return nil
 	}
@@ -160,9 +186,54 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"dashboard has live work to show. Add a volunteer from another terminal\n"+
 		"(the demo's master lets anyone join and gives each its own identity):\n"+
 		"  go run ./cmd/anthill slave --master %s\nPress Ctrl-C to stop.\n", m.URL())
-	err = zoom(ctx, node, cfg, appnode.RunOptions{Window: 4 * *slaves * max(*concurrency, 2)})
+	err = zoom(ctx, node, cfg, module, appnode.RunOptions{Window: 4 * *slaves * max(*concurrency, 2)})
 	fmt.Fprintln(stdout, "stopping")
 	return err
+}
+
+// newJob renders c with the slaves' built-in kernel, or with the WASM
+// module of the given hash.
+func newJob(c mandelbrot.Config, module string) *mandelbrot.Job {
+	if module == "" {
+		return mandelbrot.NewJob(c)
+	}
+	return mandelbrot.NewWASMJob(c, module)
+}
+
+// uploadKernel builds the mandelbrot kernel for wasip1 and uploads it as
+// the application does, returning its hash.
+func uploadKernel(ctx context.Context, node *appnode.Node, stdout io.Writer) (string, error) {
+	start := time.Now()
+	code, err := wasm.Build(ctx, "mandelbrot")
+	if err != nil {
+		return "", err
+	}
+	hash, err := node.UploadModule(ctx, "mandelbrot.wasm", code)
+	if err != nil {
+		return "", fmt.Errorf("upload the kernel: %w", err)
+	}
+	fmt.Fprintf(stdout, "module   mandelbrot.wasm, %.1f MB, built and uploaded in %v\n         sha256 %s\n",
+		float64(len(code))/1e6, time.Since(start).Round(time.Millisecond), hash)
+	return hash, nil
+}
+
+// renderNative renders the image in this process with the native kernel,
+// as PNG bytes.
+func renderNative(ctx context.Context, cfg mandelbrot.Config) ([]byte, error) {
+	cfg = cfg.WithDefaults()
+	img := mandelbrot.NewImage(cfg)
+	for _, t := range cfg.Tiles() {
+		px, err := mandelbrot.Render(ctx, t.Payload())
+		if err != nil {
+			return nil, err
+		}
+		if err := img.Paint(t, px); err != nil {
+			return nil, err
+		}
+	}
+	var b bytes.Buffer
+	err := img.WritePNG(&b)
+	return b.Bytes(), err
 }
 
 // zoomCenterX, zoomCenterY is a point on the set's edge whose neighbourhood stays
@@ -173,14 +244,14 @@ const zoomCenterX, zoomCenterY = -0.743643887037151, 0.131825904205330
 // a second and idle at least as long as it computes: enough to watch on the
 // dashboard without taking the whole machine for a demo left open. After a
 // hundred frames it starts over.
-func zoom(ctx context.Context, node *appnode.Node, base mandelbrot.Config, ro appnode.RunOptions) error {
+func zoom(ctx context.Context, node *appnode.Node, base mandelbrot.Config, module string, ro appnode.RunOptions) error {
 	base = base.WithDefaults()
 	for frame := 0; ; frame = (frame + 1) % 100 {
 		c := base
 		c.CenterX, c.CenterY = zoomCenterX, zoomCenterY
 		c.Scale = 3.5 / float64(c.Width) * math.Pow(0.85, float64(frame))
 		start := time.Now()
-		if err := node.Run(ctx, mandelbrot.NewJob(c), ro); err != nil {
+		if err := node.Run(ctx, newJob(c, module), ro); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

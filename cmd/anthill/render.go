@@ -114,6 +114,11 @@ func printTask(w io.Writer, t *jsonrpc.Task) error {
 		{"id", fmt.Sprint(t.ID)},
 		{"app", fmtText(t.App)},
 		{"kind", fmtText(t.Kind)},
+	}
+	if t.Module != "" {
+		fs = append(fs, field{"module", t.Module})
+	}
+	fs = append(fs, []field{
 		{"key", fmtText(t.Key)},
 		{"state", fmtText(t.State)},
 		{"attempts", fmt.Sprint(t.Attempts)},
@@ -125,7 +130,7 @@ func printTask(w io.Writer, t *jsonrpc.Task) error {
 		{"finished_at", fmtTime(t.FinishedAt)},
 		{"slave", fmtText(t.Slave)},
 		{"session", fmtText(t.Session)},
-	}
+	}...)
 	// The master leaves an empty payload out, as Tasks.Wait and
 	// Tasks.List leave out every payload.
 	if len(t.Payload) > 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/samples/hello"
 	"github.com/anthill-project/anthill/samples/mandelbrot"
+	"github.com/anthill-project/anthill/samples/primes"
 	"github.com/anthill-project/anthill/sandbox"
 	"github.com/anthill-project/anthill/slave"
 	"github.com/anthill-project/anthill/stats/promexport"
@@ -203,6 +204,7 @@ func stockRegistry() *sandbox.Registry {
 	slave.RegisterBuiltins(r)
 	r.Register(mandelbrot.Kind, mandelbrot.Render)
 	r.Register(hello.Kind, hello.Handler)
+	r.Register(primes.Kind, primes.Handler)
 	return r
 }
 
@@ -218,6 +220,15 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long running tasks may finish")
 	fs.StringVar(&o.CA, "ca", "", "PEM file of the CA (or certificate) that verifies a wss:// master (default: the system's roots)")
 	fs.IntVar(&o.MaxFrame, "max-frame", 16<<20, "largest frame read from the master in bytes, whatever it announces")
+	noWASM := fs.Bool("no-wasm", false, "run no WASM tasks (by default the slave runs them in its sandbox)")
+	wasmMemory := sizeFlag(sandbox.DefaultWASMMemory)
+	fs.Var(&wasmMemory, "wasm-memory", "memory of one WASM task at most (e.g. 256MiB)")
+	moduleCache := fs.String("module-cache", defaultModuleCache(), `directory keeping fetched WASM modules and their compiled code ("" keeps them in memory)`)
+	cacheSize := sizeFlag(slave.DefaultModuleCacheBytes)
+	fs.Var(&cacheSize, "module-cache-size", "bound of the modules kept in --module-cache")
+	var trustKeys, allowExec listFlag
+	fs.Var(&trustKeys, "trust-key", "run only WASM modules signed by this public key (anthill keygen); repeatable")
+	fs.Var(&allowExec, "allow-exec", "NAME=PATH: run the program PATH for tasks of kind NAME, payload on stdin (trusted clusters only: no sandbox); repeatable")
 	logger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -227,11 +238,38 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	o.Logger, o.Software, o.Registry = log, versionString(), stockRegistry()
+	if !*noWASM {
+		o.WASM = &slave.WASMOptions{Memory: uint64(wasmMemory), Cache: *moduleCache, CacheBytes: int64(cacheSize), TrustKeys: trustKeys}
+	} else if len(trustKeys) > 0 {
+		fmt.Fprintln(stderr, "anthill slave: --trust-key needs WASM; drop --no-wasm")
+		return errUsage
+	}
+	if len(allowExec) > 0 {
+		o.Exec = &sandbox.Exec{Programs: map[string]string{}}
+		for _, spec := range allowExec {
+			name, path, err := sandbox.ParseAllowExec(spec)
+			if err != nil {
+				fmt.Fprintf(stderr, "anthill slave: --allow-exec: %v\n", err)
+				return errUsage
+			}
+			o.Exec.Programs[name] = path
+		}
+	}
 	s, err := slave.New(o)
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx)
+}
+
+// defaultModuleCache keeps modules in the user's cache dir, so a
+// volunteer's restarts fetch and compile nothing again.
+func defaultModuleCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "anthill", "modules")
 }
 
 // defaultSlaveState is where a slave keeps its identity by default: the

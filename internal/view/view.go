@@ -50,6 +50,7 @@ type Task struct {
 	ID           uint64     `json:"id"`
 	App          string     `json:"app"`
 	Kind         string     `json:"kind"`
+	Module       string     `json:"module,omitempty"` // kind "wasm": the module's hash
 	Key          string     `json:"key"`
 	State        string     `json:"state"`
 	Attempts     uint32     `json:"attempts"`
@@ -83,7 +84,7 @@ type Attempt struct {
 // TaskOf is ti's view, payload and result included.
 func TaskOf(ti *sched.TaskInfo) Task {
 	t := Task{
-		ID: ti.ID, App: ti.App, Kind: ti.Kind, Key: ti.Key, State: ti.State.String(),
+		ID: ti.ID, App: ti.App, Kind: ti.Kind, Module: ti.Module, Key: ti.Key, State: ti.State.String(),
 		Attempts: ti.Attempts, MaxAttempts: ti.MaxAttempts, Priority: ti.Priority,
 		TimeoutMS: ti.Timeout.Milliseconds(), CreatedAt: Time(ti.CreatedAt),
 		StartedAt: Time(ti.StartedAt), FinishedAt: Time(ti.FinishedAt),
