@@ -366,6 +366,19 @@ func TestVolunteerRefused(t *testing.T) {
 	if resp != nil {
 		resp.Body.Close()
 	}
+	// Nor may even the master's own origin open an application's
+	// connection: only /ws/slave serves a page.
+	ws, resp, err = websocket.DefaultDialer.Dial(m.URL()+"/ws/app", http.Header{"Origin": {"http://" + m.Addr().String()}})
+	if err == nil {
+		ws.Close()
+		t.Fatal("a browser Origin opened /ws/app")
+	}
+	if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a browser Origin on /ws/app: %v %v, want 403", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
 }
 
 // The page's codec reads what protocol.Encode writes and writes what

@@ -96,13 +96,8 @@ func volunteerTrapModule() []byte {
 // wrong bytes; the page must notice when something on the way does.
 //
 // It passes the Host on, as a reverse proxy in front of a master does, so
-// the page's Origin names the host the master is asked for. While the
-// master refuses a WebSocket that carries an Origin at all (master.New's
-// upgrader accepts programs only, which send none), it also drops the
-// Origin of the /ws/slave upgrade: TEST-ONLY, so that the rest can be
-// tested. It asks the master first, so once /ws/slave accepts an Origin
-// equal to the request's Host, the master's own check is what the tests
-// go through.
+// the page's Origin names the host the master is asked for, and the
+// master's own Origin check is what the page goes through.
 type volunteerFront struct {
 	URL string
 
@@ -118,17 +113,13 @@ func newVolunteerFront(t *testing.T, m *master.Master) *volunteerFront {
 		t.Fatal(err)
 	}
 	f := &volunteerFront{swap: map[string][]byte{}}
-	dropOrigin := !volunteerMasterTakesBrowsers(m)
-	if dropOrigin {
-		t.Log("the master refuses WebSockets with an Origin: the test's front drops it from /ws/slave")
+	if !volunteerMasterTakesBrowsers(m) {
+		t.Fatal("the master refuses /ws/slave to a page of its own origin")
 	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
-			if dropOrigin && pr.In.URL.Path == "/ws/slave" {
-				pr.Out.Header.Del("Origin")
-			}
 			if strings.HasPrefix(pr.In.URL.Path, "/modules/") {
 				f.mu.Lock()
 				f.bearer = append(f.bearer, pr.In.Header.Get("Authorization"))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -160,6 +161,30 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	m.mu.Unlock()
 	ok = true
 	return c, h, a
+}
+
+// checkOrigin admits programs (no Origin) and, on /ws/slave only, the
+// master's own volunteer page: a browser always sends its Origin, and a
+// page of another site must open neither a slave session in a visitor's
+// name nor an app connection. Behind a trusted proxy the host the browser
+// saw may arrive as X-Forwarded-Host.
+func (m *Master) checkOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	if r.URL.Path != "/ws/slave" {
+		return false
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); m.opts.TrustProxy && fh != "" {
+		host = strings.TrimSpace(strings.Split(fh, ",")[0])
+	}
+	return strings.EqualFold(u.Host, host)
 }
 
 // checkHello returns why h cannot open a connection on the role's

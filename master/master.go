@@ -157,9 +157,7 @@ func New(opts Options) (*Master, error) {
 	m.upgrader = websocket.Upgrader{
 		ReadBufferSize:  64 << 10,
 		WriteBufferSize: 64 << 10,
-		// Slaves and apps are programs, not browsers: a browser page from a
-		// foreign origin must not be able to open them.
-		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+		CheckOrigin:     m.checkOrigin,
 	}
 	m.mux = http.NewServeMux()
 	m.mux.HandleFunc("/ws/slave", m.serveSlave)

@@ -99,6 +99,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "api      http://%s/rpc  token %s\n", m.Addr(), strings.TrimSpace(string(token)))
 	fmt.Fprintf(stdout, "metrics  http://%s/metrics\n", m.Addr())
 	fmt.Fprintf(stdout, "web      %s  (logs in once; later, with the token)\n", parts.dash.LoginURL(httpBase(m)))
+	fmt.Fprintf(stdout, "browser  %s/volunteer  (a tab that opens it volunteers for WASM tasks: try --wasm)\n", httpBase(m))
 
 	var extra []string
 	if *concurrency > 0 {

@@ -132,6 +132,12 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		fmt.Fprintf(stdout, "dashboard at %s/ (log in with the admin token)\n", base)
 	}
+	switch {
+	case o.OpenEnrollment:
+		fmt.Fprintf(stdout, "browser volunteers: %s/volunteer\n", base)
+	default:
+		fmt.Fprintf(stdout, "browser volunteers: %s/volunteer#token=TOKEN (an invitation or a volunteer's token)\n", base)
+	}
 	return m.Run(ctx)
 }
 
