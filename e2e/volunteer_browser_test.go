@@ -508,3 +508,42 @@ func volunteerInts(b []byte) []int {
 	}
 	return out
 }
+
+// The same tasks of the same module give the same bytes in a browser tab
+// and on a stock native slave process: the contract is one.
+func TestVolunteerMatchesNativeSlave(t *testing.T) {
+	m, front := volunteerMaster(t, master.Options{})
+	hash := volunteerUpload(t, m, "sha.wasm", volunteerBuildModule(t))
+	token, err := m.EnrollVolunteer("bob-browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := volunteerConnectApp(t, m, "compare-app")
+	var tasks []protocol.NewTask
+	for i := range 16 {
+		tasks = append(tasks, volunteerTask(hash, fmt.Sprintf("payload %d %s", i, strings.Repeat("y", i*101))))
+	}
+	tasks = append(tasks, volunteerTask(hash, "exit 3"))
+
+	b := newBrowser(t)
+	volunteerOpen(b, front.URL, "/volunteer#token="+token)
+	b.run("start", chromedp.Click("#start"))
+	waitSlaves(t, m, 1)
+	inBrowser := app.wait("the browser's results", app.submit(tasks...)...)
+	b.run("stop", chromedp.Click("#stop"))
+	waitSlaves(t, m, 0)
+
+	startSlave(t, m.URL(), "native")
+	waitSlaves(t, m, 1)
+	native := app.wait("the native slave's results", app.submit(tasks...)...)
+	for i := range tasks {
+		g, n := inBrowser[i], native[i]
+		if g.State != n.State || string(g.Result) != string(n.Result) {
+			t.Errorf("task %q: browser %s %q %q, native %s %q %q", tasks[i].Payload, g.State, g.Result, g.Err, n.State, n.Result, n.Err)
+		}
+	}
+	if last := native[len(tasks)-1]; last.State != protocol.StateFailed || !strings.Contains(last.Err, "code 3") ||
+		!strings.Contains(inBrowser[len(tasks)-1].Err, "code 3") {
+		t.Errorf("exit 3: browser %q, native %q; want both to fail with code 3", inBrowser[len(tasks)-1].Err, last.Err)
+	}
+}
