@@ -48,6 +48,13 @@ type WASMProcessOptions struct {
 // outlive their parent; Go ends a thread only when a goroutine locked to it
 // exits without unlocking, which the pool never does. A WASMProcesses is
 // safe for concurrent use.
+//
+// Caveats: a worker's memory is bounded only by its runner's cap on linear
+// memory and the runtime's overhead, with no RLIMIT_AS, which would have
+// to allow for the reservations of Go's runtime (and of the race
+// detector). A task is not retried on another worker when its own dies:
+// it may have run. The default Command re-executes os.Executable, which
+// after an upgrade in place is the new binary.
 type WASMProcesses struct {
 	opts    WASMOptions
 	log     *slog.Logger

@@ -5,6 +5,7 @@ package sandbox
 import "syscall"
 
 // workerSysProcAttr is nil: only Linux can tie a child's life to its
-// parent's, so elsewhere a worker outlives a parent that is killed (one
-// that exits closes the worker's stdin, which ends it).
+// parent's. Elsewhere a parent's exit closes its workers' stdin, which
+// ends an idle worker, but one running a module in an endless loop
+// outlives it.
 func workerSysProcAttr() *syscall.SysProcAttr { return nil }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -467,4 +468,17 @@ func TestWASMNoLoopChecks(t *testing.T) {
 		t.Errorf("the primes below a million: %q, %v", out, err)
 	}
 	mustEcho(t, w, hostile)
+}
+
+// TestWASMProcessesWorkerEnvironment checks that nothing of the parent's
+// environment, its secrets included, reaches a worker.
+func TestWASMProcessesWorkerEnvironment(t *testing.T) {
+	p := newProcs(t, WASMProcessOptions{Workers: 1})
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", onlyPid(t, p)))
+	if err != nil {
+		t.Skipf("no /proc to read a worker's environment: %v", err)
+	}
+	if string(env) != workerEnv+"=1\x00" {
+		t.Errorf("a worker's environment: %q", env)
+	}
 }
