@@ -109,3 +109,36 @@ func BenchmarkCheckModule(b *testing.B) {
 		}
 	}
 }
+
+func benchmarkRunProcWASM(b *testing.B, name string, payload []byte, want int) {
+	p := newProcs(b, WASMProcessOptions{Workers: 1})
+	hash := loadProc(b, p, name)
+	ctx := context.Background()
+	for b.Loop() {
+		out, err := p.Run(ctx, hash, payload, 1<<20)
+		if err != nil || len(out) != want {
+			b.Fatalf("%d bytes, %v", len(out), err)
+		}
+	}
+}
+
+// The RunProc benchmarks are the Run benchmarks through a worker process:
+// the difference is the cost of the pipes.
+func BenchmarkRunProcWASMNoop(b *testing.B) { benchmarkRunProcWASM(b, "noop", nil, 0) }
+
+func BenchmarkRunProcWASMSmall(b *testing.B) {
+	benchmarkRunProcWASM(b, "echo", bytes.Repeat([]byte("x"), 1024), 1024)
+}
+
+func BenchmarkRunProcWASMGo(b *testing.B) {
+	benchmarkRunProcWASM(b, "goecho", bytes.Repeat([]byte("x"), 1024), 1024)
+}
+
+// BenchmarkSpin is a loop-heavy Go module, the primes below 5 million by
+// a sieve, in process with the loop checks a deadline needs and in a
+// worker process without them.
+func BenchmarkSpin(b *testing.B) {
+	payload, want := []byte("spin 5"), 6 // "348513"
+	b.Run("in-process-checks", func(b *testing.B) { benchmarkRunWASM(b, "hostile", payload, want) })
+	b.Run("process-no-checks", func(b *testing.B) { benchmarkRunProcWASM(b, "hostile", payload, want) })
+}

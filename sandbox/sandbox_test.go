@@ -13,6 +13,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// First thing: the WASMProcesses of the tests run this binary as
+	// their worker.
+	ServeWorkerIfAsked()
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		removeFixtures()
 		os.Exit(code)

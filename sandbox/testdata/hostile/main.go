@@ -32,6 +32,11 @@ func main() {
 				break
 			}
 		}
+	case "spin":
+		// Loops over memory and nothing else, for the benchmarks: the
+		// number of primes below arg million, by a sieve of Eratosthenes.
+		n, _ := strconv.Atoi(arg)
+		fmt.Print(sieve(n * 1000000))
 	case "alloc":
 		// Touch every chunk so the memory really grows.
 		var keep [][]byte
@@ -97,4 +102,20 @@ func main() {
 		fmt.Fprintf(os.Stderr, "unknown behaviour %q\n", cmd)
 		os.Exit(64)
 	}
+}
+
+// sieve counts the primes below n.
+func sieve(n int) int {
+	composite := make([]bool, n)
+	count := 0
+	for i := 2; i < n; i++ {
+		if composite[i] {
+			continue
+		}
+		count++
+		for j := i * i; j < n; j += i {
+			composite[j] = true
+		}
+	}
+	return count
 }
