@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 )
 
 // workerEnv is the environment variable that makes a binary calling
@@ -27,6 +28,7 @@ const maxRequest = 1 << 32
 // test binary), before it parses flags or does any work of its own.
 func ServeWorkerIfAsked() {
 	if os.Getenv(workerEnv) == "" {
+		servesWorkers.Store(true)
 		return
 	}
 	// Replies go to the stdout the parent reads; anything else that would
@@ -36,6 +38,16 @@ func ServeWorkerIfAsked() {
 	os.Stdout = os.Stderr
 	os.Exit(serveWorker(os.Stdin, out, os.Stderr))
 }
+
+// servesWorkers is set by ServeWorkerIfAsked: this binary can be its own
+// worker.
+var servesWorkers atomic.Bool
+
+// ServesWorkers reports whether this process called ServeWorkerIfAsked,
+// so that NewWASMProcesses may re-execute its binary as a worker. Without
+// it, re-executing would run the program's own main again: a caller must
+// then use an in-process WASM.
+func ServesWorkers() bool { return servesWorkers.Load() }
 
 // serveWorker answers the requests read from in on out, one at a time,
 // and returns the exit code of the worker: 0 when in ends between

@@ -55,6 +55,22 @@ type WASMOptions struct {
 	// keygen`'s text) whose modules the slave runs; the master is told
 	// in the Hello and sends no other, and the slave refuses one anyway.
 	TrustKeys []string
+	// InProcess runs modules in the slave's own process, where wazero
+	// must check for the deadline at every loop header: compute runs
+	// several times slower. Default: in worker processes of the slave's
+	// binary, killed at a task's deadline, when the binary serves them
+	// (it calls sandbox.ServeWorkerIfAsked first thing in main, as the
+	// anthill command does); in process otherwise.
+	InProcess bool
+}
+
+// wasmRunner is what a slave needs of a WASM runtime: *sandbox.WASM (in
+// process) and *sandbox.WASMProcesses (in worker processes) both are one.
+type wasmRunner interface {
+	Load(ctx context.Context, hash, name string, code []byte) error
+	Loaded(hash string) bool
+	Run(ctx context.Context, hash string, payload []byte, maxOutput int) ([]byte, error)
+	Close(ctx context.Context) error
 }
 
 // modules fetches the WASM modules tasks name, checks them against their
@@ -69,8 +85,12 @@ type modules struct {
 	maxSize  int64
 	trust    []string
 	log      *slog.Logger
-	wasm     *sandbox.WASM
-	changed  func() // the held set changed: tell the master
+	wasm     wasmRunner // made by start
+
+	runtime   sandbox.WASMOptions
+	inProcess bool
+	workers   int
+	changed   func() // the held set changed: tell the master
 
 	// Fetches run on goroutines of their own (see load); close ends them.
 	fetchCtx  context.Context
@@ -95,7 +115,7 @@ type flight struct {
 	err  error
 }
 
-func newModules(ctx context.Context, o WASMOptions, master string, tlsConf *tls.Config, log *slog.Logger, changed func()) (*modules, error) {
+func newModules(o WASMOptions, concurrency int, master string, tlsConf *tls.Config, log *slog.Logger, changed func()) (*modules, error) {
 	if o.CacheBytes == 0 {
 		o.CacheBytes = DefaultModuleCacheBytes
 	}
@@ -132,19 +152,36 @@ func newModules(ctx context.Context, o WASMOptions, master string, tlsConf *tls.
 		held:     map[string]*heldModule{},
 		flights:  map[string]*flight{},
 	}
-	wo := sandbox.WASMOptions{MemoryLimit: o.Memory, Logger: log}
+	m.runtime = sandbox.WASMOptions{MemoryLimit: o.Memory, Logger: log}
+	m.inProcess, m.workers = o.InProcess, concurrency
 	if m.dir != "" {
 		if err := os.MkdirAll(m.dir, 0o700); err != nil {
 			return nil, fmt.Errorf("slave: module cache: %w", err)
 		}
-		wo.CacheDir = filepath.Join(m.dir, "compiled")
+		m.runtime.CacheDir = filepath.Join(m.dir, "compiled")
 		m.scan()
-	}
-	if m.wasm, err = sandbox.NewWASM(ctx, wo); err != nil {
-		return nil, fmt.Errorf("slave: %w", err)
 	}
 	m.fetchCtx, m.stopFetch = context.WithCancel(context.Background())
 	return m, nil
+}
+
+// start makes the runtime: worker processes (see WASMOptions.InProcess)
+// or one in this process. Run calls it, so a Slave that is never run
+// starts no process.
+func (m *modules) start(ctx context.Context) error {
+	wo := m.runtime
+	var err error
+	if m.inProcess || !sandbox.ServesWorkers() {
+		m.wasm, err = sandbox.NewWASM(ctx, wo)
+		m.log.Info("WASM modules run in this process, with loop checks")
+	} else {
+		wo.NoLoopChecks = true
+		m.wasm, err = sandbox.NewWASMProcesses(ctx, sandbox.WASMProcessOptions{WASMOptions: wo, Workers: m.workers})
+	}
+	if err != nil {
+		return fmt.Errorf("slave: %w", err)
+	}
+	return nil
 }
 
 // moduleBase is where the master serves modules, from its slave URL.
@@ -427,6 +464,9 @@ const fetchTimeout = 5 * time.Minute
 func (m *modules) close(ctx context.Context) error {
 	m.stopFetch()
 	m.fetches.Wait()
+	if m.wasm == nil {
+		return nil
+	}
 	return m.wasm.Close(ctx)
 }
 

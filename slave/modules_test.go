@@ -229,3 +229,17 @@ func TestWASMCacheSurvivesRestartWithinItsBound(t *testing.T) {
 		t.Fatalf("the evicted module is still on disk: %v", err)
 	}
 }
+
+// In process, with wazero's loop checks, a module behaves the same.
+func TestWASMInProcess(t *testing.T) {
+	p := newPeer(t, nil)
+	ms := serveModules(p)
+	echo := wat2wasm(t, "echo")
+	ms.put(modsig.Hash(echo), echo)
+	start(t, p, Options{WASM: &WASMOptions{InProcess: true}})
+	c := p.conn(0)
+	c.dispatch(t, wasmTask(1, modsig.Hash(echo), "in process"))
+	if res := c.waitResult(t, 1); res.Err != "" || string(res.Output) != "in process" {
+		t.Fatalf("in process: %+v", res)
+	}
+}

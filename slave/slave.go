@@ -142,9 +142,7 @@ func New(opts Options) (*Slave, error) {
 		s.kinds = append(s.kinds, o.Exec.Kinds()...)
 	}
 	if o.WASM != nil {
-		// The runtime holds no goroutines: a Slave that never Runs leaks
-		// only memory.
-		s.modules, err = newModules(context.Background(), *o.WASM, o.Master, o.TLS, s.log, s.heldChanged)
+		s.modules, err = newModules(*o.WASM, o.Concurrency, o.Master, o.TLS, s.log, s.heldChanged)
 		if err != nil {
 			return nil, err
 		}
@@ -201,6 +199,12 @@ func (s *Slave) Stats() Stats {
 func (s *Slave) Run(ctx context.Context) error {
 	if !s.used.CompareAndSwap(false, true) {
 		return errors.New("slave: Run called twice")
+	}
+	if s.modules != nil {
+		// Not ctx: the workers must outlive it by the grace period.
+		if err := s.modules.start(context.Background()); err != nil {
+			return err
+		}
 	}
 	base, cancelTasks := context.WithCancel(context.Background())
 	defer cancelTasks()

@@ -17,7 +17,12 @@ import (
 	"github.com/anthill-project/anthill/sandbox"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The test binary is its own WASM worker, as the anthill command is, so
+// the slave's tests run modules in worker processes by default.
+func TestMain(m *testing.M) {
+	sandbox.ServeWorkerIfAsked()
+	goleak.VerifyTestMain(m)
+}
 
 // gate is a handler kind that runs until the test opens it or its context
 // ends.

@@ -15,6 +15,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/anthill-project/anthill/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -67,6 +69,9 @@ func usage(w io.Writer) {
 var errUsage = errors.New("usage")
 
 func main() {
+	// A slave runs WASM modules in worker processes of this binary: when
+	// started as one, serve and exit before anything else.
+	sandbox.ServeWorkerIfAsked()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -229,6 +229,7 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noWASM := fs.Bool("no-wasm", false, "run no WASM tasks (by default the slave runs them in its sandbox)")
 	wasmMemory := sizeFlag(sandbox.DefaultWASMMemory)
 	fs.Var(&wasmMemory, "wasm-memory", "memory of one WASM task at most (e.g. 256MiB)")
+	wasmInProcess := fs.Bool("wasm-in-process", false, "run WASM modules in the slave's process (slower compute: wazero checks the deadline at every loop) instead of worker processes")
 	moduleCache := fs.String("module-cache", defaultModuleCache(), `directory keeping fetched WASM modules and their compiled code ("" keeps them in memory)`)
 	cacheSize := sizeFlag(slave.DefaultModuleCacheBytes)
 	fs.Var(&cacheSize, "module-cache-size", "bound of the modules kept in --module-cache")
@@ -245,7 +246,7 @@ func runSlave(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	o.Logger, o.Software, o.Registry = log, versionString(), stockRegistry()
 	if !*noWASM {
-		o.WASM = &slave.WASMOptions{Memory: uint64(wasmMemory), Cache: *moduleCache, CacheBytes: int64(cacheSize), TrustKeys: trustKeys}
+		o.WASM = &slave.WASMOptions{Memory: uint64(wasmMemory), Cache: *moduleCache, CacheBytes: int64(cacheSize), TrustKeys: trustKeys, InProcess: *wasmInProcess}
 	} else if len(trustKeys) > 0 {
 		fmt.Fprintln(stderr, "anthill slave: --trust-key needs WASM; drop --no-wasm")
 		return errUsage

@@ -34,7 +34,7 @@ func Build(ctx context.Context, name string) ([]byte, error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("build %s for wasip1: %v: %s", pkg, err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("build %s for wasip1 (from its source: run this in a checkout of Anthill): %v: %s", pkg, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return os.ReadFile(out)
 }
