@@ -14,7 +14,12 @@
 //     no environment, only clocks, sleep and random bytes; its memory is
 //     capped, its deadline closes it, its output is bounded, and each task
 //     has a fresh instance. CheckModule validates a module before it is
-//     accepted. The same contract holds in the browser.
+//     accepted. The same contract holds in the browser. WASMProcesses runs
+//     the same in worker processes of the calling binary (it must call
+//     ServeWorkerIfAsked first thing in main): there wazero needs no check
+//     for the deadline at every loop header, which makes compute several
+//     times slower, because a module past its deadline is stopped by
+//     killing its worker. It costs a pipe round trip per task.
 //   - Exec runs programs an operator allow-listed, for clusters that trust
 //     their code: a process per task with rlimits, an empty environment,
 //     a private working directory and its process group killed at the end.
@@ -26,9 +31,11 @@
 // memory or by calling os.Exit, and Run cannot stop a handler that ignores
 // its context.
 //
-// A WASM module runs as machine code compiled by wazero in the slave's
-// process: the isolation is WebAssembly's and wazero's, and a bug in either
-// could be a hole. The memory cap bounds linear memory, not what the host
+// A WASM module runs as machine code compiled by wazero, in the slave's
+// process or a worker of it with the same user: the isolation is
+// WebAssembly's and wazero's, and a bug in either could be a hole. A worker
+// has no address-space limit of its own (Go's runtime reserves too much for
+// RLIMIT_AS to be safe), only the linear-memory cap. The memory cap bounds linear memory, not what the host
 // allocates on the module's behalf (its stdout up to the bound, 2 KiB of
 // stderr). CPU time is bounded only by the deadline, and a module may sleep
 // until then. A module declaring a maximum memory above the cap is refused
