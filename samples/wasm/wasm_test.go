@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -44,11 +45,37 @@ func module(tb testing.TB, name string) []byte {
 	return code
 }
 
-// runtime loads the named modules into a fresh WASM runner.
-func runtime(tb testing.TB, names ...string) (*sandbox.WASM, map[string]string) {
+// The test binary serves as its own WASM worker for runtimeIn("proc").
+func TestMain(m *testing.M) {
+	sandbox.ServeWorkerIfAsked()
+	os.Exit(m.Run())
+}
+
+// runner is what the tests use of *sandbox.WASM and *sandbox.WASMProcesses.
+type runner interface {
+	Load(ctx context.Context, hash, name string, code []byte) error
+	Run(ctx context.Context, hash string, payload []byte, maxOutput int) ([]byte, error)
+	Close(ctx context.Context) error
+}
+
+// runtime loads the named modules into a fresh in-process WASM runner.
+func runtime(tb testing.TB, names ...string) (runner, map[string]string) {
+	return runtimeIn(tb, "in-process", names...)
+}
+
+// runtimeIn is runtime in a mode: "in-process" (with wazero's loop
+// checks) or "proc" (worker processes without them).
+func runtimeIn(tb testing.TB, mode string, names ...string) (runner, map[string]string) {
 	tb.Helper()
 	ctx := context.Background()
-	w, err := sandbox.NewWASM(ctx, sandbox.WASMOptions{CacheDir: tb.TempDir()})
+	var w runner
+	var err error
+	if mode == "proc" {
+		w, err = sandbox.NewWASMProcesses(ctx, sandbox.WASMProcessOptions{
+			WASMOptions: sandbox.WASMOptions{CacheDir: tb.TempDir(), NoLoopChecks: true}, Workers: 1})
+	} else {
+		w, err = sandbox.NewWASM(ctx, sandbox.WASMOptions{CacheDir: tb.TempDir()})
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -130,14 +157,16 @@ func BenchmarkMandelbrotTile(b *testing.B) {
 			}
 		}
 	})
-	b.Run("wasm", func(b *testing.B) {
-		w, h := runtime(b, "mandelbrot")
-		for b.Loop() {
-			if _, err := w.Run(ctx, h["mandelbrot"], p, 16<<20); err != nil {
-				b.Fatal(err)
+	for _, mode := range []string{"in-process", "proc"} {
+		b.Run("wasm-"+mode, func(b *testing.B) {
+			w, h := runtimeIn(b, mode, "mandelbrot")
+			for b.Loop() {
+				if _, err := w.Run(ctx, h["mandelbrot"], p, 16<<20); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 }
 
 // BenchmarkPrimes counts the primes below 10^7: Go native, Go as WASM,
@@ -153,13 +182,15 @@ func BenchmarkPrimes(b *testing.B) {
 		}
 	})
 	for _, m := range []string{"primes", "primes-c"} {
-		b.Run("wasm-"+m, func(b *testing.B) {
-			w, h := runtime(b, m)
-			for b.Loop() {
-				if _, err := w.Run(ctx, h[m], in, 1024); err != nil {
-					b.Fatal(err)
+		for _, mode := range []string{"in-process", "proc"} {
+			b.Run("wasm-"+m+"-"+mode, func(b *testing.B) {
+				w, h := runtimeIn(b, mode, m)
+				for b.Loop() {
+					if _, err := w.Run(ctx, h[m], in, 1024); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
