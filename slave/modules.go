@@ -125,6 +125,9 @@ func newModules(o WASMOptions, concurrency int, master string, tlsConf *tls.Conf
 	if o.CacheBytes < 0 || o.MaxModuleBytes < 0 {
 		return nil, errors.New("slave: negative module cache or module size bound")
 	}
+	if o.Memory != 0 && (o.Memory < 64<<10 || o.Memory > 4<<30) {
+		return nil, fmt.Errorf("slave: WASM memory of %d bytes: want 64 KiB to 4 GiB", o.Memory)
+	}
 	if len(o.TrustKeys) > protocol.MaxTrustKeys {
 		return nil, fmt.Errorf("slave: %d trust keys; the limit is %d", len(o.TrustKeys), protocol.MaxTrustKeys)
 	}
@@ -251,7 +254,16 @@ func (m *modules) run(ctx context.Context, hash string, payload []byte, maxOutpu
 		}
 	}
 	m.touch(hash)
-	return m.wasm.Run(ctx, hash, payload, maxOutput)
+	out, err := m.wasm.Run(ctx, hash, payload, maxOutput)
+	if errors.Is(err, sandbox.ErrNotLoaded) {
+		// Evicted from the runtime between Loaded and Run by other
+		// modules' tasks: load it again, once.
+		if err := m.load(ctx, hash); err != nil {
+			return nil, err
+		}
+		out, err = m.wasm.Run(ctx, hash, payload, maxOutput)
+	}
+	return out, err
 }
 
 // load makes the module runnable: one fetch for every task that needs it.
@@ -464,6 +476,7 @@ const fetchTimeout = 5 * time.Minute
 func (m *modules) close(ctx context.Context) error {
 	m.stopFetch()
 	m.fetches.Wait()
+	m.client.CloseIdleConnections()
 	if m.wasm == nil {
 		return nil
 	}
