@@ -112,7 +112,7 @@ func BenchmarkCheckModule(b *testing.B) {
 
 func benchmarkRunProcWASM(b *testing.B, name string, payload []byte, want int) {
 	p := newProcs(b, WASMProcessOptions{Workers: 1})
-	hash := loadProc(b, p, name)
+	hash := load(b, p, name)
 	ctx := context.Background()
 	for b.Loop() {
 		out, err := p.Run(ctx, hash, payload, 1<<20)

@@ -118,8 +118,13 @@ func newWASM(t testing.TB, o WASMOptions) *WASM {
 	return w
 }
 
+// loader is *WASM or *WASMProcesses.
+type loader interface {
+	Load(ctx context.Context, hash, name string, code []byte) error
+}
+
 // load loads the fixture name under its hash, which it returns.
-func load(t testing.TB, w *WASM, name string) string {
+func load(t testing.TB, w loader, name string) string {
 	t.Helper()
 	code := fixture(t, name)
 	hash := hashOf(code)

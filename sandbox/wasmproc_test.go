@@ -43,16 +43,6 @@ func newProcs(t testing.TB, o WASMProcessOptions) *WASMProcesses {
 	return p
 }
 
-func loadProc(t testing.TB, p *WASMProcesses, name string) string {
-	t.Helper()
-	code := fixture(t, name)
-	hash := hashOf(code)
-	if err := p.Load(context.Background(), hash, name, code); err != nil {
-		t.Fatalf("Load %s: %v", name, err)
-	}
-	return hash
-}
-
 func runProc(p *WASMProcesses, hash, payload string) (string, error) {
 	out, err := p.Run(context.Background(), hash, []byte(payload), 1<<20)
 	return string(out), err
@@ -82,7 +72,7 @@ func gone(pid int) bool {
 
 func TestWASMProcessesRunCommands(t *testing.T) {
 	p := newProcs(t, WASMProcessOptions{Workers: 1})
-	noop, echo, hostile := loadProc(t, p, "noop"), loadProc(t, p, "echo"), loadProc(t, p, "hostile")
+	noop, echo, hostile := load(t, p, "noop"), load(t, p, "echo"), load(t, p, "hostile")
 	if !p.Loaded(echo) || p.Loaded("abc") {
 		t.Errorf("Loaded: echo %v, abc %v", p.Loaded(echo), p.Loaded("abc"))
 	}
@@ -129,7 +119,7 @@ func TestWASMProcessesLikeWASM(t *testing.T) {
 		{"counter", "", 0},
 	} {
 		t.Run(tc.module+" "+strings.Fields(tc.payload + " -")[0], func(t *testing.T) {
-			hw, hp := load(t, w, tc.module), loadProc(t, p, tc.module)
+			hw, hp := load(t, w, tc.module), load(t, p, tc.module)
 			want, wantErr := w.Run(context.Background(), hw, []byte(tc.payload), tc.maxOutput)
 			got, err := p.Run(context.Background(), hp, []byte(tc.payload), tc.maxOutput)
 			if string(got) != string(want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
@@ -152,10 +142,10 @@ func TestWASMProcessesLikeWASM(t *testing.T) {
 		return
 	}
 	// They are there to be compared, but they must also be what they are.
-	if _, err := runProc(p, loadProc(t, p, "trap"), ""); !errors.As(err, new(*TrapError)) {
+	if _, err := runProc(p, load(t, p, "trap"), ""); !errors.As(err, new(*TrapError)) {
 		t.Errorf("trap: %v", err)
 	}
-	if _, err := runProc(p, loadProc(t, p, "hostile"), "exit 3"); !errors.As(err, new(*ExitError)) {
+	if _, err := runProc(p, load(t, p, "hostile"), "exit 3"); !errors.As(err, new(*ExitError)) {
 		t.Errorf("exit 3: %v", err)
 	}
 }
@@ -182,12 +172,12 @@ func TestWASMProcessesLoad(t *testing.T) {
 	// Concurrent Loads of one hash share one.
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Go(func() { loadProc(t, p, "echo") })
+		wg.Go(func() { load(t, p, "echo") })
 	}
 	wg.Wait()
 	// The parent evicts as a WASM does.
 	echo := hashOf(fixture(t, "echo"))
-	noop, counter := loadProc(t, p, "noop"), loadProc(t, p, "counter")
+	noop, counter := load(t, p, "noop"), load(t, p, "counter")
 	if p.Loaded(echo) || !p.Loaded(noop) || !p.Loaded(counter) {
 		t.Fatalf("after loading echo, noop, counter with MaxLoaded 2: echo %v, noop %v, counter %v",
 			p.Loaded(echo), p.Loaded(noop), p.Loaded(counter))
@@ -201,7 +191,7 @@ func TestWASMProcessesLoad(t *testing.T) {
 // the parent kept it: the parent sends it again.
 func TestWASMProcessesWorkerEvicted(t *testing.T) {
 	p := newProcs(t, WASMProcessOptions{Workers: 1})
-	loadProc(t, p, "noop")
+	load(t, p, "noop")
 	code := fixture(t, "echo")
 	p.mu.Lock()
 	p.modules["x"] = p.lru.PushFront(&procModule{hash: "x", name: "echo", code: code})
@@ -219,7 +209,7 @@ func TestWASMProcessesMemoryCap(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "min 8192 pages (512 Mi) over limit of 1024 pages (64 Mi)") {
 		t.Errorf("a module whose minimum memory exceeds the cap must not load; got %v", err)
 	}
-	hostile := loadProc(t, p, "hostile")
+	hostile := load(t, p, "hostile")
 	_, err = runProc(p, hostile, "alloc")
 	var e *ExitError
 	if !errors.As(err, &e) || e.Code != 2 || !strings.Contains(e.Stderr, "out of memory") ||
@@ -231,7 +221,7 @@ func TestWASMProcessesMemoryCap(t *testing.T) {
 
 func TestWASMProcessesDeadline(t *testing.T) {
 	p := newProcs(t, WASMProcessOptions{Workers: 1})
-	hostile := loadProc(t, p, "hostile")
+	hostile := load(t, p, "hostile")
 	mustEchoProc(t, p, hostile)
 	pid := onlyPid(t, p)
 
@@ -295,7 +285,7 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 
 func TestWASMProcessesConcurrentRuns(t *testing.T) {
 	p := newProcs(t, WASMProcessOptions{Workers: 2})
-	hashes := map[string]string{"echo": loadProc(t, p, "echo"), "hostile": loadProc(t, p, "hostile")}
+	hashes := map[string]string{"echo": load(t, p, "echo"), "hostile": load(t, p, "hostile")}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -321,7 +311,7 @@ func TestWASMProcessesConcurrentRuns(t *testing.T) {
 func TestWASMProcessesClose(t *testing.T) {
 	ctx := context.Background()
 	p := newProcs(t, WASMProcessOptions{Workers: 2})
-	hostile := loadProc(t, p, "hostile")
+	hostile := load(t, p, "hostile")
 	mustEchoProc(t, p, hostile)
 	done := make(chan error)
 	go func() {
@@ -356,7 +346,7 @@ func TestWASMProcessesClose(t *testing.T) {
 // killer would, while it runs a task.
 func TestWASMProcessesWorkerKilled(t *testing.T) {
 	p := newProcs(t, WASMProcessOptions{Workers: 1})
-	hostile := loadProc(t, p, "hostile")
+	hostile := load(t, p, "hostile")
 	mustEchoProc(t, p, hostile)
 	pid := onlyPid(t, p)
 	done := make(chan error)
