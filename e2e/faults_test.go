@@ -93,6 +93,8 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 		{"garbage from a slave", "/ws/slave", slaveHello, []byte{byte(protocol.TypeResults), 0xff}, protocol.CodeBadFrame},
 		{"unknown type from a slave", "/ws/slave", slaveHello, []byte{99, 1, 2, 3}, protocol.CodeBadFrame},
 		{"app message from a slave", "/ws/slave", slaveHello, protocol.Encode(nil, &protocol.Submit{Seq: 1}), protocol.CodeBadFrame},
+		{"a held module that is no hash", "/ws/slave", slaveHello, protocol.Encode(nil, &protocol.Modules{Held: []string{"../../etc/passwd"}}), protocol.CodeBadFrame},
+		{"more held modules than allowed", "/ws/slave", slaveHello, protocol.Encode(nil, &protocol.Modules{Held: make([]string, protocol.MaxHeld+1)}), protocol.CodeBadFrame},
 		{"oversized frame from a slave", "/ws/slave", slaveHello, make([]byte, 65<<10), protocol.CodeFrameTooLarge},
 		{"garbage from an app", "/ws/app", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: "evil-app"},
 			[]byte{byte(protocol.TypeSubmit), 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, protocol.CodeBadFrame},
@@ -136,6 +138,10 @@ func TestHandshakeRefusals(t *testing.T) {
 		{"old protocol", "/ws/slave", &protocol.Hello{Version: 0, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"echo"}, Concurrency: 1}, protocol.CodeUnsupportedVersion},
 		{"slave on the app endpoint", "/ws/app", slaveHello, protocol.CodeBadHandshake},
 		{"slave with no kinds", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Concurrency: 1}, protocol.CodeBadHandshake},
+		{"protocol version 2", "/ws/slave", &protocol.Hello{Version: 2, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"echo"}, Concurrency: 1}, protocol.CodeUnsupportedVersion},
+		{"a kind with a NUL byte", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"\x00wasm/x"}, Concurrency: 1}, protocol.CodeBadHandshake},
+		{"a held module that is no hash", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"wasm"}, Concurrency: 1, Modules: []string{"abc"}}, protocol.CodeBadHandshake},
+		{"a trust key that is no key", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"wasm"}, Concurrency: 1, TrustKeys: []string{"not-a-key"}}, protocol.CodeBadHandshake},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ws, _, err := websocket.DefaultDialer.Dial(m.URL()+tc.path, nil)
