@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/internal/testwasm"
 	"github.com/anthill-project/anthill/jsonrpc"
 )
 
@@ -181,6 +182,18 @@ func TestDashboard(t *testing.T) {
 	// the new attempts follow the old ones.
 	b.run("retry it", chromedp.Click("#task-retry"))
 	b.waitJS("four attempts", `document.querySelectorAll('#task-history tbody tr').length === 4 && document.querySelector('#task-state').textContent === 'failed'`)
+
+	// A WASM task's detail names its module.
+	var up struct {
+		Hash string `json:"hash"`
+	}
+	call(t, rpc, "Modules.Upload", map[string]any{"wasm": testwasm.Command("dashboard"), "name": "noop"}, &up)
+	var wasmTask struct {
+		ID uint64 `json:"id"`
+	}
+	call(t, rpc, "Tasks.Submit", map[string]any{"app": "shell", "module": up.Hash}, &wasmTask)
+	b.run("the wasm task", chromedp.Navigate(fmt.Sprintf("%s/#/task/%d", base, wasmTask.ID)))
+	b.waitJS("its module", fmt.Sprintf(`(document.getElementById('task-module') || {}).textContent === %q`, up.Hash))
 
 	// Drain from the slaves page (the confirmation is answered yes).
 	b.run("slaves page", chromedp.Navigate(base+"/#/slaves"))

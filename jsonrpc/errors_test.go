@@ -144,9 +144,9 @@ func TestInvalidParams(t *testing.T) {
 		method, params string
 		field, msg     string
 	}{
-		{"Tasks.Submit", `{"app":"a"}`, "kind", "invalid params: kind: is required"},
+		{"Tasks.Submit", `{"app":"a"}`, "kind", "invalid params: kind: must not be empty"},
 		{"Tasks.Submit", `{"app":"a","kind":""}`, "kind", "invalid params: kind: must not be empty"},
-		{"Tasks.Submit", `{"app":"a","kind":null}`, "kind", "invalid params: kind: is required"},
+		{"Tasks.Submit", `{"app":"a","kind":null}`, "kind", "invalid params: kind: must not be empty"},
 		{"Tasks.Submit", `{"kind":"echo"}`, "app", "invalid params: app: is required"},
 		{"Tasks.Submit", `{"app":"","kind":"echo"}`, "app", "invalid params: app: must be 1 to 128 bytes"},
 		{"Tasks.Submit", `{"app":"a","kind":"echo","knd":"x"}`, "knd", "invalid params: knd: unknown parameter"},

@@ -12,7 +12,7 @@ import (
 
 // TaskSpec is one new task. Zero values take the master's defaults.
 type TaskSpec struct {
-	Kind        string `json:"kind" rpc:"required"`
+	Kind        string `json:"kind,omitempty"` // required, but for a task that names a module (then "wasm")
 	Payload     []byte `json:"payload,omitempty"`
 	Priority    int32  `json:"priority,omitempty"`     // higher runs first under the priority strategy
 	TimeoutMS   int64  `json:"timeout_ms,omitempty"`   // 0: the master's default timeout

@@ -448,6 +448,7 @@ function taskPage(id) {
         h('dl', { class: 'fields' },
           h('dt', {}, 'State'), h('dd', { id: 'task-state' }, stateBadge(t.state)),
           h('dt', {}, 'Application'), h('dd', {}, t.app), h('dt', {}, 'Kind'), h('dd', {}, t.kind),
+          t.module ? [h('dt', {}, 'Module'), h('dd', { class: 'mono', id: 'task-module' }, t.module)] : null,
           t.key ? [h('dt', {}, 'Key'), h('dd', {}, t.key)] : null,
           h('dt', {}, 'Attempts'), h('dd', {}, t.attempts + ' of ' + t.max_attempts),
           h('dt', {}, 'Priority'), h('dd', {}, t.priority),
