@@ -12,14 +12,7 @@ import (
 
 	"github.com/anthill-project/anthill/internal/modsig"
 	"github.com/anthill-project/anthill/internal/wire"
-)
-
-// The master's module door, POST /modules, as docs/api.md describes it;
-// master/modules.go serves it. The header names are its contract.
-const (
-	modulesPath      = "/modules"
-	appHeader        = "X-Anthill-App"
-	signaturesHeader = "X-Anthill-Signatures"
+	"github.com/anthill-project/anthill/protocol"
 )
 
 // UploadError is the master's refusal of an upload: Status is the HTTP
@@ -43,7 +36,7 @@ func (e *UploadError) Error() string {
 // module is durable on the master when UploadModule returns. A refusal is
 // an *UploadError.
 func (n *Node) UploadModule(ctx context.Context, name string, code []byte, sigs ...modsig.Signature) (string, error) {
-	u, err := httpURL(n.opts.Master, modulesPath)
+	u, err := wire.HTTPURL(n.opts.Master, protocol.ModulesPath)
 	if err != nil {
 		return "", fmt.Errorf("appnode: %w", err)
 	}
@@ -52,14 +45,14 @@ func (n *Node) UploadModule(ctx context.Context, name string, code []byte, sigs 
 		return "", fmt.Errorf("appnode: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+n.opts.Token)
-	req.Header.Set(appHeader, n.opts.App)
+	req.Header.Set(protocol.HeaderApp, n.opts.App)
 	req.Header.Set("Content-Type", "application/wasm")
 	if len(sigs) > 0 {
 		sj, err := json.Marshal(sigs)
 		if err != nil {
 			return "", fmt.Errorf("appnode: %w", err)
 		}
-		req.Header.Set(signaturesHeader, string(sj))
+		req.Header.Set(protocol.HeaderSignatures, string(sj))
 	}
 	// A client of its own, without keep-alive: uploads are rare, and the
 	// node must leave no idle connection behind when it shuts down.
@@ -96,17 +89,4 @@ func (n *Node) UploadModule(ctx context.Context, name string, code []byte, sigs 
 		return "", fmt.Errorf("appnode: upload module: the master stored %q, not %s", res.Hash, want)
 	}
 	return res.Hash, nil
-}
-
-// httpURL is the http(s) URL of one of the master's HTTP endpoints, from
-// its base URL as Options.Master takes it.
-func httpURL(base, endpoint string) (string, error) {
-	ws, err := wire.EndpointURL(base, endpoint)
-	if err != nil {
-		return "", err
-	}
-	if rest, ok := strings.CutPrefix(ws, "wss://"); ok {
-		return "https://" + rest, nil
-	}
-	return "http://" + strings.TrimPrefix(ws, "ws://"), nil
 }

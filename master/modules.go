@@ -14,6 +14,7 @@ import (
 	"github.com/anthill-project/anthill/internal/modsig"
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/master/modules"
+	"github.com/anthill-project/anthill/protocol"
 )
 
 // WASM modules: the registry (master/modules) checks and keeps them; the
@@ -32,19 +33,6 @@ var (
 	ErrModuleNotFound = modules.ErrNotFound
 	ErrModuleInUse    = modules.ErrInUse
 )
-
-// SignaturesHeader carries a module's signatures on both doors: a JSON
-// array of {"key","sig"} objects (modsig.Signature), as a slave verifies
-// them and as an uploader sends them.
-const SignaturesHeader = "X-Anthill-Signatures"
-
-// AppHeader names the app id whose token a request presents; without it,
-// the token is taken for the admin's or a volunteer's.
-const AppHeader = "X-Anthill-App"
-
-// NameHeader carries a module's name on GET /modules/{hash}: the argv[0]
-// a slave runs it with.
-const NameHeader = "X-Anthill-Module-Name"
 
 // UploadModule checks code and stores it durably under its hash, with the
 // signatures (each must verify) and name given; by says who uploaded it
@@ -112,7 +100,7 @@ func (m *Master) moduleAuth(w http.ResponseWriter, r *http.Request) (moduleCalle
 	var c moduleCaller
 	ok := false
 	if strings.EqualFold(scheme, "Bearer") && tok != "" {
-		switch app := r.Header.Get(AppHeader); {
+		switch app := r.Header.Get(protocol.HeaderApp); {
 		case app != "":
 			ok = m.ident.CheckApp(app, tok) || m.opts.AdminToken != "" && sameSecret(tok, m.opts.AdminToken)
 			c.by = modules.ByApp(app)
@@ -129,7 +117,7 @@ func (m *Master) moduleAuth(w http.ResponseWriter, r *http.Request) (moduleCalle
 		}
 		netguard.CloseAfter(w)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="anthill"`)
-		moduleError(w, http.StatusUnauthorized, "unauthorized: send Authorization: Bearer <token>: the admin token, a volunteer's token, or an app's token with "+AppHeader+": <app id>")
+		moduleError(w, http.StatusUnauthorized, "unauthorized: send Authorization: Bearer <token>: the admin token, a volunteer's token, or an app's token with "+protocol.HeaderApp+": <app id>")
 		return moduleCaller{}, false
 	}
 	return c, true
@@ -160,9 +148,9 @@ func (m *Master) serveModule(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/wasm")
 	h.Set("ETag", `"`+hash+`"`)
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
-	h.Set(SignaturesHeader, string(sj))
+	h.Set(protocol.HeaderSignatures, string(sj))
 	if info, err := m.mods.Info(hash); err == nil {
-		h.Set(NameHeader, info.Name)
+		h.Set(protocol.HeaderModuleName, info.Name)
 	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	// ServeContent answers If-None-Match from the ETag and byte ranges, so
@@ -171,8 +159,8 @@ func (m *Master) serveModule(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveUpload is POST /modules?name=N: the body is the module, the
-// optional SignaturesHeader its signatures. Applications (their token and
-// AppHeader) and the operator may upload; volunteers may not.
+// optional protocol.HeaderSignatures its signatures. Applications (their token and
+// protocol.HeaderApp) and the operator may upload; volunteers may not.
 func (m *Master) serveUpload(w http.ResponseWriter, r *http.Request) {
 	c, ok := m.moduleAuth(w, r)
 	if !ok {
@@ -180,14 +168,14 @@ func (m *Master) serveUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.volunteer {
 		netguard.CloseAfter(w)
-		moduleError(w, http.StatusForbidden, "forbidden: a volunteer's token may fetch modules, not upload them; use an app's token with "+AppHeader+" or the admin token")
+		moduleError(w, http.StatusForbidden, "forbidden: a volunteer's token may fetch modules, not upload them; use an app's token with "+protocol.HeaderApp+" or the admin token")
 		return
 	}
 	var sigs []modsig.Signature
-	if v := r.Header.Get(SignaturesHeader); v != "" {
+	if v := r.Header.Get(protocol.HeaderSignatures); v != "" {
 		if err := json.Unmarshal([]byte(v), &sigs); err != nil {
 			netguard.CloseAfter(w)
-			moduleError(w, http.StatusBadRequest, SignaturesHeader+`: must be a JSON array of {"key","sig"} objects: `+err.Error())
+			moduleError(w, http.StatusBadRequest, protocol.HeaderSignatures+`: must be a JSON array of {"key","sig"} objects: `+err.Error())
 			return
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/internal/testwasm"
 	"github.com/anthill-project/anthill/master/modules"
+	"github.com/anthill-project/anthill/protocol"
 )
 
 // request makes one HTTP request to m and returns the status, the
@@ -101,7 +102,7 @@ func TestModuleFetch(t *testing.T) {
 	for _, who := range [][]string{
 		{"Authorization", bearer(testAdmin)},
 		{"Authorization", bearer(vol)},
-		{"Authorization", bearer(app), AppHeader, "payroll"},
+		{"Authorization", bearer(app), protocol.HeaderApp, "payroll"},
 	} {
 		status, h, body := request(t, m, "GET", path, nil, who...)
 		if status != http.StatusOK || !bytes.Equal(body, code) {
@@ -112,9 +113,9 @@ func TestModuleFetch(t *testing.T) {
 			t.Errorf("%v: headers %v", who, h)
 		}
 		var sigs []modsig.Signature
-		if err := json.Unmarshal([]byte(h.Get(SignaturesHeader)), &sigs); err != nil || len(sigs) != 1 ||
+		if err := json.Unmarshal([]byte(h.Get(protocol.HeaderSignatures)), &sigs); err != nil || len(sigs) != 1 ||
 			!modsig.SignedBy(sigs, info.Hash, []string{pub}) {
-			t.Errorf("%v: signatures header %q: %v", who, h.Get(SignaturesHeader), err)
+			t.Errorf("%v: signatures header %q: %v", who, h.Get(protocol.HeaderSignatures), err)
 		}
 	}
 	if status, _, _ := request(t, m, "GET", path, nil, "Authorization", bearer(vol), "If-None-Match", `"`+info.Hash+`"`); status != http.StatusNotModified {
@@ -134,7 +135,7 @@ func TestModuleFetch(t *testing.T) {
 	for _, wrong := range [][]string{
 		{"Authorization", bearer("not-a-token")},
 		{"Authorization", bearer(app)}, // an app's token without its app id
-		{"Authorization", bearer(vol), AppHeader, "payroll"},
+		{"Authorization", bearer(vol), protocol.HeaderApp, "payroll"},
 	} {
 		if status, _, _ := request(t, m, "GET", path, nil, wrong...); status != http.StatusUnauthorized {
 			t.Errorf("%v: %d, want 401", wrong, status)
@@ -163,8 +164,8 @@ func TestModuleUpload(t *testing.T) {
 	code := testwasm.Command(t.Name())
 	priv, pub := signer(t)
 	sj, _ := json.Marshal([]modsig.Signature{sign(t, priv, code)})
-	asApp := []string{"Authorization", bearer(app), AppHeader, "payroll"}
-	status, _, b := request(t, m, "POST", "/modules?name=sum", code, append(asApp, SignaturesHeader, string(sj))...)
+	asApp := []string{"Authorization", bearer(app), protocol.HeaderApp, "payroll"}
+	status, _, b := request(t, m, "POST", "/modules?name=sum", code, append(asApp, protocol.HeaderSignatures, string(sj))...)
 	if status != http.StatusOK {
 		t.Fatalf("upload: %d %s", status, b)
 	}
@@ -179,7 +180,7 @@ func TestModuleUpload(t *testing.T) {
 	// The same bytes again, by the admin: nothing changes but a new signer.
 	priv2, pub2 := signer(t)
 	sj2, _ := json.Marshal([]modsig.Signature{sign(t, priv2, code)})
-	status, _, b = request(t, m, "POST", "/modules?name=other", code, "Authorization", bearer(testAdmin), SignaturesHeader, string(sj2))
+	status, _, b = request(t, m, "POST", "/modules?name=other", code, "Authorization", bearer(testAdmin), protocol.HeaderSignatures, string(sj2))
 	if status != http.StatusOK || !strings.Contains(string(b), `"name":"sum"`) {
 		t.Fatalf("second upload: %d %s", status, b)
 	}
@@ -199,9 +200,9 @@ func TestModuleUpload(t *testing.T) {
 		{"empty", nil, asApp, http.StatusBadRequest, "wasm: is empty"},
 		{"not wasm", []byte("#!/bin/sh\necho hi\n"), asApp, http.StatusBadRequest, "wasm: not a WebAssembly module"},
 		{"too large", append(testwasm.Command(""), make([]byte, 2<<10)...), asApp, http.StatusRequestEntityTooLarge, "limit of 1024 bytes"},
-		{"bad header", code, append(asApp, SignaturesHeader, "{"), http.StatusBadRequest, SignaturesHeader},
-		{"bad key", code, append(asApp, SignaturesHeader, `[{"key":"nope","sig":"x"}]`), http.StatusBadRequest, "signatures[0].key"},
-		{"foreign signature", code, append(asApp, SignaturesHeader, mustSigs(t, sign(t, priv, []byte("other")))), http.StatusBadRequest, "signatures[0]: does not verify"},
+		{"bad header", code, append(asApp, protocol.HeaderSignatures, "{"), http.StatusBadRequest, protocol.HeaderSignatures},
+		{"bad key", code, append(asApp, protocol.HeaderSignatures, `[{"key":"nope","sig":"x"}]`), http.StatusBadRequest, "signatures[0].key"},
+		{"foreign signature", code, append(asApp, protocol.HeaderSignatures, mustSigs(t, sign(t, priv, []byte("other")))), http.StatusBadRequest, "signatures[0]: does not verify"},
 	} {
 		status, _, b := request(t, m, "POST", "/modules", c.body, c.header...)
 		if status != c.status || !strings.Contains(errorOf(t, b), c.msg) {

@@ -29,13 +29,6 @@ const (
 	DefaultMaxModuleBytes   = 64 << 20
 )
 
-// The headers of the master's GET /modules/{hash}: the module's name (its
-// argv[0]) and its signatures, a JSON array of modsig.Signature.
-const (
-	headerModuleName = "X-Anthill-Module-Name"
-	headerSignatures = "X-Anthill-Signatures"
-)
-
 // WASMOptions configures the WASM runner of a slave.
 type WASMOptions struct {
 	// Memory caps one module instance's memory in bytes. Default
@@ -139,9 +132,9 @@ func newModules(o WASMOptions, concurrency int, master string, tlsConf *tls.Conf
 		}
 		trust = append(trust, modsig.PublicText(pub))
 	}
-	base, err := moduleBase(master)
+	base, err := wire.HTTPURL(master, protocol.ModulesPath+"/")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("slave: %w", err)
 	}
 	m := &modules{
 		base:     base,
@@ -185,21 +178,6 @@ func (m *modules) start(ctx context.Context) error {
 		return fmt.Errorf("slave: %w", err)
 	}
 	return nil
-}
-
-// moduleBase is where the master serves modules, from its slave URL.
-func moduleBase(master string) (string, error) {
-	u, err := wire.EndpointURL(master, "/modules/")
-	if err != nil {
-		return "", fmt.Errorf("slave: %w", err)
-	}
-	switch {
-	case strings.HasPrefix(u, "wss://"):
-		return "https://" + u[len("wss://"):], nil
-	case strings.HasPrefix(u, "ws://"):
-		return "http://" + u[len("ws://"):], nil
-	}
-	return "", fmt.Errorf("slave: master URL %q", master)
 }
 
 // scan takes the modules a previous run left in the cache directory. Their
@@ -384,12 +362,12 @@ func (m *modules) fetch(ctx context.Context, hash string) ([]byte, string, []mod
 		return nil, "", nil, fmt.Errorf("module hash mismatch: the master served bytes whose sha256 is %s for module %s; refused", got, hash)
 	}
 	var sigs []modsig.Signature
-	if h := resp.Header.Get(headerSignatures); h != "" {
+	if h := resp.Header.Get(protocol.HeaderSignatures); h != "" {
 		if err := json.Unmarshal([]byte(h), &sigs); err != nil {
-			return nil, "", nil, fmt.Errorf("module %s: malformed %s header: %v", hash, headerSignatures, err)
+			return nil, "", nil, fmt.Errorf("module %s: malformed %s header: %v", hash, protocol.HeaderSignatures, err)
 		}
 	}
-	name := resp.Header.Get(headerModuleName)
+	name := resp.Header.Get(protocol.HeaderModuleName)
 	if name == "" || len(name) > protocol.MaxNameBytes || strings.ContainsAny(name, "\x00/") {
 		name = "module"
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,25 +12,13 @@ import (
 	"testing"
 
 	"github.com/anthill-project/anthill/internal/modsig"
+	"github.com/anthill-project/anthill/internal/testwasm"
 	"github.com/anthill-project/anthill/protocol"
 )
 
 // wat2wasm assembles a module of the sandbox's test data.
 func wat2wasm(t *testing.T, name string) []byte {
-	t.Helper()
-	bin, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		t.Fatalf("these tests assemble WebAssembly text: install wabt (apt-get install wabt): %v", err)
-	}
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	if b, err := exec.Command(bin, filepath.Join("..", "sandbox", "testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
-		t.Fatalf("wat2wasm %s: %v: %s", name, err, b)
-	}
-	code, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code
+	return testwasm.Assemble(t, filepath.Join("..", "sandbox", "testdata", name+".wat"))
 }
 
 // served is a module as the fake master serves it: any bytes under any
@@ -62,8 +49,8 @@ func serveModules(p *peer) *moduleServer {
 			return
 		}
 		b, _ := json.Marshal(m.sigs)
-		w.Header().Set(headerSignatures, string(b))
-		w.Header().Set(headerModuleName, "test-module")
+		w.Header().Set(protocol.HeaderSignatures, string(b))
+		w.Header().Set(protocol.HeaderModuleName, "test-module")
 		w.Write(m.code)
 	})
 	return ms

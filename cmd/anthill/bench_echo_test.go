@@ -2,28 +2,15 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/anthill-project/anthill/internal/testwasm"
 )
 
 // The embedded module is what its source assembles to: no binary without
 // its source.
 func TestBenchEchoModuleIsItsSource(t *testing.T) {
-	bin, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		t.Fatalf("install wabt (apt-get install wabt): %v", err)
-	}
-	out := filepath.Join(t.TempDir(), "echo.wasm")
-	if b, err := exec.Command(bin, "bench_echo.wat", "-o", out).CombinedOutput(); err != nil {
-		t.Fatalf("wat2wasm: %v: %s", err, b)
-	}
-	want, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(benchEchoModule, want) {
+	if !bytes.Equal(benchEchoModule, testwasm.Assemble(t, "bench_echo.wat")) {
 		t.Fatal("bench_echo.wasm is not bench_echo.wat assembled: run wat2wasm bench_echo.wat -o bench_echo.wasm")
 	}
 }

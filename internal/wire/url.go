@@ -6,6 +6,19 @@ import (
 	"strings"
 )
 
+// HTTPURL is EndpointURL for one of the master's plain HTTP endpoints,
+// such as "/modules": the same host and prefix, in http:// or https://.
+func HTTPURL(base, endpoint string) (string, error) {
+	u, err := EndpointURL(base, endpoint)
+	if err != nil {
+		return "", err
+	}
+	if rest, ok := strings.CutPrefix(u, "wss://"); ok {
+		return "https://" + rest, nil
+	}
+	return "http://" + strings.TrimPrefix(u, "ws://"), nil
+}
+
 // EndpointURL turns the master's base URL, as a user types it (ws://,
 // wss://, http:// or https://, maybe with a path prefix behind a proxy),
 // into the WebSocket URL of one of its endpoints, such as "/ws/slave".

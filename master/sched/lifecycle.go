@@ -125,13 +125,13 @@ func (s *Scheduler) addLocked(t *task) {
 	}
 }
 
-// pumpLocked fills every slave that has room. With WASM tasks queued it
-// goes twice: first each slave takes only what it can run with the
+// pumpLocked fills every slave that has room. With WASM tasks unfinished
+// it goes twice: first each slave takes only what it can run with the
 // modules it holds, then anything it may run. So a module's tasks go to
 // the slaves that hold it first, and a slave fetches a module only for
 // the tasks the holders left.
 func (s *Scheduler) pumpLocked() {
-	if len(s.modules) > 0 {
+	if s.moduleTasks > 0 {
 		for sl := range s.hungry {
 			if sl.wasm {
 				s.dispatchLocked(sl, true)

@@ -141,6 +141,7 @@ func (s *Scheduler) queuedLocked(t *task) {
 	t.counted = true
 	if t.module != "" {
 		s.moduleLocked(t.module).unfinished++
+		s.moduleTasks++
 	}
 	n := int64(len(t.payload))
 	s.queuedTasks++
@@ -156,6 +157,7 @@ func (s *Scheduler) doneLocked(t *task) {
 	t.counted = false
 	if t.module != "" {
 		s.moduleLocked(t.module).unfinished--
+		s.moduleTasks--
 	}
 	n := int64(len(t.payload))
 	s.queuedTasks--

@@ -309,6 +309,9 @@ type Scheduler struct {
 	// modules are the WASM modules of the tasks held since the start (see
 	// module), by hash.
 	modules map[string]*module
+	// moduleTasks sums the modules' unfinished tasks: while it is 0 the
+	// pump needs no pass for holders.
+	moduleTasks int
 	// liveKinds counts the tasks in tasks by kind, so Stats and the gauges
 	// see the kinds that wait for a slave without walking the tasks, and
 	// the kind quota counts kinds that are still there, not every kind

@@ -169,6 +169,33 @@ func BenchmarkMandelbrotTile(b *testing.B) {
 	}
 }
 
+// BenchmarkMandelbrotImage renders the demo's whole image, tile after
+// tile, native against WASM in a worker process.
+func BenchmarkMandelbrotImage(b *testing.B) {
+	c := mandelbrot.Config{}.WithDefaults()
+	tiles := c.Tiles()
+	ctx := context.Background()
+	b.Run("native", func(b *testing.B) {
+		for b.Loop() {
+			for _, t := range tiles {
+				if _, err := mandelbrot.Render(ctx, t.Payload()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("wasm-proc", func(b *testing.B) {
+		w, h := runtimeIn(b, "proc", "mandelbrot")
+		for b.Loop() {
+			for _, t := range tiles {
+				if _, err := w.Run(ctx, h["mandelbrot"], t.Payload(), 16<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
 // BenchmarkPrimes counts the primes below 10^7: Go native, Go as WASM,
 // C as WASM.
 func BenchmarkPrimes(b *testing.B) {
