@@ -75,6 +75,12 @@ type Task struct {
 	MaxAttempts int
 	// Key is an optional routing key.
 	Key string
+	// Replicas is how many copies of the task run on distinct volunteers,
+	// Quorum how many of them must agree before the master accepts their
+	// result (0: a majority): TaskFinished then carries the result they
+	// agreed on. Zero and zero: the app's defaults (Apps.Configure). At
+	// most protocol.MaxReplicas.
+	Replicas, Quorum uint8
 	// Value is application state carried with the task in this process;
 	// it is never sent.
 	Value any

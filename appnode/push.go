@@ -87,7 +87,7 @@ func newTask(i int, t *Task) (protocol.NewTask, *RejectError) {
 		timeout = time.Millisecond // the wire counts milliseconds; 0 would mean the default
 	}
 	return protocol.NewTask{Kind: t.Kind, Module: t.Module, Payload: t.Payload, Priority: t.Priority, Timeout: timeout,
-		MaxAttempts: uint32(t.MaxAttempts), Key: t.Key}, nil
+		MaxAttempts: uint32(t.MaxAttempts), Key: t.Key, Replicas: t.Replicas, Quorum: t.Quorum}, nil
 }
 
 // submit registers a batch and queues its frame on the current connection

@@ -138,7 +138,7 @@ func TestHandshakeRefusals(t *testing.T) {
 		{"old protocol", "/ws/slave", &protocol.Hello{Version: 0, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"echo"}, Concurrency: 1}, protocol.CodeUnsupportedVersion},
 		{"slave on the app endpoint", "/ws/app", slaveHello, protocol.CodeBadHandshake},
 		{"slave with no kinds", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Concurrency: 1}, protocol.CodeBadHandshake},
-		{"protocol version 2", "/ws/slave", &protocol.Hello{Version: 2, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"echo"}, Concurrency: 1}, protocol.CodeUnsupportedVersion},
+		{"protocol version 3", "/ws/slave", &protocol.Hello{Version: 3, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"echo"}, Concurrency: 1}, protocol.CodeUnsupportedVersion},
 		{"a kind with a NUL byte", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"\x00wasm/x"}, Concurrency: 1}, protocol.CodeBadHandshake},
 		{"a held module that is no hash", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"wasm"}, Concurrency: 1, Modules: []string{"abc"}}, protocol.CodeBadHandshake},
 		{"a trust key that is no key", "/ws/slave", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "x", Kinds: []string{"wasm"}, Concurrency: 1, TrustKeys: []string{"not-a-key"}}, protocol.CodeBadHandshake},

@@ -70,6 +70,7 @@ func Encode(dst []byte, m Message) []byte {
 			dst = binary.AppendUvarint(dst, uint64(t.MaxAttempts))
 			dst = binenc.AppendString(dst, t.Key)
 			dst = binenc.AppendString(dst, t.Module)
+			dst = append(dst, t.Replicas, t.Quorum)
 			dst = binenc.AppendBytes(dst, t.Payload)
 		}
 	case *SubmitAck:
@@ -188,6 +189,8 @@ func DecodeWith(frame []byte, lim DecodeLimits) (Message, error) {
 			x.MaxAttempts = d.Uint32("max attempts")
 			x.Key = d.String("key")
 			x.Module = d.module()
+			x.Replicas = d.Byte("replicas")
+			x.Quorum = d.Byte("quorum")
 			x.Payload = d.bytes("payload", n)
 		}
 		m = msg

@@ -39,6 +39,7 @@ func samples() []Message {
 			{Kind: "echo", Payload: []byte("x"), Priority: -5, Timeout: time.Second, MaxAttempts: 4, Key: "k"},
 			{Kind: "fail", Payload: []byte{}},
 			{Kind: KindWASM, Module: strings.Repeat("ef", 32), Payload: []byte("in")},
+			{Kind: "sha256", Payload: []byte("y"), Replicas: 3, Quorum: 2},
 		}},
 		&SubmitAck{Seq: 99, FirstID: 1000, Count: 2},
 		&SubmitReject{Seq: 99, Index: -1, Code: CodeInvalidTask, Message: "bad"},

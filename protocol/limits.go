@@ -36,6 +36,7 @@ const (
 	MaxKeyBytes    = 1024   // NewTask.Key: at most this many bytes
 	MaxAttempts    = 1000   // NewTask.MaxAttempts: at most this (0: the master's default)
 	MaxSubmitTasks = 100000 // tasks in one Submit: 1 to this
+	MaxReplicas    = 16     // NewTask.Replicas and Quorum: at most this
 )
 
 // MaxErrBytes bounds Result.Err: a longer error fails the attempt as
@@ -55,6 +56,8 @@ const (
 	FieldMaxAttempts TaskField = "max attempts"
 	FieldKey         TaskField = "key"
 	FieldModule      TaskField = "module"
+	FieldReplicas    TaskField = "replicas"
+	FieldQuorum      TaskField = "quorum"
 )
 
 // TaskError refuses a batch because of one task, or the batch itself.
@@ -114,6 +117,12 @@ func CheckTask(i int, nt *NewTask, maxPayload int, maxTimeout time.Duration) *Ta
 		return bad(FieldMaxAttempts, "exceeds %d", MaxAttempts)
 	case len(nt.Key) > MaxKeyBytes:
 		return bad(FieldKey, "is longer than %d bytes", MaxKeyBytes)
+	case nt.Replicas > MaxReplicas:
+		return bad(FieldReplicas, "of %d exceeds %d", nt.Replicas, MaxReplicas)
+	case nt.Quorum > MaxReplicas:
+		return bad(FieldQuorum, "of %d exceeds %d", nt.Quorum, MaxReplicas)
+	case nt.Replicas > 0 && nt.Quorum > nt.Replicas:
+		return bad(FieldQuorum, "of %d exceeds the task's replicas (%d)", nt.Quorum, nt.Replicas)
 	}
 	return nil
 }

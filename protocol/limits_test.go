@@ -21,6 +21,11 @@ func TestCheckTask(t *testing.T) {
 		{NewTask{Kind: "k", Timeout: time.Hour}, FieldTimeout, CodeInvalidTask, "task 2: timeout of 1h0m0s exceeds the limit of 1m0s"},
 		{NewTask{Kind: "k", MaxAttempts: MaxAttempts + 1}, FieldMaxAttempts, CodeInvalidTask, "task 2: max attempts exceeds 1000"},
 		{NewTask{Kind: "k", Key: string(make([]byte, MaxKeyBytes+1))}, FieldKey, CodeInvalidTask, "task 2: key is longer than 1024 bytes"},
+		{NewTask{Kind: "k", Replicas: 3, Quorum: 2}, "", "", ""},
+		{NewTask{Kind: "k", Quorum: 2}, "", "", ""}, // with the app's replicas
+		{NewTask{Kind: "k", Replicas: MaxReplicas + 1}, FieldReplicas, CodeInvalidTask, "task 2: replicas of 17 exceeds 16"},
+		{NewTask{Kind: "k", Quorum: MaxReplicas + 1}, FieldQuorum, CodeInvalidTask, "task 2: quorum of 17 exceeds 16"},
+		{NewTask{Kind: "k", Replicas: 2, Quorum: 3}, FieldQuorum, CodeInvalidTask, "task 2: quorum of 3 exceeds the task's replicas (2)"},
 	} {
 		err := CheckTask(2, &tc.nt, 10, time.Minute)
 		if tc.err == "" {

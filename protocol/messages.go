@@ -11,8 +11,10 @@ import (
 // of a dispatched attempt (Task.Lease, echoed in Result.Lease); version 3
 // the module of a WASM task (NewTask.Module, Task.Module), the modules a
 // slave holds and the keys it trusts (Hello.Modules, Hello.TrustKeys, the
-// Modules frame).
-const Version = 3
+// Modules frame); version 4 the copies a task asks for (NewTask.Replicas,
+// NewTask.Quorum) and a volunteer's consent to the leaderboard
+// (Hello.Leaderboard).
+const Version = 4
 
 // Type is the first byte of every frame.
 type Type byte
@@ -91,6 +93,10 @@ type Hello struct {
 	// runs (public keys, modsig's text form): the master sends it no other
 	// module's task, and the slave refuses one anyway.
 	TrustKeys []string `json:"trust_keys,omitempty"`
+	// Leaderboard is the volunteer's consent to be listed by name, with
+	// its validated results and credit, on the master's public
+	// leaderboard.
+	Leaderboard bool `json:"leaderboard,omitempty"`
 }
 
 // KindWASM is the kind of every task that names a module: the slave runs
@@ -223,6 +229,10 @@ type NewTask struct {
 	// Module names the task's code by hash (a module uploaded to the
 	// master); Kind is then KindWASM, and an empty Kind means it.
 	Module string
+	// Replicas is how many copies of the task run on distinct volunteers,
+	// Quorum how many of them must agree on its result (0: a majority);
+	// 0 and 0: the application's defaults on the master.
+	Replicas, Quorum uint8
 }
 
 // Submit carries new tasks. Seq identifies the batch per application: a

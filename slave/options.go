@@ -77,6 +77,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Software is the version string sent in the Hello. Default "".
 	Software string
+	// Leaderboard lists this volunteer's name, with its validated results
+	// and credit, on the master's public leaderboard. Default false: the
+	// master shows it only to its operator.
+	Leaderboard bool
 }
 
 // The master's limits on a Hello; New checks them so a misconfigured

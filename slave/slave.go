@@ -298,6 +298,7 @@ func (s *Slave) hello() *protocol.Hello {
 		Name:        s.opts.Name,
 		Token:       s.token,
 		Software:    s.opts.Software,
+		Leaderboard: s.opts.Leaderboard,
 		Host:        s.host,
 		OS:          runtime.GOOS,
 		Arch:        runtime.GOARCH,

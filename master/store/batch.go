@@ -28,7 +28,9 @@ const (
 	opDeleteTask
 	opPutPush
 	opDeletePush
-	opPutState // the record alone; the stored payload stays
+	opPutState    // the record alone; the stored payload stays
+	opPutValue    // a keyed value; pay holds its Bucket
+	opDeleteValue // likewise
 )
 
 // op locates its key at buf[key:val] and its value at buf[val:end]. Offsets,
@@ -36,7 +38,7 @@ const (
 type op struct {
 	kind          opKind
 	key, val, end int
-	pay           int // opPutTask: where the record ends and the payload's value begins
+	pay           int // opPutTask: where the record ends and the payload's value begins; opPutValue, opDeleteValue: the Bucket
 }
 
 func (b *Batch) add(kind opKind, key int) {

@@ -210,6 +210,8 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 				err = pushes.Put(b.key(o), b.val(o))
 			case opDeletePush:
 				err = pushes.Delete(b.key(o))
+			case opPutValue, opDeleteValue:
+				err = applyValue(tx, b, o)
 			}
 			if err != nil {
 				return 0, fmt.Errorf("%s: %w", describe(b, o), err)
@@ -258,6 +260,10 @@ func describe(b *Batch, o *op) string {
 		return fmt.Sprintf("ack task %d", binary.BigEndian.Uint64(k))
 	case opDeleteTask:
 		return fmt.Sprintf("delete task %d", binary.BigEndian.Uint64(k))
+	case opPutValue:
+		return fmt.Sprintf("put %s %q", Bucket(o.pay), k)
+	case opDeleteValue:
+		return fmt.Sprintf("delete %s %q", Bucket(o.pay), k)
 	case opPutPush, opDeletePush:
 		app, seq := string(k[:len(k)-9]), binary.BigEndian.Uint64(k[len(k)-8:])
 		if o.kind == opPutPush {

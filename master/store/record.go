@@ -40,6 +40,11 @@ type Record struct {
 	// the most recent ones (Attempts still counts them all). Records of
 	// format 1 have none (nil).
 	History []Attempt
+	// Replicas is how many copies of the task run on distinct volunteers
+	// (0: its app's default), Quorum how many must agree (0: a majority).
+	// Parent is set on a copy: the id of the task it is a copy of.
+	Replicas, Quorum uint8
+	Parent           uint64
 }
 
 // Attempt is one run of a task on a slave.
@@ -73,8 +78,11 @@ const (
 	OutcomeLost
 	OutcomeReturned
 	OutcomeCanceled
+	OutcomeCanonical // a copy whose result a quorum accepted
+	OutcomeInvalid   // a copy whose result disagreed with the canonical one
+	OutcomeNotNeeded // a copy canceled because a quorum was reached without it
 
-	maxOutcome = OutcomeCanceled
+	maxOutcome = OutcomeNotNeeded
 )
 
 // ClipErr returns s if it fits MaxAttemptErr bytes, otherwise its longest
@@ -123,6 +131,11 @@ type Push struct {
 // it was; an older Anthill refuses a record with a module as corrupt (an
 // unknown flag) rather than run it as the wrong kind.
 //
+// A record with flagReplica carries, after the module if any and before
+// the priority, uvarint replicas, uvarint quorum and uvarint parent; the
+// flag is set when any of them is not zero, so records of tasks that are
+// not replicated are what they were.
+//
 // Format 1 is format 2 without the history; it is still read (History
 // nil) and its header is the same, so AckTask flips either.
 //
@@ -150,9 +163,10 @@ const (
 	offState  = 2
 	headerLen = 3
 
-	flagAcked  = 1 << 0
-	flagQuiet  = 1 << 1
-	flagModule = 1 << 2
+	flagAcked   = 1 << 0
+	flagQuiet   = 1 << 1
+	flagModule  = 1 << 2
+	flagReplica = 1 << 3
 )
 
 // maxHeaderLen bounds the encoded fields before the variable-length bytes,
@@ -194,9 +208,18 @@ func encodeRecord(dst []byte, r *Record, rf byte, payload []byte) []byte {
 	if r.Module != "" {
 		flags |= flagModule
 	}
+	replica := r.Replicas != 0 || r.Quorum != 0 || r.Parent != 0
+	if replica {
+		flags |= flagReplica
+	}
 	dst = append(dst, rf, flags, byte(r.State))
 	if r.Module != "" {
 		dst = binenc.AppendString(dst, r.Module)
+	}
+	if replica {
+		dst = binary.AppendUvarint(dst, uint64(r.Replicas))
+		dst = binary.AppendUvarint(dst, uint64(r.Quorum))
+		dst = binary.AppendUvarint(dst, r.Parent)
 	}
 	dst = binary.AppendVarint(dst, int64(r.Priority))
 	dst = binary.AppendVarint(dst, int64(r.Timeout))
@@ -244,7 +267,7 @@ func history(r *Record) []Attempt {
 // encodedLen is an upper bound of appendRecord's output, used to grow the
 // batch buffer once instead of several times per record.
 func encodedLen(r *Record) int {
-	n := maxHeaderLen + binary.MaxVarintLen64 + len(r.Module) + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
+	n := maxHeaderLen + 4*binary.MaxVarintLen64 + len(r.Module) + len(r.App) + len(r.Kind) + len(r.Key) + len(r.Slave) +
 		len(r.Err) + len(r.Payload) + len(r.Result)
 	for _, a := range history(r) {
 		n += maxAttemptLen + len(a.Slave) + min(len(a.Err), MaxAttemptErr)
@@ -292,7 +315,7 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d to %d", rf, recordFormatV1, recordFormat))
 	}
 	flags := data[offFlags]
-	if flags&^(flagAcked|flagQuiet|flagModule) != 0 {
+	if flags&^(flagAcked|flagQuiet|flagModule|flagReplica) != 0 {
 		return nil, corruptRecord(id, fmt.Sprintf("unknown flags %#x", flags))
 	}
 	r := &Record{
@@ -307,6 +330,14 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	d := binenc.NewDecoder(data[headerLen:])
 	if flags&flagModule != 0 {
 		r.Module = d.String("module")
+	}
+	if flags&flagReplica != 0 {
+		replicas, quorum := d.Uvarint("replicas"), d.Uvarint("quorum")
+		r.Parent = d.Uvarint("parent")
+		if d.Err() == nil && (replicas > 255 || quorum > 255 || replicas > 0 && quorum > replicas) {
+			d.Failf("replicas %d and quorum %d", replicas, quorum)
+		}
+		r.Replicas, r.Quorum = uint8(replicas), uint8(quorum)
 	}
 	r.Priority = d.Int32("priority")
 	r.Timeout = time.Duration(d.Varint("timeout"))

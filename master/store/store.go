@@ -363,6 +363,9 @@ func initialize(db *bbolt.DB, path string) (next uint64, err error) {
 		if err := createModuleBuckets(tx); err != nil {
 			return fmt.Errorf("open store %s: %w", path, err)
 		}
+		if err := createValueBuckets(tx); err != nil {
+			return fmt.Errorf("open store %s: %w", path, err)
+		}
 		if binary.BigEndian.Uint64(meta.Get(keyFormat)) < format {
 			if err := migratePayloads(tx); err != nil {
 				return fmt.Errorf("upgrade store %s to format %d: %w", path, format, err)
@@ -443,6 +446,9 @@ func create(tx *bbolt.Tx) error {
 		return fmt.Errorf("create store: %w", err)
 	}
 	if err := createModuleBuckets(tx); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	if err := createValueBuckets(tx); err != nil {
 		return fmt.Errorf("create store: %w", err)
 	}
 	return nil

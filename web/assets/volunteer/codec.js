@@ -11,7 +11,7 @@ export const Type = {
   Dispatch: 10, Results: 11, Request: 12, Return: 13, Cancel: 14, Modules: 15,
 };
 
-export const Version = 3;
+export const Version = 4;
 
 const MASK64 = (1n << 64n) - 1n;
 const utf8 = new TextEncoder();
