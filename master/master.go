@@ -137,6 +137,7 @@ func New(opts Options) (*Master, error) {
 		MaxQueuedTasksPerApp: opts.MaxQueuedTasksPerApp, MaxQueuedBytesPerApp: opts.MaxQueuedBytesPerApp,
 		MaxSubmitTasks: opts.MaxSubmitTasks, MaxKinds: opts.MaxKinds, MaxApps: opts.MaxApps, AppIdle: opts.AppIdle,
 		MaxResult: opts.MaxResult, MaxWindow: opts.MaxWindow, MaxWindowBytes: opts.MaxWindowBytes,
+		ReplicaDistinct: opts.ReplicaDistinct, Trust: opts.Trust,
 		OnFatal: m.fail, Now: opts.Now, Logger: opts.Logger, Version: opts.Version,
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/anthill-project/anthill/internal/netguard"
 	"github.com/anthill-project/anthill/master/sched"
+	"github.com/anthill-project/anthill/master/trust"
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -70,6 +71,14 @@ type Options struct {
 	Limiter *netguard.Limiter
 	// Strategy orders pending tasks: "fifo" (default) or "priority".
 	Strategy string
+	// ReplicaDistinct is "ip" to keep the copies of a replicated task on
+	// distinct IP addresses as well as distinct volunteers. Default "":
+	// distinct volunteers only.
+	ReplicaDistinct string
+	// Trust is when volunteers earn trust for an app's adaptive
+	// replication and how often the trusted are checked. Default: the
+	// zero trust.Policy, its documented defaults.
+	Trust trust.Policy
 	// Dispatch is the work pattern: "send" (default: the master keeps each
 	// slave's window full) or "poll" (slaves ask for every free slot).
 	Dispatch string

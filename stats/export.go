@@ -18,13 +18,16 @@ type Export struct {
 	Slaves []SlaveRow
 	Apps   []AppRow
 
-	Late                      uint64 // results ignored: late, duplicate or unknown
-	Pending, Running, Unacked int64  // unfinished tasks, as last set by [Master.SetTasks]
-	SlavesConnected           int64  // as last set by [Master.SetConnections]
-	AppsConnected             int64
-	StoreBytes                int64
-	CommitOps                 Histogram // changes per store transaction
-	CommitSeconds             Histogram // duration of a store transaction
+	Late uint64 // results ignored: late, duplicate or unknown
+	// Replication: tasks forked into copies, copies beyond the first n,
+	// copies and ringers judged invalid, ringers sent.
+	Forked, ExtraCopies, Invalid, Ringers uint64
+	Pending, Running, Unacked             int64 // unfinished tasks, as last set by [Master.SetTasks]
+	SlavesConnected                       int64 // as last set by [Master.SetConnections]
+	AppsConnected                         int64
+	StoreBytes                            int64
+	CommitOps                             Histogram // changes per store transaction
+	CommitSeconds                         Histogram // duration of a store transaction
 }
 
 // KindRow is the numbers of one task kind.
@@ -61,7 +64,8 @@ type AppRow struct {
 // that has lingered long enough is gone from it.
 func (m *Master) Export() Export {
 	x := Export{
-		Late:    m.late.Load(),
+		Late:   m.late.Load(),
+		Forked: m.forked.Load(), ExtraCopies: m.extraCopies.Load(), Invalid: m.invalid.Load(), Ringers: m.ringers.Load(),
 		Pending: m.gPending.Load(), Running: m.gRunning.Load(), Unacked: m.gUnacked.Load(),
 		SlavesConnected: m.gSlaves.Load(), AppsConnected: m.gApps.Load(),
 		StoreBytes: m.storeBytes.Load(),

@@ -55,8 +55,12 @@ type Master struct {
 	kinds  atomic.Pointer[kindSet]
 	kindMu sync.Mutex // serialises writers of kinds
 
-	late                     atomic.Uint64
-	commitOps, commitSeconds *histogram
+	late atomic.Uint64
+	// Replication's events, over every kind: tasks forked into copies,
+	// copies issued beyond the first n, copies or ringers judged invalid,
+	// ringers sent.
+	forked, extraCopies, invalid, ringers atomic.Uint64
+	commitOps, commitSeconds              *histogram
 
 	// Accumulators of the second being filled: the hot path adds, Tick swaps.
 	acc struct {
@@ -201,6 +205,20 @@ func (m *Master) Requeued(kind string, n int) {
 
 // LateResult records a result that was ignored: late, duplicate or unknown.
 func (m *Master) LateResult() { m.late.Add(1) }
+
+// Forked records a task of kind forked into copies on distinct volunteers.
+func (m *Master) Forked(string) { m.forked.Add(1) }
+
+// ExtraCopies records n copies issued because a task's copies disagreed
+// or were lost.
+func (m *Master) ExtraCopies(_ string, n int) { m.extraCopies.Add(uint64(n)) }
+
+// Invalid records a copy or a ringer whose result was judged wrong.
+func (m *Master) Invalid(string) { m.invalid.Add(1) }
+
+// Ringer records a ringer (a task whose answer is known) sent to a
+// trusted volunteer as a spot check.
+func (m *Master) Ringer(string) { m.ringers.Add(1) }
 
 // Totals are the master's task events since it started, over every kind.
 type Totals struct {

@@ -94,7 +94,7 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 		t := &task{
 			id: first + uint64(i), app: a, kind: nt.Kind, module: nt.Module, key: nt.Key, priority: nt.Priority,
 			timeout: nt.Timeout, maxAttempts: nt.MaxAttempts, createdAt: now, payload: nt.Payload,
-			quiet: p == nil, state: protocol.StatePending, push: p,
+			quiet: p == nil, state: protocol.StatePending, push: p, replicas: nt.Replicas, quorum: nt.Quorum,
 		}
 		if t.timeout == 0 {
 			t.timeout = s.opts.DefaultTimeout
@@ -160,6 +160,8 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 	if sl.wasm {
 		view = &sl.held
 	}
+	var forks *store.Batch // made by the first fork, if any
+	var skipped []*QueuedTask
 	for free > 0 && size < s.opts.MaxFrame/2 && (len(sl.running) == 0 || sl.heldBytes < s.opts.MaxWindowBytes) {
 		q := s.queue.Next(view)
 		if q == nil && view == &sl.held && !heldOnly {
@@ -170,31 +172,34 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 			break
 		}
 		t := q.t
-		t.state = protocol.StateRunning
-		t.attempts++
-		t.startedAt = now
-		t.ranOn = sl.view.Name
-		t.beginAttempt(sl.view.Name, now)
-		t.slave = sl
-		t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)
-		t.lease = s.newLeaseLocked()
-		s.dispatchN++
-		t.seq = s.dispatchN
-		// A task whose lease expired on this very session stays in its
-		// running set (a late result still frees the slot); taken again,
-		// it is held once.
-		sl.release(t.id)
-		t.size = len(t.payload)
-		sl.running[t.id] = t
-		sl.heldBytes += t.size
-		s.metrics.Dispatched(t.kind, 1)
-		if sl.credit > 0 {
-			sl.credit--
+		if t.parent != nil && !s.distinctLocked(t.parent.group, sl) {
+			// Another copy of its task ran here: it waits for another
+			// volunteer. A bounded number of them are passed over per
+			// frame, so a queue of such copies costs no walk.
+			skipped = append(skipped, q)
+			if len(skipped) >= maxSkipped {
+				break
+			}
+			continue
 		}
-		free--
-		size += len(t.payload) + len(t.kind) + len(t.module) + 16
-		d.Tasks = append(d.Tasks, protocol.Task{
-			ID: t.id, Attempt: t.attempts, Lease: t.lease, Kind: t.kind, Module: t.module, Timeout: t.timeout, Payload: t.payload,
+		t, ringer := s.placeLocked(sl, t, free, now, &forks)
+		for _, t := range [...]*task{t, ringer} {
+			if t == nil {
+				continue
+			}
+			s.sendLocked(sl, t, now, &d)
+			free--
+			size += len(t.payload) + len(t.kind) + len(t.module) + 16
+		}
+	}
+	for _, q := range skipped {
+		s.queue.Push(q)
+	}
+	if forks != nil {
+		s.commitLocked(forks, func(err error) {
+			if err != nil {
+				s.opts.OnFatal(fmt.Errorf("commit copies: %w", err))
+			}
 		})
 	}
 	if free <= 0 {
@@ -207,6 +212,40 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 	}
 	sl.metrics.Dispatched(len(d.Tasks))
 	sl.out.Send(&d)
+}
+
+// maxSkipped bounds the copies one dispatch passes over because another
+// copy of their task ran on the slave.
+const maxSkipped = 64
+
+// sendLocked starts an attempt of t on sl, with a fresh lease, and adds
+// it to the frame d.
+func (s *Scheduler) sendLocked(sl *Slave, t *task, now time.Time, d *protocol.Dispatch) {
+	t.state = protocol.StateRunning
+	t.attempts++
+	t.startedAt = now
+	t.ranOn = sl.view.Name
+	t.remote = hostOf(sl.who.Remote)
+	t.beginAttempt(sl.view.Name, now)
+	t.slave = sl
+	t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)
+	t.lease = s.newLeaseLocked()
+	s.dispatchN++
+	t.seq = s.dispatchN
+	// A task whose lease expired on this very session stays in its
+	// running set (a late result still frees the slot); taken again,
+	// it is held once.
+	sl.release(t.id)
+	t.size = len(t.payload)
+	sl.running[t.id] = t
+	sl.heldBytes += t.size
+	s.metrics.Dispatched(t.kind, 1)
+	if sl.credit > 0 {
+		sl.credit--
+	}
+	d.Tasks = append(d.Tasks, protocol.Task{
+		ID: t.id, Attempt: t.attempts, Lease: t.lease, Kind: t.kind, Module: t.module, Timeout: t.timeout, Payload: t.payload,
+	})
 }
 
 // Complete takes a slave's finished attempts. A result counts only if the
@@ -265,6 +304,13 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 			}
 		}
 		sl.metrics.Result(errText == "", r.Duration)
+		claim := claimOf(r.Duration, t.startedAt, now)
+		if t.ringer != nil {
+			t.slave = nil
+			s.ringerDoneLocked(sl, t, errText == "", out, claim, &c)
+			continue
+		}
+		t.claim = claim
 		judged := protocol.Result{Err: errText, Duration: r.Duration}
 		t.endAttempt(now, outcomeOf(&judged, t.timeout), errText)
 		s.unqueueLocked(t)
@@ -277,13 +323,30 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 		}
 		if errText == "" {
 			t.state, t.result, t.err = protocol.StateDone, out, ""
+			if t.onTrust {
+				s.onTrustDoneLocked(sl, t, claim, &c)
+			}
 		} else {
 			t.state, t.err = protocol.StateFailed, errText
 		}
 		s.finishLocked(t, now, &c)
 	}
-	s.dispatchLocked(sl, false)
+	s.refillLocked(sl)
 	s.commitChangeLocked(&c)
+}
+
+// refillLocked fills sl's window after it sent results; every slave's
+// when a verdict queued copies or freed other slaves' slots.
+func (s *Scheduler) refillLocked(sl *Slave) {
+	if !s.repump {
+		s.dispatchLocked(sl, false)
+		return
+	}
+	s.repump = false
+	if sl != nil {
+		s.hungry[sl] = struct{}{} // dispatchLocked drops it if it has no room
+	}
+	s.pumpLocked()
 }
 
 // rejectLocked counts a result of sl that does not count, and disconnects
@@ -345,6 +408,11 @@ func backoff(base, max time.Duration, attempts uint32) time.Duration {
 // that outcome and why. When no attempts are left the task fails with why.
 func (s *Scheduler) requeueLocked(t *task, o Outcome, why string, now time.Time, c *change) {
 	t.slave = nil
+	t.onTrust = false
+	if t.ringer != nil {
+		t.state = protocol.StateCanceled // a ringer lost is forgotten
+		return
+	}
 	t.endAttempt(now, o, why)
 	spent := o != OutcomeReturned
 	if !spent {
@@ -367,6 +435,10 @@ func (s *Scheduler) requeueLocked(t *task, o Outcome, why string, now time.Time,
 // finishLocked writes t's final state into c; its application hears of it
 // once c is durable (commitChangeLocked).
 func (s *Scheduler) finishLocked(t *task, now time.Time, c *change) {
+	if t.parent != nil {
+		s.copyEndedLocked(t, now, c)
+		return
+	}
 	t.finishedAt = now
 	t.slave = nil
 	t.acked = t.quiet // nobody will acknowledge a quiet task

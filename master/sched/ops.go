@@ -42,6 +42,39 @@ type TaskInfo struct {
 	Result      []byte
 	Err         string
 	History     []Attempt // the most recent attempts, oldest first; nil before the first
+	// Replicas and Quorum are what the task asked for (0: its app's
+	// defaults). A replicated task's History holds its copies once a
+	// verdict folded them in; Copies shows them while they run.
+	Replicas, Quorum uint8
+	Copies           []CopyInfo
+	// Parent is, on a copy read by its id, the task it is a copy of.
+	Parent uint64
+}
+
+// CopyInfo is one copy of a replicated task whose verdict is pending.
+type CopyInfo struct {
+	ID      uint64
+	Slave   string // the volunteer and session it ran on, "identity/session"; empty while queued
+	State   protocol.State
+	Started time.Time
+	Ended   time.Time
+	Outcome Outcome // of its attempt; OutcomeRunning while it runs or waits
+	Err     string
+}
+
+// copiesOf describes g's copies.
+func copiesOf(g *group) []CopyInfo {
+	if g == nil {
+		return nil
+	}
+	out := make([]CopyInfo, len(g.copies))
+	for i, c := range g.copies {
+		out[i] = CopyInfo{ID: c.id, Slave: c.ranOn, State: c.state, Started: c.startedAt, Ended: c.finishedAt, Outcome: c.lastOutcome(), Err: c.err}
+		if c.state == protocol.StatePending {
+			out[i].Slave, out[i].Outcome = "", OutcomeRunning
+		}
+	}
+	return out
 }
 
 // infoOf copies t; the history is cloned, since t's is reused in place.
@@ -51,6 +84,7 @@ func infoOf(t *task) TaskInfo {
 		MaxAttempts: t.maxAttempts, Priority: t.priority, Timeout: t.timeout, CreatedAt: t.createdAt,
 		StartedAt: t.startedAt, FinishedAt: t.finishedAt, Slave: t.ranOn, Payload: t.payload,
 		Result: t.result, Err: t.err, History: slices.Clone(t.history),
+		Replicas: t.replicas, Quorum: t.quorum, Copies: copiesOf(t.group),
 	}
 }
 
@@ -61,6 +95,7 @@ func infoOfRecord(r *store.Record) TaskInfo {
 		MaxAttempts: r.MaxAttempts, Priority: r.Priority, Timeout: r.Timeout, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Slave: r.Slave, Payload: r.Payload,
 		Result: r.Result, Err: r.Err, History: historyOf(r.History),
+		Replicas: r.Replicas, Quorum: r.Quorum, Parent: r.Parent,
 	}
 }
 
@@ -192,7 +227,8 @@ const (
 )
 
 func (f *TaskFilter) matchStored(r *store.Record) bool {
-	return (f.App == "" || r.App == f.App) && (f.Kind == "" || r.Kind == f.Kind)
+	// A copy of a replicated task is listed in its task's detail only.
+	return r.Parent == 0 && (f.App == "" || r.App == f.App) && (f.Kind == "" || r.Kind == f.Kind)
 }
 
 // Tasks lists tasks in id order (descending with f.Desc) from the store,
@@ -395,11 +431,15 @@ func (s *Scheduler) Cancel(id uint64) error {
 		sl.out.Send(&protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{id}})
 		s.dispatchLocked(sl, false)
 	}
+	var c change
+	s.cancelCopiesLocked(t, now, &c)
 	t.endAttempt(now, OutcomeCanceled, "canceled by an operator")
 	s.unqueueLocked(t)
 	t.state, t.err = protocol.StateCanceled, "canceled by an operator"
-	var c change
 	s.finishLocked(t, now, &c)
+	if s.repump {
+		s.refillLocked(nil)
+	}
 	s.commitChangeLocked(&c)
 	return nil
 }

@@ -76,6 +76,8 @@ type App struct {
 	sent    map[uint64]*task // sent on out, not yet acknowledged
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
 	acked   uint64           // notifications acknowledged: the protocol's, not a statistic
+	conf    AppConfig        // its tasks' defaults (see ConfigureApp)
+	ringers []*ringer        // known answers for spot checks (see addRingerLocked)
 	metrics *stats.App       // every other number of the application
 
 	// What the quotas count: its unfinished tasks and their payload
@@ -101,7 +103,7 @@ type push struct {
 func (s *Scheduler) appLocked(name string) *App {
 	a := s.apps[name]
 	if a == nil {
-		a = &App{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}, metrics: s.metrics.App(name)}
+		a = &App{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}, metrics: s.metrics.App(name), conf: s.confs[name]}
 		s.apps[name] = a
 	}
 	return a
@@ -165,6 +167,7 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.slaves[sl] = struct{}{}
+	s.publishLocked(who.Identity, h.Leaderboard)
 	for _, k := range kinds {
 		s.kinds[k]++
 	}

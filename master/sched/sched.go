@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/anthill-project/anthill/master/store"
+	"github.com/anthill-project/anthill/master/trust"
 	"github.com/anthill-project/anthill/protocol"
 	"github.com/anthill-project/anthill/stats"
 )
@@ -135,6 +137,13 @@ type Options struct {
 	// tasks of modules one of their keys signed. It must not call back
 	// into the scheduler. Default: no module is known.
 	Module func(hash string) (signers []string, ok bool)
+	// ReplicaDistinct is "ip" to keep a task's copies on distinct IP
+	// addresses as well as distinct volunteers. Default "": identities
+	// only.
+	ReplicaDistinct string
+	// Trust is when volunteers earn trust and how often the trusted are
+	// checked (see trust.Policy, whose zero value is its defaults).
+	Trust trust.Policy
 	// Metrics records the scheduler's numbers. Default: a recorder of its
 	// own, exported nowhere.
 	Metrics *stats.Master
@@ -161,6 +170,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Dispatch != protocol.DispatchSend && o.Dispatch != protocol.DispatchPoll {
 		return fmt.Errorf("dispatch %q: want %q or %q", o.Dispatch, protocol.DispatchSend, protocol.DispatchPoll)
+	}
+	if o.ReplicaDistinct != "" && o.ReplicaDistinct != DistinctIP {
+		return fmt.Errorf("replica distinct %q: want %q or nothing", o.ReplicaDistinct, DistinctIP)
 	}
 	if o.MaxPayload == 0 {
 		o.MaxPayload = DefaultMaxPayload
@@ -327,6 +339,13 @@ type Scheduler struct {
 	commitCh  chan struct{}
 	duties    []duty
 	scratch   []store.Attempt // see put
+	// trust is every volunteer's record per app; confs every app's
+	// configuration, kept apart from apps, which forgets idle ones.
+	trust  map[trustKey]*trust.Record
+	confs  map[string]AppConfig
+	public map[string]bool // volunteers listed on the leaderboard
+	policy trust.Policy
+	repump bool // a verdict queued copies or freed slots: pump every slave
 
 	// queuedTasks and queuedBytes are the tasks accepted and not final,
 	// and their payload bytes: what the queue quotas count.
@@ -373,6 +392,10 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		commitCh:  make(chan struct{}, 1),
 		duties:    newDuties(),
 		leases:    newLeaseSource(),
+		trust:     map[trustKey]*trust.Record{},
+		confs:     map[string]AppConfig{},
+		public:    map[string]bool{},
+		policy:    opts.Trust,
 	}
 	if err := s.reload(); err != nil {
 		return nil, err
@@ -415,8 +438,21 @@ func (s *Scheduler) reload() error {
 	// it would land on a new task. Microseconds since the epoch advance
 	// faster than any submit rate, so a restart always starts past them.
 	s.nextID = max(s.st.NextID(), uint64(now.UnixMicro()))
+	if err := s.reloadValues(); err != nil {
+		return err
+	}
 	var acked []expiring
+	var queued []*task // pushed once every copy has found its task
+	var spent store.Batch
 	err := s.st.Load(func(r *store.Record) error {
+		if r.Parent != 0 {
+			if c := s.reloadCopy(r); c == nil {
+				spent.DeleteTask(r.ID) // its task's verdict was written; this delete was not
+			} else if !c.state.Final() {
+				queued = append(queued, c)
+			}
+			return nil
+		}
 		if r.State.Final() && r.Acked {
 			acked = append(acked, expiring{r.ID, r.FinishedAt})
 			return nil
@@ -430,15 +466,29 @@ func (s *Scheduler) reload() error {
 			return nil
 		}
 		t.state = protocol.StatePending
-		s.queue.Push(&t.q)
+		queued = append(queued, t)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("reload tasks: %w", err)
 	}
+	var judge change
+	for _, t := range queued {
+		if t.group == nil {
+			s.queue.Push(&t.q)
+		}
+	}
+	for _, t := range queued {
+		if g := t.group; g != nil && !slices.ContainsFunc(g.copies, func(c *task) bool { return !c.state.Final() }) {
+			// Every copy ended before the stop, and neither a verdict
+			// nor more copies were written: judge now. The verdict
+			// commits once Run starts the pump.
+			s.judgeLocked(t, now, &judge)
+		}
+	}
+	s.commitChangeLocked(&judge)
 	sort.Slice(acked, func(i, j int) bool { return acked[i].at.Before(acked[j].at) })
 	s.expiry = acked
-	var spent store.Batch
 	err = s.st.LoadPushes(func(sp store.Push) error {
 		p := &push{seq: sp.Seq, firstID: sp.FirstID, count: sp.Count, durable: true}
 		for id := p.firstID; id < p.firstID+uint64(p.count); id++ {

@@ -27,6 +27,9 @@ type task struct {
 	// application connection acknowledges it, so it is written
 	// acknowledged once final.
 	quiet bool
+	// replicas and quorum are what the task asked for (0: its app's
+	// defaults); on a copy, what its task forked with.
+	replicas, quorum uint8
 
 	// Where it is in its life.
 	state      protocol.State
@@ -51,6 +54,14 @@ type task struct {
 	settled   bool      // final, and that is durable
 	counted   bool      // counted by the queue quotas (see queuedLocked)
 	push      *push     // the batch it came in, until acknowledged
+
+	// Replication (see replicas.go).
+	group   *group        // a forked task's copies, until the verdict
+	parent  *task         // on a copy: the task it is a copy of
+	ringer  *ringer       // on a ringer: the known answer; never stored
+	onTrust bool          // the running attempt is a trusted volunteer's single copy
+	remote  string        // on a copy: the address of the volunteer it ran on
+	claim   time.Duration // on a copy: the CPU time its result claims
 }
 
 // Outcome is how an attempt ended.
@@ -58,16 +69,19 @@ type Outcome uint8
 
 // Outcomes of an attempt.
 const (
-	OutcomeRunning  Outcome = iota // not ended yet
-	OutcomeDone                    // the handler succeeded
-	OutcomeFailed                  // the handler returned an error
-	OutcomeTimeout                 // the handler ran past the task's timeout
-	OutcomeLost                    // the slave disconnected or its lease expired
-	OutcomeReturned                // the stopping slave handed the task back; no attempt spent
-	OutcomeCanceled                // the master abandoned the run: canceled, or finished by another attempt's result
+	OutcomeRunning   Outcome = iota // not ended yet
+	OutcomeDone                     // the handler succeeded
+	OutcomeFailed                   // the handler returned an error
+	OutcomeTimeout                  // the handler ran past the task's timeout
+	OutcomeLost                     // the slave disconnected or its lease expired
+	OutcomeReturned                 // the stopping slave handed the task back; no attempt spent
+	OutcomeCanceled                 // the master abandoned the run: canceled, or finished by another attempt's result
+	OutcomeCanonical                // a copy whose result the quorum accepted
+	OutcomeInvalid                  // a copy whose result disagreed with the canonical one
+	OutcomeNotNeeded                // a copy canceled because a quorum was reached without it
 )
 
-var outcomeNames = [...]string{"running", "done", "failed", "timeout", "lost", "returned", "canceled"}
+var outcomeNames = [...]string{"running", "done", "failed", "timeout", "lost", "returned", "canceled", "canonical", "invalid", "not needed"}
 
 // String is the outcome's lower-case name, as the operator API shows it.
 func (o Outcome) String() string {
@@ -84,7 +98,8 @@ var (
 		OutcomeRunning: store.OutcomeRunning, OutcomeDone: store.OutcomeDone,
 		OutcomeFailed: store.OutcomeFailed, OutcomeTimeout: store.OutcomeTimeout,
 		OutcomeLost: store.OutcomeLost, OutcomeReturned: store.OutcomeReturned,
-		OutcomeCanceled: store.OutcomeCanceled,
+		OutcomeCanceled: store.OutcomeCanceled, OutcomeCanonical: store.OutcomeCanonical,
+		OutcomeInvalid: store.OutcomeInvalid, OutcomeNotNeeded: store.OutcomeNotNeeded,
 	}
 	fromStore = map[store.Outcome]Outcome{}
 )
@@ -110,7 +125,7 @@ func taskOf(r *store.Record, a *App) *task {
 		id: r.ID, app: a, kind: r.Kind, module: r.Module, key: r.Key, priority: r.Priority, timeout: r.Timeout,
 		maxAttempts: r.MaxAttempts, createdAt: r.CreatedAt, payload: r.Payload, quiet: r.Quiet,
 		state: r.State, attempts: r.Attempts, startedAt: r.StartedAt, finishedAt: r.FinishedAt,
-		ranOn: r.Slave, result: r.Result, err: r.Err, acked: r.Acked,
+		ranOn: r.Slave, result: r.Result, err: r.Err, acked: r.Acked, replicas: r.Replicas, quorum: r.Quorum,
 	}
 	t.history = historyOf(r.History)
 	t.initQueued()
@@ -152,7 +167,11 @@ func (s *Scheduler) write(b *store.Batch, t *task, payload bool) {
 		ID: t.id, App: t.app.name, Kind: t.kind, Module: t.module, Key: t.key, Priority: t.priority, Timeout: t.timeout,
 		MaxAttempts: t.maxAttempts, Attempts: t.attempts, State: t.state, CreatedAt: t.createdAt,
 		StartedAt: t.startedAt, FinishedAt: t.finishedAt, Slave: t.ranOn, Payload: t.payload,
-		Result: t.result, Err: t.err, Acked: t.acked, Quiet: t.quiet,
+		Result: t.result, Err: t.err, Acked: t.acked, Quiet: t.quiet, Replicas: t.replicas, Quorum: t.quorum,
+	}
+	if t.parent != nil {
+		// A copy's payload is its task's, stored there.
+		r.Parent, r.Payload = t.parent.id, nil
 	}
 	if len(t.history) > 0 {
 		h := s.scratch[:0]

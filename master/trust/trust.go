@@ -286,3 +286,6 @@ func DecodeRecord(b []byte) (Record, error) {
 	}
 	return r, nil
 }
+
+// Need is the streak r needs to be trusted.
+func (p Policy) Need(r *Record) uint64 { return p.need(r) }

@@ -74,6 +74,10 @@ var (
 	queued     = desc("anthill_queued_tasks", "Tasks waiting for a slave, by kind.", "kind")
 	tasks      = desc("anthill_tasks", "Unfinished tasks by state: pending, running, or final but not acknowledged (unacked).", "state")
 	late       = desc("anthill_late_results_total", "Results ignored because they were late, duplicate or for an unknown task.")
+	forked     = desc("anthill_replicated_tasks_total", "Tasks forked into copies on distinct volunteers.")
+	extra      = desc("anthill_extra_copies_total", "Copies issued beyond a task's replicas because its copies disagreed or were lost.")
+	invalid    = desc("anthill_invalid_results_total", "Copies and ringers whose result was judged wrong.")
+	ringers    = desc("anthill_ringers_total", "Ringers (tasks whose answer is known) sent to trusted volunteers as spot checks.")
 	commitOps  = desc("anthill_store_commit_ops", "Changes per store transaction (group commit batch size).")
 	commitSecs = desc("anthill_store_commit_duration_seconds", "Duration of a store transaction, fsync included.")
 	storeBytes = desc("anthill_store_size_bytes", "Size of the store file.")
@@ -94,7 +98,7 @@ var (
 
 	all = []*prometheus.Desc{
 		submitted, dispatched, finished, retried, requeued, latency, queued, tasks,
-		late, commitOps, commitSecs, storeBytes, slavesConn, appsConn,
+		late, forked, extra, invalid, ringers, commitOps, commitSecs, storeBytes, slavesConn, appsConn,
 		slaveTasks, slaveBusy, slaveRejected, slaveReconnects, slaveSlots, slaveConnected,
 		appPushed, appFinished, appInFlight, appLatency,
 	}
@@ -141,6 +145,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(tasks, float64(x.Running), "running")
 	gauge(tasks, float64(x.Unacked), "unacked")
 	counter(late, float64(x.Late))
+	counter(forked, float64(x.Forked))
+	counter(extra, float64(x.ExtraCopies))
+	counter(invalid, float64(x.Invalid))
+	counter(ringers, float64(x.Ringers))
 	histogram(commitOps, x.CommitOps)
 	histogram(commitSecs, x.CommitSeconds)
 	gauge(storeBytes, float64(x.StoreBytes))
