@@ -131,3 +131,59 @@ func (s *masterService) Info(r *http.Request, raw *json.RawMessage, out *MasterI
 	*out = view.InfoOf(s.h.m)
 	return nil
 }
+
+// AppConfigParams are Apps.Configure's parameters. A field left out
+// keeps its value.
+type AppConfigParams struct {
+	App      string `json:"app" rpc:"required"`
+	Replicas *int   `json:"replicas,omitempty"` // copies of each task on distinct volunteers; 0 or 1: one
+	Quorum   *int   `json:"quorum,omitempty"`   // copies that must agree; 0: a majority
+	Adaptive *bool  `json:"adaptive,omitempty"` // a trusted volunteer's task runs as one copy, spot-checked
+}
+
+// AppConfig is an app's defaults for its tasks: Apps.Configure's result.
+type AppConfig struct {
+	App      string `json:"app"`
+	Replicas int    `json:"replicas"`
+	Quorum   int    `json:"quorum"`
+	Adaptive bool   `json:"adaptive"`
+}
+
+// Configure sets an application's defaults for the tasks it submits from
+// then on; tasks already running keep theirs.
+func (s *appsService) Configure(r *http.Request, raw *json.RawMessage, out *AppConfig) error {
+	var p AppConfigParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	if err := checkApp(p.App); err != nil {
+		return err
+	}
+	c := s.h.m.AppConfigOf(p.App)
+	if p.Replicas != nil {
+		if err := checkCopies("", "replicas", *p.Replicas); err != nil {
+			return err
+		}
+		c.Replicas = uint8(*p.Replicas)
+	}
+	if p.Quorum != nil {
+		if err := checkCopies("", "quorum", *p.Quorum); err != nil {
+			return err
+		}
+		c.Quorum = uint8(*p.Quorum)
+	}
+	if p.Adaptive != nil {
+		c.Adaptive = *p.Adaptive
+	}
+	if err := s.h.m.ConfigureApp(p.App, c); err != nil {
+		if qe, ok := errors.AsType[*sched.QuotaError](err); ok {
+			return rpcError(CodeQuotaExceeded, quotaData{Quota: qe.Quota, Limit: qe.Limit}, "%s", qe.Error())
+		}
+		if ce, ok := errors.AsType[*sched.ConfigError](err); ok {
+			return invalidParam(ce.Field, ce.Problem)
+		}
+		return s.h.masterError(err)
+	}
+	*out = AppConfig{App: p.App, Replicas: int(c.Replicas), Quorum: int(c.Quorum), Adaptive: c.Adaptive}
+	return nil
+}

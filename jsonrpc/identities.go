@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/identity"
 )
 
@@ -53,8 +54,13 @@ type VolunteerToken struct {
 
 // VolunteerList is Volunteers.List's result, by name; never a token.
 type VolunteerList struct {
-	Volunteers []identity.Volunteer `json:"volunteers"`
+	Volunteers []Volunteer `json:"volunteers"`
 }
+
+// Volunteer is a volunteer identity with its results, trust and credit:
+// Volunteers.Get's result, and an entry of Volunteers.List (without the
+// record per app).
+type Volunteer = view.Volunteer
 
 type nameData struct {
 	Name string `json:"name"`
@@ -152,10 +158,39 @@ func (s *volunteersService) Revoke(r *http.Request, raw *json.RawMessage, out *O
 	})
 }
 
-// List returns every volunteer identity.
+// List returns every volunteer: the enrolled identities and any other
+// with a record, each with its results and credit.
 func (s *volunteersService) List(r *http.Request, raw *json.RawMessage, out *VolunteerList) error {
-	return credentialCall(s.h, raw, func(ids Identities, _ struct{}) error {
-		out.Volunteers = ids.Volunteers()
-		return nil
-	})
+	var p struct{}
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	var enrolled []identity.Volunteer
+	if ids := s.h.opts.Identities; ids != nil {
+		enrolled = ids.Volunteers()
+	}
+	out.Volunteers = view.Volunteers(enrolled, s.h.m.Trust())
+	return nil
+}
+
+// Get returns one volunteer with its record per app.
+func (s *volunteersService) Get(r *http.Request, raw *json.RawMessage, out *Volunteer) error {
+	var p VolunteerParams
+	if err := decodeParams(raw, &p); err != nil {
+		return err
+	}
+	var id identity.Volunteer
+	if ids := s.h.opts.Identities; ids != nil {
+		for _, v := range ids.Volunteers() {
+			if v.Name == p.Name {
+				id = v
+			}
+		}
+	}
+	tr := s.h.m.VolunteerTrustOf(p.Name)
+	if id.Name == "" && tr.Apps == nil {
+		return rpcError(CodeNotFound, nameData{p.Name}, "volunteer %q is not enrolled and has no results", clip(p.Name))
+	}
+	*out = view.VolunteerOf(id, tr, true)
+	return nil
 }

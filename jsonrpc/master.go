@@ -18,5 +18,10 @@ type Master interface {
 	Cancel(id uint64) error
 	Retry(id uint64) error
 	Drain(session string) error
+	// Replication and trust (Apps.Configure, Volunteers.*).
+	ConfigureApp(app string, c sched.AppConfig) error
+	AppConfigOf(app string) sched.AppConfig
+	Trust() []sched.VolunteerTrust
+	VolunteerTrustOf(name string) sched.VolunteerTrust
 	view.Source
 }

@@ -237,16 +237,33 @@ func newTask(t *TaskSpec, path string) (protocol.NewTask, *json2.Error) {
 	if maxMS := math.MaxInt64 / int64(time.Millisecond); t.TimeoutMS > maxMS || t.TimeoutMS < -maxMS {
 		return protocol.NewTask{}, invalidParam(join(path, "timeout_ms"), "is too large")
 	}
+	if err := checkCopies(path, "replicas", t.Replicas); err != nil {
+		return protocol.NewTask{}, err
+	}
+	if err := checkCopies(path, "quorum", t.Quorum); err != nil {
+		return protocol.NewTask{}, err
+	}
 	return protocol.NewTask{
 		Kind: t.Kind, Module: t.Module, Payload: t.Payload, Priority: t.Priority, Key: t.Key,
 		Timeout: time.Duration(t.TimeoutMS) * time.Millisecond, MaxAttempts: t.MaxAttempts,
+		Replicas: uint8(t.Replicas), Quorum: uint8(t.Quorum),
 	}, nil
+}
+
+// checkCopies refuses a count of copies the wire cannot carry; the
+// master checks how they relate.
+func checkCopies(path, field string, n int) *json2.Error {
+	if n < 0 || n > protocol.MaxReplicas {
+		return invalidParam(join(path, field), fmt.Sprintf("must be 0 to %d", protocol.MaxReplicas))
+	}
+	return nil
 }
 
 // paramOf names a task's field as the API's parameters do.
 var paramOf = map[protocol.TaskField]string{
 	protocol.FieldKind: "kind", protocol.FieldPayload: "payload", protocol.FieldTimeout: "timeout_ms",
 	protocol.FieldMaxAttempts: "max_attempts", protocol.FieldKey: "key", protocol.FieldModule: "module",
+	protocol.FieldReplicas: "replicas", protocol.FieldQuorum: "quorum",
 }
 
 // submitError maps a refused submission. In a batch the field is the

@@ -19,6 +19,11 @@ type TaskSpec struct {
 	MaxAttempts uint32 `json:"max_attempts,omitempty"` // 0: the master's default attempts
 	Key         string `json:"key,omitempty"`          // routing key
 	Module      string `json:"module,omitempty"`       // kind "wasm": the hash of the module that runs it (Modules.Upload)
+	// Replicas is how many copies run on distinct volunteers, Quorum how
+	// many of them must agree (0: a majority); 0 and 0: the app's
+	// defaults (Apps.Configure).
+	Replicas int `json:"replicas,omitempty"`
+	Quorum   int `json:"quorum,omitempty"`
 }
 
 // SubmitParams are Tasks.Submit's parameters: the app id and one task.
@@ -116,6 +121,8 @@ type (
 	Task = view.Task
 	// Attempt is one run of a task on a slave.
 	Attempt = view.Attempt
+	// Copy is one copy of a replicated task.
+	Copy = view.Copy
 	// ListResult is a page of Tasks.List in the order asked for.
 	// NextCursor is nil on the last page.
 	ListResult = view.Page

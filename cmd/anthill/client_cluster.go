@@ -41,12 +41,17 @@ that reconnects gets a new one.`, stderr)
 }
 
 func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newClientFlags("apps", "[flags] [enroll APP | revoke APP | credentials]",
+	c := newClientFlags("apps", "[flags] [enroll APP | revoke APP | credentials | configure APP [replicas=N] [quorum=M] [adaptive=true|false]]",
 		`Lists the application ids the master knows, with their task counts
 (Apps.List). "enroll APP" issues the token app APP connects with and prints
 it once (Apps.Enroll; enrolling again replaces it); "revoke APP" forgets it
 and disconnects the app, whose tasks stay (Apps.Revoke); "credentials"
-lists the apps holding a token (Apps.Credentials).`, stderr)
+lists the apps holding a token (Apps.Credentials). "configure APP" sets the
+app's defaults for the tasks it submits from then on and prints them
+(Apps.Configure): replicas=N runs each task as N copies on distinct
+volunteers, quorum=M accepts the result M of them agree on (default a
+majority), adaptive=true runs a trusted volunteer's task as one copy,
+spot-checked (docs/TRUST.md).`, stderr)
 	operands, err := c.parse(args)
 	if err != nil {
 		return err

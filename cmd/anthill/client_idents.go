@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/anthill-project/anthill/jsonrpc"
@@ -40,6 +41,15 @@ func runAppsCredential(ctx context.Context, stdout io.Writer, c *clientFlags, op
 		}
 		_, err = fmt.Fprintf(stdout, "app %s revoked\n", fmtText(operands[1]))
 		return err
+	case len(operands) >= 2 && operands[0] == "configure":
+		p, err := appConfigParams(c, operands[1], operands[2:])
+		if err != nil {
+			return err
+		}
+		return showCall(ctx, stdout, c, "Apps.Configure", p, func(w io.Writer, a *jsonrpc.AppConfig) error {
+			return printFields(w, []field{{"app", fmtText(a.App)}, {"replicas", fmt.Sprint(a.Replicas)},
+				{"quorum", fmt.Sprint(a.Quorum)}, {"adaptive", fmt.Sprint(a.Adaptive)}})
+		})
 	case len(operands) == 1 && operands[0] == "credentials":
 		return showCall(ctx, stdout, c, "Apps.Credentials", nil, func(w io.Writer, l *jsonrpc.AppCredentialList) error {
 			rows := make([][]string, len(l.Credentials))
@@ -54,10 +64,12 @@ func runAppsCredential(ctx context.Context, stdout io.Writer, c *clientFlags, op
 }
 
 func runVolunteers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newClientFlags("volunteers", "[flags] [list | enroll NAME | revoke NAME]",
+	c := newClientFlags("volunteers", "[flags] [list | get NAME | enroll NAME | revoke NAME]",
 		`Manages volunteer identities. "list" (the default) shows every identity:
-how it was enrolled, when it was last seen and its live sessions
-(Volunteers.List). "enroll NAME" creates the identity NAME and prints its
+how it was enrolled, when it was last seen, its live sessions, its results
+that quorums judged valid and invalid, whether an app trusts it and its
+credit in CPU seconds (Volunteers.List). "get NAME" shows one, with its
+record per app (Volunteers.Get). "enroll NAME" creates the identity NAME and prints its
 token once, for anthill slave --token (Volunteers.Enroll; enrolling a name
 again replaces its token). "revoke NAME" revokes it: its slaves are
 disconnected at once and their tasks re-queued at no attempt cost
@@ -69,6 +81,8 @@ disconnected at once and their tasks re-queued at no attempt cost
 	switch {
 	case len(operands) == 0 || len(operands) == 1 && operands[0] == "list":
 		return showCall(ctx, stdout, c, "Volunteers.List", nil, printVolunteers)
+	case len(operands) == 2 && operands[0] == "get":
+		return showCall(ctx, stdout, c, "Volunteers.Get", jsonrpc.VolunteerParams{Name: operands[1]}, printVolunteer)
 	case len(operands) == 2 && operands[0] == "enroll":
 		raw, err := c.callOnce(ctx, "Volunteers.Enroll", jsonrpc.VolunteerParams{Name: operands[1]})
 		if err != nil {
@@ -101,7 +115,67 @@ func printVolunteers(w io.Writer, l *jsonrpc.VolunteerList) error {
 	rows := make([][]string, len(l.Volunteers))
 	for i := range l.Volunteers {
 		v := &l.Volunteers[i]
-		rows[i] = []string{fmtText(v.Name), v.How, fmtTime(&v.EnrolledAt), fmtTime(v.LastSeen), fmtList(v.Sessions)}
+		rows[i] = []string{fmtText(v.Name), v.How, fmtEnrolled(v), fmtTime(v.LastSeen), fmtList(v.Sessions),
+			fmt.Sprint(v.ValidResults), fmt.Sprint(v.InvalidResults), fmt.Sprint(v.Trusted), fmtCredit(v.Credit)}
 	}
-	return printTable(w, []string{"NAME", "HOW", "ENROLLED", "LAST SEEN", "SESSIONS"}, rows)
+	return printTable(w, []string{"NAME", "HOW", "ENROLLED", "LAST SEEN", "SESSIONS", "VALID", "INVALID", "TRUSTED", "CREDIT"}, rows)
+}
+
+// fmtEnrolled is when v was enrolled; "-" for a volunteer of an open
+// master, which has a record and no enrollment.
+func fmtEnrolled(v *jsonrpc.Volunteer) string {
+	if v.EnrolledAt.IsZero() {
+		return "-"
+	}
+	return fmtTime(&v.EnrolledAt)
+}
+
+func fmtCredit(c float64) string { return strconv.FormatFloat(c, 'f', 3, 64) }
+
+func printVolunteer(w io.Writer, v *jsonrpc.Volunteer) error {
+	if err := printVolunteers(w, &jsonrpc.VolunteerList{Volunteers: []jsonrpc.Volunteer{*v}}); err != nil {
+		return err
+	}
+	if len(v.Apps) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	rows := make([][]string, len(v.Apps))
+	for i, a := range v.Apps {
+		rows[i] = []string{fmtText(a.App), fmt.Sprint(a.ValidResults), fmt.Sprint(a.InvalidResults),
+			fmt.Sprintf("%d/%d", a.Streak, a.Need), fmt.Sprint(a.Trusted), fmt.Sprint(a.Suspect), fmtCredit(a.Credit), fmtCredit(a.PendingCredit)}
+	}
+	return printTable(w, []string{"APP", "VALID", "INVALID", "STREAK", "TRUSTED", "SUSPECT", "CREDIT", "PENDING"}, rows)
+}
+
+// appConfigParams reads "configure APP" settings: replicas=N, quorum=M,
+// adaptive=true|false; the ones left out keep their values.
+func appConfigParams(c *clientFlags, app string, settings []string) (jsonrpc.AppConfigParams, error) {
+	p := jsonrpc.AppConfigParams{App: app}
+	for _, kv := range settings {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "replicas", "quorum":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return p, c.usageError("%s: want a number, not %q", k, v)
+			}
+			if k == "replicas" {
+				p.Replicas = &n
+			} else {
+				p.Quorum = &n
+			}
+		case "adaptive":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return p, c.usageError("adaptive: want true or false, not %q", v)
+			}
+			p.Adaptive = &b
+		default:
+			return p, c.usageError("unknown setting %q: want replicas=N, quorum=M or adaptive=true|false", kv)
+		}
+	}
+	return p, nil
 }

@@ -79,6 +79,8 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 	attempts := fs.Int("attempts", 0, "attempts before the task fails for good (default: the master's --default-attempts)")
 	key := fs.String("key", "", "routing key")
 	count := fs.Int("count", 1, "submit this many tasks with the same payload")
+	replicas := fs.Int("replicas", 0, "run each task as this many copies on distinct volunteers (default: the app's, see apps configure)")
+	quorum := fs.Int("quorum", 0, "how many copies must agree (default: a majority of --replicas)")
 	if err := c.parseNone(args); err != nil {
 		return nil, nil, err
 	}
@@ -109,13 +111,16 @@ submitted. With --json: {"id":N} for one task, {"ids":[...]} for several.`, stde
 		err = c.usageError("--timeout must not be negative")
 	case *attempts < 0 || int64(*attempts) > math.MaxUint32:
 		err = c.usageError("--attempts must be from 0 to %d", uint32(math.MaxUint32))
+	case *replicas < 0 || *replicas > protocol.MaxReplicas || *quorum < 0 || *quorum > protocol.MaxReplicas:
+		err = c.usageError("--replicas and --quorum must be from 0 to %d", protocol.MaxReplicas)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	o := &submitOptions{
-		app:     *app,
-		spec:    jsonrpc.TaskSpec{Kind: *kind, Priority: int32(*priority), MaxAttempts: uint32(*attempts), Key: *key, Module: *module},
+		app: *app,
+		spec: jsonrpc.TaskSpec{Kind: *kind, Priority: int32(*priority), MaxAttempts: uint32(*attempts), Key: *key, Module: *module,
+			Replicas: *replicas, Quorum: *quorum},
 		payload: []byte(*payload), fromStdin: *fromStdin, count: *count,
 	}
 	if *timeout > 0 {

@@ -137,6 +137,18 @@ func printTask(w io.Writer, t *jsonrpc.Task) error {
 		fs = append(fs, field{"payload", fmtBytes(t.Payload)})
 	}
 	fs = append(fs, field{"result", fmtBytes(t.Result)}, field{"error", fmtText(t.Error)})
+	if t.Replicas > 0 {
+		fs = append(fs, field{"replicas", fmt.Sprint(t.Replicas)}, field{"quorum", fmt.Sprint(t.Quorum)})
+	}
+	if t.Parent != 0 {
+		fs = append(fs, field{"copy_of", fmt.Sprint(t.Parent)})
+	}
+	if len(t.Copies) > 0 {
+		fs = append(fs, listFields("copies", t.Copies, func(c *jsonrpc.Copy) string {
+			return fmt.Sprintf("slave=%s session=%s started_at=%s ended_at=%s outcome=%s error=%s",
+				fmtText(c.Slave), fmtText(c.Session), fmtTime(c.StartedAt), fmtTime(c.EndedAt), fmtText(c.Outcome), fmtText(c.Error))
+		})...)
+	}
 	fs = append(fs, listFields("history", t.History, func(a *jsonrpc.Attempt) string {
 		return fmt.Sprintf("slave=%s session=%s started_at=%s ended_at=%s outcome=%s error=%s",
 			fmtText(a.Slave), fmtText(a.Session), fmtTime(&a.StartedAt), fmtTime(a.EndedAt), fmtText(a.Outcome), fmtText(a.Error))

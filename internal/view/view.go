@@ -68,6 +68,13 @@ type Task struct {
 	Result       []byte     `json:"result"`
 	Error        string     `json:"error"`
 	History      []Attempt  `json:"history"` // the most recent attempts (at most 16), oldest first; never null
+	// Replicas and Quorum are what the task asked for, 0 for its app's
+	// defaults; once it ran replicated, what it ran with. Copies are its
+	// copies on distinct volunteers; Parent is set on a copy read by id.
+	Replicas uint8  `json:"replicas,omitempty"`
+	Quorum   uint8  `json:"quorum,omitempty"`
+	Copies   []Copy `json:"copies,omitempty"`
+	Parent   uint64 `json:"parent,omitempty"`
 }
 
 // Attempt is one run of a task on a slave. Outcome is running, done,
@@ -90,7 +97,8 @@ func TaskOf(ti *sched.TaskInfo) Task {
 		StartedAt: Time(ti.StartedAt), FinishedAt: Time(ti.FinishedAt),
 		PayloadBytes: len(ti.Payload), ResultBytes: len(ti.Result),
 		Payload: ti.Payload, Result: ti.Result, Error: ti.Err,
-		History: make([]Attempt, len(ti.History)),
+		History:  make([]Attempt, len(ti.History)),
+		Replicas: ti.Replicas, Quorum: ti.Quorum, Parent: ti.Parent, Copies: copiesOf(ti),
 	}
 	t.Slave, t.Session = sched.Attribution(ti.Slave)
 	for i, a := range ti.History {
