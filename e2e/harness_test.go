@@ -68,7 +68,14 @@ type proc struct {
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	identSeedAdminToken(t, args)
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	return startBin(t, bin, args...)
+}
+
+// startBin runs the program path (anthill, or a test build such as
+// testdata/liar) as start does.
+func startBin(t *testing.T, path string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
 	// A slave keeps its identity under the user's config dir and its
 	// modules under the user's cache dir by default: never the real ones.
 	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
@@ -78,6 +85,9 @@ func start(t *testing.T, args ...string) *proc {
 		t.Fatal(err)
 	}
 	name := args[0]
+	if path != bin {
+		name = filepath.Base(path)
+	}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
