@@ -207,4 +207,3 @@ func TestMasterKilledMidQuorum(t *testing.T) {
 	}
 	t.Logf("killed after %d of %d notifications", before, n)
 }
-
