@@ -163,6 +163,9 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 	var forks *store.Batch // made by the first fork, if any
 	var skipped []*QueuedTask
 	for free > 0 && size < s.opts.MaxFrame/2 && (len(sl.running) == 0 || sl.heldBytes < s.opts.MaxWindowBytes) {
+		if len(s.suspects) > 0 && s.throttledLocked(sl) {
+			break
+		}
 		q := s.queue.Next(view)
 		if q == nil && view == &sl.held && !heldOnly {
 			view = &sl.view
@@ -307,7 +310,7 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 		claim := claimOf(r.Duration, t.startedAt, now)
 		if t.ringer != nil {
 			t.slave = nil
-			s.ringerDoneLocked(sl, t, errText == "", out, claim, &c)
+			s.ringerDoneLocked(sl, t, errText == "", out, claim, now, &c)
 			continue
 		}
 		t.claim = claim
@@ -317,14 +320,19 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 		t.ranOn = sl.view.Name
 		if errText != "" && t.attempts < t.maxAttempts {
 			t.err = errText
+			s.uncheckLocked(t)
 			s.retryLocked(t, now)
 			s.put(&c.b, t)
+			continue
+		}
+		if errText == "" && t.onTrust && (t.check != nil || t.checkFailed) {
+			s.holdLocked(t, out, claim, now, &c) // its ringer decides
 			continue
 		}
 		if errText == "" {
 			t.state, t.result, t.err = protocol.StateDone, out, ""
 			if t.onTrust {
-				s.onTrustDoneLocked(sl, t, claim, &c)
+				s.onTrustDoneLocked(sl.who.Identity, t, claim, &c)
 			}
 		} else {
 			t.state, t.err = protocol.StateFailed, errText
@@ -408,11 +416,14 @@ func backoff(base, max time.Duration, attempts uint32) time.Duration {
 // that outcome and why. When no attempts are left the task fails with why.
 func (s *Scheduler) requeueLocked(t *task, o Outcome, why string, now time.Time, c *change) {
 	t.slave = nil
-	t.onTrust = false
 	if t.ringer != nil {
-		t.state = protocol.StateCanceled // a ringer lost is forgotten
+		// A ringer lost is forgotten; the task it checked is checked
+		// by its copies instead.
+		t.state = protocol.StateCanceled
+		s.checkEndedLocked(t, false, now, c)
 		return
 	}
+	s.uncheckLocked(t)
 	t.endAttempt(now, o, why)
 	spent := o != OutcomeReturned
 	if !spent {

@@ -159,17 +159,52 @@ func (s *Scheduler) trustLocked(volunteer, app string) *trust.Record {
 	return r
 }
 
-// saveTrustLocked writes the record of volunteer for app into b.
+// saveTrustLocked writes the record of volunteer for app into b, and
+// notes whether the app now suspects it.
 func (s *Scheduler) saveTrustLocked(b *store.Batch, volunteer, app string) {
 	k := trustKey{volunteer, app}
+	s.noteSuspectLocked(k)
 	b.PutValue(store.BucketTrust, k.String(), trust.AppendRecord(nil, s.trust[k]))
+}
+
+// noteSuspectLocked keeps suspects in step with k's record.
+func (s *Scheduler) noteSuspectLocked(k trustKey) {
+	by := s.suspects[k.volunteer]
+	if r := s.trust[k]; s.policy.Suspect(r) {
+		if by == nil {
+			by = map[string]uint64{}
+			s.suspects[k.volunteer] = by
+		}
+		by[k.app] = r.Invalid
+		return
+	}
+	if delete(by, k.app); len(by) == 0 {
+		delete(s.suspects, k.volunteer)
+	}
+}
+
+// throttledLocked says whether sl is refused a task this time: a
+// volunteer an app suspects gets one with probability 1/(1+invalid), its
+// most invalid results for one app, so a caught saboteur is given little
+// to spoil while an honest volunteer that erred once still earns trust
+// back. It asks again at the next pump (every tick at the latest).
+func (s *Scheduler) throttledLocked(sl *Slave) bool {
+	by := s.suspects[sl.who.Identity]
+	if by == nil {
+		return false
+	}
+	var worst uint64
+	for _, n := range by {
+		worst = max(worst, n)
+	}
+	return rand.Float64() >= 1/(1+float64(worst))
 }
 
 // placeLocked decides how the task t, just taken from the queue for sl,
 // runs. It returns the task to send sl: t itself, or its first copy when
 // t forks; and a ringer to send beside it, or nil. New records go into b.
 func (s *Scheduler) placeLocked(sl *Slave, t *task, room int, now time.Time, b **store.Batch) (send, ringer *task) {
-	t.onTrust = false
+	s.uncheckLocked(t)
 	if t.parent != nil || t.ringer != nil {
 		return t, nil
 	}
@@ -186,6 +221,7 @@ func (s *Scheduler) placeLocked(sl *Slave, t *task, room int, now time.Time, b *
 			}
 			if r := s.ringerLocked(t); r != nil && room >= 2 {
 				t.onTrust = true
+				t.check, r.checks = r, t
 				return t, r
 			}
 		}
@@ -485,11 +521,13 @@ func (s *Scheduler) ringerLocked(t *task) *task {
 	return rt
 }
 
-// ringerDoneLocked judges sl's answer to a ringer.
-func (s *Scheduler) ringerDoneLocked(sl *Slave, t *task, ok bool, out []byte, claim time.Duration, ch *change) {
+// ringerDoneLocked judges sl's answer to a ringer, then lets the task it
+// checks go on.
+func (s *Scheduler) ringerDoneLocked(sl *Slave, t *task, ok bool, out []byte, claim time.Duration, now time.Time, ch *change) {
 	t.state = protocol.StateDone
 	rec := s.trustLocked(sl.who.Identity, t.app.name)
-	if ok && string(out) == string(t.ringer.result) {
+	passed := ok && string(out) == string(t.ringer.result)
+	if passed {
 		s.policy.Valid(rec, claim.Seconds())
 	} else {
 		s.policy.Invalid(rec)
@@ -497,14 +535,85 @@ func (s *Scheduler) ringerDoneLocked(sl *Slave, t *task, ok bool, out []byte, cl
 		s.opts.Logger.Info("a volunteer failed a spot check", "volunteer", sl.who.Identity, "app", t.app.name)
 	}
 	s.saveTrustLocked(&ch.b, sl.who.Identity, t.app.name)
+	s.checkEndedLocked(t, passed, now, ch)
+}
+
+// checkEndedLocked ends the check the ringer r made: the task it checks,
+// if its result waits, is believed when the check passed, and forked with
+// that result as a first copy when it did not (or r was lost).
+func (s *Scheduler) checkEndedLocked(r *task, passed bool, now time.Time, ch *change) {
+	t := r.checks
+	r.checks = nil
+	if t == nil || t.check != r {
+		return
+	}
+	t.check = nil
+	if !t.holding {
+		t.checkFailed = !passed // its result, when it comes, is held no longer
+		return
+	}
+	out, claim := t.held, t.heldClaim
+	t.holding, t.held = false, nil
+	if !passed {
+		s.forkHeldLocked(t, out, now, ch)
+		return
+	}
+	t.state, t.result, t.err = protocol.StateDone, out, ""
+	id, _ := Attribution(t.ranOn)
+	s.onTrustDoneLocked(id, t, claim, ch)
+	s.finishLocked(t, now, ch)
+}
+
+// holdLocked keeps t's result until its ringer answers, or forks t at
+// once if the ringer failed already.
+func (s *Scheduler) holdLocked(t *task, out []byte, claim time.Duration, now time.Time, ch *change) {
+	if t.checkFailed {
+		s.forkHeldLocked(t, out, now, ch)
+		return
+	}
+	t.holding, t.held, t.heldClaim = true, out, claim
+	t.state = protocol.StateRunning // off its slave, waiting for the check
+}
+
+// forkHeldLocked forks t after its volunteer failed a check: the result
+// it gave becomes a first copy, carrying no weight (its volunteer is a
+// suspect now), and n copies go to other volunteers.
+func (s *Scheduler) forkHeldLocked(t *task, out []byte, now time.Time, ch *change) {
+	t.onTrust, t.checkFailed = false, false
+	n, m, _ := t.replication()
+	n = max(n, 2)
+	g := &group{n: n, m: m, bound: copyBound(n)}
+	t.group = g
+	t.state = protocol.StateRunning
+	c0 := s.newCopyLocked(t, now, &ch.b)
+	c0.state, c0.result, c0.attempts, c0.ranOn = protocol.StateDone, out, 1, t.ranOn
+	c0.startedAt, c0.finishedAt = t.startedAt, now
+	c0.history = []Attempt{{Slave: t.ranOn, Started: t.startedAt, Ended: now, Outcome: OutcomeDone}}
+	s.put(&ch.b, c0)
+	for range n {
+		c := s.newCopyLocked(t, now, &ch.b)
+		s.queue.Push(&c.q)
+	}
+	s.repump = true
+	s.metrics.Forked(t.kind)
+}
+
+// uncheckLocked forgets the check of t's run, which did not end in a
+// result: the next run is placed anew.
+func (s *Scheduler) uncheckLocked(t *task) {
+	if t.check != nil {
+		t.check.checks = nil
+		t.check = nil
+	}
+	t.onTrust, t.checkFailed = false, false
 }
 
 // onTrustDoneLocked credits, pending its next check, the volunteer whose
 // single copy of t was believed.
-func (s *Scheduler) onTrustDoneLocked(sl *Slave, t *task, claim time.Duration, ch *change) {
-	rec := s.trustLocked(sl.who.Identity, t.app.name)
+func (s *Scheduler) onTrustDoneLocked(volunteer string, t *task, claim time.Duration, ch *change) {
+	rec := s.trustLocked(volunteer, t.app.name)
 	s.policy.OnTrust(rec, claim.Seconds())
-	s.saveTrustLocked(&ch.b, sl.who.Identity, t.app.name)
+	s.saveTrustLocked(&ch.b, volunteer, t.app.name)
 }
 
 // claimOf is the CPU time a result claims, bounded by the time the master
@@ -549,6 +658,7 @@ func (s *Scheduler) reloadValues() error {
 			return fmt.Errorf("%q of %q: %w", volunteer, app, err)
 		}
 		s.trust[trustKey{volunteer, app}] = &r
+		s.noteSuspectLocked(trustKey{volunteer, app})
 		return nil
 	})
 	if err != nil {

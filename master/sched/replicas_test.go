@@ -281,9 +281,71 @@ func TestRingerCatchesTrustedLiar(t *testing.T) {
 	for _, x := range d.Tasks {
 		h.answer(sl, x, "lie")
 	}
-	h.wait(id)
 	v := h.s.VolunteerTrustOf("a")
 	if v.Trusted || v.Invalid != 1 || v.Apps[0].Pending != 0 {
 		t.Errorf("after a wrong ringer: %+v, want one invalid, not trusted, nothing pending", v)
+	}
+	// The task it lied on was not believed: it forked, its lie a copy
+	// without weight, and two others decide.
+	info := h.task(id)
+	if info.State != protocol.StateRunning || len(info.Copies) != 3 {
+		t.Fatalf("the checked task: %s with %d copies, want running with 3", info.State, len(info.Copies))
+	}
+	for _, name := range []string{"c", "d"} {
+		sl, o := h.slave(name, 1, "k")
+		h.answer(sl, one(t, o), "truth")
+	}
+	info = h.wait(id)[0]
+	if info.State != protocol.StateDone || string(info.Result) != "truth" {
+		t.Fatalf("task %s %q, want the truth", info.State, info.Result)
+	}
+	if got := outcomes(info); got["a"] != "invalid" || got["c"] != "canonical" || got["d"] != "canonical" {
+		t.Errorf("copies %v", got)
+	}
+}
+
+func TestRingerPassedReleasesTheHeldResult(t *testing.T) {
+	h := newHarness(t, Options{Trust: trust.Policy{Threshold: 2, SpotMin: 1}})
+	if err := h.s.ConfigureApp("app", AppConfig{Replicas: 2, Adaptive: true}); err != nil {
+		t.Fatal(err)
+	}
+	sa, oa := h.slave("a", 1, "k")
+	sb, ob := h.slave("b", 1, "k")
+	for i := range 2 {
+		id := h.submit("app", protocol.NewTask{Kind: "k", Payload: fmt.Appendf(nil, "%d", i)})
+		h.answer(sa, one(t, oa), "ok")
+		h.answer(sb, one(t, ob), "ok")
+		h.wait(id)
+	}
+	for _, session := range []string{"session-a", "session-b"} {
+		if err := h.s.Drain(session); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := newOutbox(t, "a, second session")
+	sl := h.s.AttachSlave("session-a2", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "a", Kinds: []string{"k"}, Concurrency: 2}, o)
+	id := h.submit("app", protocol.NewTask{Kind: "k", Payload: []byte("new")})
+	d := readAs[*protocol.Dispatch](t, o)
+	if len(d.Tasks) != 2 {
+		t.Fatalf("dispatch of %d tasks, want the task and a ringer", len(d.Tasks))
+	}
+	var task, ringer protocol.Task
+	for _, x := range d.Tasks {
+		if x.ID == id {
+			task = x
+		} else {
+			ringer = x
+		}
+	}
+	h.answer(sl, task, "fresh")
+	if info := h.task(id); info.State.Final() {
+		t.Fatalf("the checked task is %s before its ringer answered", info.State)
+	}
+	h.answer(sl, ringer, "ok") // the known answer
+	if info := h.wait(id)[0]; info.State != protocol.StateDone || string(info.Result) != "fresh" {
+		t.Fatalf("task %s %q, want the held result", info.State, info.Result)
+	}
+	if v := h.s.VolunteerTrustOf("a"); !v.Trusted || v.Invalid != 0 {
+		t.Errorf("after a passed ringer: %+v", v)
 	}
 }

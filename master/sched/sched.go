@@ -344,8 +344,11 @@ type Scheduler struct {
 	trust  map[trustKey]*trust.Record
 	confs  map[string]AppConfig
 	public map[string]bool // volunteers listed on the leaderboard
-	policy trust.Policy
-	repump bool // a verdict queued copies or freed slots: pump every slave
+	// suspects are the volunteers some app suspects, with their invalid
+	// results per app (see throttledLocked).
+	suspects map[string]map[string]uint64
+	policy   trust.Policy
+	repump   bool // a verdict queued copies or freed slots: pump every slave
 
 	// queuedTasks and queuedBytes are the tasks accepted and not final,
 	// and their payload bytes: what the queue quotas count.
@@ -395,6 +398,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		trust:     map[trustKey]*trust.Record{},
 		confs:     map[string]AppConfig{},
 		public:    map[string]bool{},
+		suspects:  map[string]map[string]uint64{},
 		policy:    opts.Trust,
 	}
 	if err := s.reload(); err != nil {

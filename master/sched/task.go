@@ -56,12 +56,20 @@ type task struct {
 	push      *push     // the batch it came in, until acknowledged
 
 	// Replication (see replicas.go).
-	group   *group        // a forked task's copies, until the verdict
-	parent  *task         // on a copy: the task it is a copy of
-	ringer  *ringer       // on a ringer: the known answer; never stored
-	onTrust bool          // the running attempt is a trusted volunteer's single copy
-	remote  string        // on a copy: the address of the volunteer it ran on
-	claim   time.Duration // on a copy: the CPU time its result claims
+	group   *group  // a forked task's copies, until the verdict
+	parent  *task   // on a copy: the task it is a copy of
+	ringer  *ringer // on a ringer: the known answer; never stored
+	onTrust bool    // the running attempt is a trusted volunteer's single copy
+	// A trusted volunteer's single copy checked by a ringer waits for it:
+	// check is the ringer (on the task; checks on the ringer), held the
+	// result that waits, checkFailed says the ringer failed first.
+	check, checks *task
+	holding       bool
+	held          []byte
+	heldClaim     time.Duration
+	checkFailed   bool
+	remote        string        // on a copy: the address of the volunteer it ran on
+	claim         time.Duration // on a copy: the CPU time its result claims
 }
 
 // Outcome is how an attempt ended.
