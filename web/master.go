@@ -13,6 +13,10 @@ type Master interface {
 	Cancel(id uint64) error
 	Retry(id uint64) error
 	Drain(session string) error
+	// Trust is every volunteer's record (the Volunteers page);
+	// Leaderboard those who agreed to be listed (the public page).
+	Trust() []sched.VolunteerTrust
+	Leaderboard() []sched.VolunteerTrust
 	view.Source
 	// Stopped is closed when the master begins to shut down.
 	Stopped() <-chan struct{}

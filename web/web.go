@@ -64,6 +64,7 @@ type Server struct {
 	mux    *http.ServeMux
 	index  *template.Template
 	vol    *template.Template // the volunteer page
+	board  *template.Template // the public leaderboard
 	static http.Handler
 	up     websocket.Upgrader
 
@@ -113,9 +114,13 @@ func New(m Master, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	board, err := template.ParseFS(sub, "leaderboard.html")
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		m: m, opts: o, auth: a,
-		mux: http.NewServeMux(), index: index, vol: vol,
+		mux: http.NewServeMux(), index: index, vol: vol, board: board,
 		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
 		quit:   make(chan struct{}),
 	}
@@ -130,6 +135,9 @@ func New(m Master, o Options) (*Server, error) {
 	s.mux.HandleFunc("POST /logout", s.action(s.serveLogout))
 	s.mux.HandleFunc("GET /static/", s.serveStatic)
 	s.mux.HandleFunc("GET /volunteer", s.serveVolunteer)
+	s.mux.HandleFunc("GET /leaderboard", s.serveLeaderboard)
+	s.mux.HandleFunc("GET /leaderboard.json", s.serveLeaderboardJSON)
+	s.mux.HandleFunc("GET /ui/volunteers", s.authed(s.serveVolunteers))
 	s.mux.HandleFunc("GET /ui/session", s.authed(s.serveSession))
 	s.mux.HandleFunc("GET /ui/live", s.authed(s.serveLive))
 	s.mux.HandleFunc("GET /ui/tasks", s.authed(s.serveTasks))

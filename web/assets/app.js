@@ -443,7 +443,8 @@ function taskPage(id) {
       try { await post('/ui/' + what, { id: t.id }); toast('Task ' + t.id + ': ' + what + ' done'); last = null; load(); } catch (e) { toast(e.message); }
     };
     const active = t.state === 'pending' || t.state === 'running';
-    box.replaceChildren(
+    // replaceChildren would print a null as the text "null".
+    box.replaceChildren(...[
       h('div', { class: 'panel' },
         h('dl', { class: 'fields' },
           h('dt', {}, 'State'), h('dd', { id: 'task-state' }, stateBadge(t.state)),
@@ -462,9 +463,11 @@ function taskPage(id) {
           h('button', { id: 'task-cancel', class: 'danger', disabled: !active, onclick: () => act('cancel') }, 'Cancel'),
           h('button', { id: 'task-retry', disabled: !(t.state === 'failed' || t.state === 'canceled'), onclick: () => act('retry') }, 'Retry'))),
       t.error ? h('div', { class: 'panel' }, h('h3', {}, 'Error'), h('pre', { class: 'preview err', id: 'task-error' }, t.error)) : null,
-      h('div', { class: 'panel' }, h('h3', {}, 'Attempts'), history(t.history)),
+      t.copies ? h('div', { class: 'panel' }, h('h3', {}, 'Copies (' + t.replicas + ', quorum ' + t.quorum + ')'), copies(t.copies)) : null,
+      // A replicated task's runs are its copies.
+      t.copies ? null : h('div', { class: 'panel' }, h('h3', {}, 'Attempts'), history(t.history)),
       h('div', { class: 'panel' }, h('h3', {}, 'Result'), previewBox(t.result, 'task-result')),
-      h('div', { class: 'panel' }, h('h3', {}, 'Payload'), previewBox(t.payload, 'task-payload')));
+      h('div', { class: 'panel' }, h('h3', {}, 'Payload'), previewBox(t.payload, 'task-payload'))].filter((el) => el));
   }
   load();
   page.update = () => { if (last && /"state":"(pending|running)"/.test(last)) load(); };
@@ -485,6 +488,17 @@ function history(hs) {
       h('td', {}, i + 1), h('td', {}, attribution(a.slave, a.session)), h('td', {}, fmtTime(a.started_at)),
       h('td', { class: 'num' }, a.ended_at ? fmtDuration((toMs(a.ended_at) - toMs(a.started_at)) / 1000) : 'running'),
       h('td', {}, stateBadge(a.outcome)), h('td', { class: 'err' }, a.error || '')))));
+}
+
+// copies lists a replicated task's copies: who ran each, and what the
+// quorum made of it.
+function copies(cs) {
+  return h('table', { id: 'task-copies' },
+    h('thead', {}, h('tr', {}, ['#', 'Volunteer', 'Started', 'Took', 'Outcome', 'Error'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, cs.map((c, i) => h('tr', { 'data-copy': c.slave || '' },
+      h('td', {}, i + 1), h('td', {}, attribution(c.slave, c.session)), h('td', {}, fmtTime(c.started_at)),
+      h('td', { class: 'num' }, c.ended_at && c.started_at ? fmtDuration((toMs(c.ended_at) - toMs(c.started_at)) / 1000) : '—'),
+      h('td', {}, stateBadge(c.outcome)), h('td', { class: 'err' }, c.error || '')))));
 }
 
 function previewBox(p, id) {
@@ -525,6 +539,47 @@ function appsPage() {
   page.update();
 }
 
+// volunteersPage shows what each volunteer has shown: results the
+// quorums judged, trust per app, credit. It polls: the records change
+// with every verdict, not with the live feed.
+function volunteersPage() {
+  const body = h('tbody', { id: 'volunteers' });
+  main().replaceChildren(h('h2', {}, 'Volunteers'),
+    h('div', { class: 'panel' },
+      h('p', { class: 'muted' }, 'Results of replicated and adaptive apps, judged by quorums and spot checks (docs/TRUST.md). ',
+        h('a', { href: '/leaderboard', target: '_blank' }, 'Public leaderboard')),
+      h('table', {}, h('thead', {}, h('tr', {}, ['Volunteer', 'Valid', 'Invalid', 'Trust', 'Credit', 'Apps', 'Listed']
+        .map((c) => h('th', { class: ['Valid', 'Invalid', 'Credit'].includes(c) ? 'num' : '' }, c)))), body)));
+  let last = 0, busy = false;
+  async function load() {
+    if (busy || Date.now() - last < 2000) return;
+    busy = true;
+    let out;
+    try { out = await getJSON('/ui/volunteers'); } catch (e) { busy = false; return; } finally { last = Date.now(); }
+    busy = false;
+    if (!out.volunteers.length) {
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No volunteer has results judged yet: apps that ask for replicas have them.')));
+      return;
+    }
+    body.replaceChildren(...out.volunteers.map((v) => {
+      const suspect = v.apps.some((a) => a.suspect);
+      const trust = v.trusted ? h('span', { class: 'state done' }, 'trusted') :
+        suspect ? h('span', { class: 'state failed' }, 'suspect') : h('span', { class: 'state pending' }, 'earning');
+      return h('tr', { 'data-volunteer': v.name, 'data-trust': v.trusted ? 'trusted' : suspect ? 'suspect' : 'earning' },
+        h('td', {}, v.name),
+        h('td', { class: 'num', 'data-col': 'valid' }, fmtInt(v.valid_results)),
+        h('td', { class: 'num', 'data-col': 'invalid' }, fmtInt(v.invalid_results)),
+        h('td', {}, trust),
+        h('td', { class: 'num' }, fmtDuration(v.credit)),
+        h('td', {}, v.apps.map((a) => h('div', { class: 'muted' }, a.app + ': streak ' + fmtInt(a.streak) + ' of ' + fmtInt(a.need) +
+          (a.pending_credit ? ', ' + fmtDuration(a.pending_credit) + ' pending' : '')))),
+        h('td', {}, v.leaderboard ? 'yes' : '—'));
+    }));
+  }
+  page.update = load;
+  load();
+}
+
 // ---- routing ----
 
 function route() {
@@ -538,6 +593,7 @@ function route() {
   else if (name === 'slaves') slavesPage();
   else if (name === 'tasks') tasksPage(params);
   else if (name === 'apps') appsPage();
+  else if (name === 'volunteers') volunteersPage();
   else { name = 'overview'; overviewPage(); }
   document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === name));
   document.body.dataset.page = name;
