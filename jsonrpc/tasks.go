@@ -296,6 +296,8 @@ func (h *handler) taskError(err error, id uint64) error {
 		return rpcError(CodeNotFound, idData{id}, "task %d not found", id)
 	case errors.Is(err, sched.ErrFinal):
 		return rpcError(CodeConflict, idData{id}, "task %d is already %s; only pending or running tasks can be canceled", id, h.stateOf(id))
+	case errors.Is(err, sched.ErrCopy):
+		return rpcError(CodeConflict, idData{id}, "%s: cancel or retry that task, not one of its copies", err)
 	case errors.Is(err, sched.ErrNotFinal):
 		return rpcError(CodeConflict, idData{id}, "task %d is %s; only failed or canceled tasks can be retried", id, h.stateOf(id))
 	}

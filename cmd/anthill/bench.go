@@ -46,8 +46,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	profile := fs.String("master-profile", "", "write the master's CPU profile to this file")
 	dashboards := fs.Int("dashboards", 0, "live dashboard feeds kept open during the runs, to measure what watching costs")
 	useWASM := fs.Bool("wasm", false, "tasks run a tiny WASM echo module on the slaves instead of their built-in echo")
+	replicas := fs.Int("replicas", 0, "run each task as this many copies on distinct slaves (quorum: a majority), to measure what replication costs")
+	adaptive := fs.Bool("adaptive", false, "adaptive replication: the bench app replicates (--replicas, default 2) until the slaves are trusted, then runs single copies, spot-checked")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *adaptive && *replicas == 0 {
+		*replicas = 2
+	}
+	if *replicas < 0 || *replicas > *slaves {
+		return fmt.Errorf("--replicas %d: want 0 to the number of slaves (%d): copies need distinct slaves", *replicas, *slaves)
 	}
 	dir, err := os.MkdirTemp("", "anthill-bench-")
 	if err != nil {
@@ -115,13 +123,28 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer node.Shutdown(context.WithoutCancel(ctx))
 	mk := func(payload []byte) *appnode.Task { return &appnode.Task{Kind: "echo", Payload: payload} }
 	tasksAre := "built-in echo"
+	switch {
+	case *adaptive:
+		rpc := &jsonrpc.Client{URL: "http://" + addr, Token: admin}
+		yes := true
+		if err := rpc.Call(ctx, "Apps.Configure", jsonrpc.AppConfigParams{App: "bench", Replicas: replicas, Adaptive: &yes}, nil); err != nil {
+			return err
+		}
+		tasksAre += fmt.Sprintf(", adaptive replication of %d", *replicas)
+	case *replicas > 1:
+		tasksAre += fmt.Sprintf(", %d copies, quorum %d", *replicas, *replicas/2+1)
+	}
 	if *useWASM {
 		hash, err := node.UploadModule(ctx, "echo", benchEchoModule)
 		if err != nil {
 			return err
 		}
 		mk = func(payload []byte) *appnode.Task { return &appnode.Task{Module: hash, Payload: payload} }
-		tasksAre = fmt.Sprintf("WASM echo (%d-byte module)", len(benchEchoModule))
+		tasksAre = strings.Replace(tasksAre, "built-in echo", fmt.Sprintf("WASM echo (%d-byte module)", len(benchEchoModule)), 1)
+	}
+	if *replicas > 1 && !*adaptive {
+		one, n := mk, uint8(*replicas)
+		mk = func(payload []byte) *appnode.Task { t := one(payload); t.Replicas = n; return t }
 	}
 
 	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v; %d dashboards open; tasks: %s\n",

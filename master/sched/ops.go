@@ -21,6 +21,9 @@ var (
 	ErrFinal        = errors.New("task is already finished")
 	ErrNotFinal     = errors.New("only a failed or canceled task can be retried")
 	ErrUnknownSlave = errors.New("no such slave")
+	// ErrCopy refuses to act on a copy of a replicated task: its task is
+	// canceled or retried, never one copy.
+	ErrCopy = errors.New("a copy of the replicated task")
 )
 
 // TaskInfo is a task as the operator API shows it.
@@ -417,7 +420,10 @@ func (s *Scheduler) Cancel(id uint64) error {
 	defer s.mu.Unlock()
 	t := s.tasks[id]
 	if t == nil {
-		if _, err := s.st.Get(id); err == nil {
+		if r, err := s.st.Get(id); err == nil {
+			if r.Parent != 0 {
+				return fmt.Errorf("task %d is %w %d", id, ErrCopy, r.Parent)
+			}
 			return fmt.Errorf("task %d: %w", id, ErrFinal)
 		}
 		return fmt.Errorf("task %d: %w", id, ErrNotFound)
@@ -454,6 +460,9 @@ func (s *Scheduler) Retry(id uint64) error {
 		return fmt.Errorf("task %d: %w", id, ErrNotFound)
 	} else if err != nil {
 		return err
+	}
+	if r.Parent != 0 {
+		return fmt.Errorf("task %d is %w %d", id, ErrCopy, r.Parent)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -404,7 +404,7 @@ func (s *Scheduler) verdictLocked(p *task, votes []trust.Vote, voters []*task, v
 		p.state, p.result, p.err = protocol.StateFailed, nil, canon.err
 	}
 	p.ranOn = canon.ranOn
-	s.foldCopiesLocked(p, judged, now, ch)
+	s.foldCopiesLocked(p, judged, OutcomeNotNeeded, now, ch)
 	s.finishLocked(p, now, ch)
 }
 
@@ -412,15 +412,15 @@ func (s *Scheduler) verdictLocked(p *task, votes []trust.Vote, voters []*task, v
 func (s *Scheduler) noQuorumLocked(p *task, v trust.Verdict, now time.Time, ch *change) {
 	p.state, p.result = protocol.StateFailed, nil
 	p.err = fmt.Sprintf("no quorum: %d copies, at most %d agreeing, %d needed", len(p.group.copies), v.Best, p.group.m)
-	s.foldCopiesLocked(p, nil, now, ch)
+	s.foldCopiesLocked(p, nil, OutcomeNotNeeded, now, ch)
 	s.finishLocked(p, now, ch)
 }
 
 // foldCopiesLocked ends p's group: every copy becomes an entry of p's
-// history with its verdict (judged, else lost, or not needed if it had
-// not ended), copies still queued or running are canceled, and their
-// records are deleted in favour of p's.
-func (s *Scheduler) foldCopiesLocked(p *task, judged map[*task]Outcome, now time.Time, ch *change) {
+// history with its verdict (judged, else lost, or live if it had not
+// ended: not needed, or canceled with its task), copies still queued or
+// running are canceled, and their records are deleted in favour of p's.
+func (s *Scheduler) foldCopiesLocked(p *task, judged map[*task]Outcome, live Outcome, now time.Time, ch *change) {
 	g := p.group
 	p.group = nil
 	// From here the task's replicas say how it ran, and its history
@@ -435,7 +435,7 @@ func (s *Scheduler) foldCopiesLocked(p *task, judged map[*task]Outcome, now time
 			a.Outcome = o
 		case !c.state.Final():
 			s.dropCopyLocked(c)
-			a.Outcome, a.Ended, a.Err = OutcomeNotNeeded, now, ""
+			a.Outcome, a.Ended, a.Err = live, now, ""
 		case c.lastOutcome() == OutcomeDone || c.lastOutcome() == OutcomeFailed:
 			a.Outcome = c.lastOutcome() // no quorum: nobody is known right
 		default:
@@ -462,7 +462,7 @@ func (s *Scheduler) dropCopyLocked(c *task) {
 // cancelCopiesLocked ends p's group without a verdict, for Cancel.
 func (s *Scheduler) cancelCopiesLocked(p *task, now time.Time, ch *change) {
 	if p.group != nil {
-		s.foldCopiesLocked(p, nil, now, ch)
+		s.foldCopiesLocked(p, nil, OutcomeCanceled, now, ch)
 	}
 }
 
@@ -482,8 +482,8 @@ const maxRingers = 64
 // answer, replacing a random one once the app has maxRingers. Ringers
 // live only in memory: after a restart quorums fill the pool again.
 func (s *Scheduler) addRingerLocked(p *task, result []byte) {
-	if p.payload == nil || len(p.payload)+len(result) > 64<<10 {
-		return
+	if len(p.payload)+len(result) > 64<<10 {
+		return // a ringer is held in memory: keep them small
 	}
 	a := p.app
 	r := &ringer{kind: p.kind, module: p.module, timeout: p.timeout, payload: p.payload, result: result}
@@ -637,6 +637,7 @@ func (s *Scheduler) reloadCopy(r *store.Record) *task {
 	}
 	c := taskOf(r, p.app)
 	c.parent, c.payload, c.maxAttempts = p, p.payload, 1
+	c.initQueued() // a copy is urgent
 	if c.state.Final() {
 		c.claim = r.FinishedAt.Sub(r.StartedAt)
 	} else {

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -347,5 +348,28 @@ func TestRingerPassedReleasesTheHeldResult(t *testing.T) {
 	}
 	if v := h.s.VolunteerTrustOf("a"); !v.Trusted || v.Invalid != 0 {
 		t.Errorf("after a passed ringer: %+v", v)
+	}
+}
+
+func TestACopyIsNotCanceledOrRetriedAlone(t *testing.T) {
+	h := newHarness(t, Options{})
+	id := h.submit("app", replicated(2, 2))
+	_, oa := h.slave("a", 1, "k")
+	d := one(t, oa)
+	h.settle()
+	for what, op := range map[string]func(uint64) error{"cancel": h.s.Cancel, "retry": h.s.Retry} {
+		if err := op(d.ID); !errors.Is(err, ErrCopy) || !strings.Contains(err.Error(), fmt.Sprint(id)) {
+			t.Errorf("%s of a copy: %v, want ErrCopy naming task %d", what, err, id)
+		}
+	}
+	// Its task cancels, and the copy with it.
+	if err := h.s.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	if c := readAs[*protocol.IDs](t, oa); c.T != protocol.TypeCancel || c.IDs[0] != d.ID {
+		t.Errorf("the slave got %+v, want a cancel of its copy %d", c, d.ID)
+	}
+	if info := h.wait(id)[0]; info.State != protocol.StateCanceled || len(info.History) != 2 || info.History[0].Outcome != OutcomeCanceled {
+		t.Errorf("canceled task: %s, history %+v", info.State, info.History)
 	}
 }

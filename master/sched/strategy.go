@@ -9,6 +9,10 @@ type QueuedTask struct {
 	Kind     string
 	Priority int32
 	Key      string
+	// Urgent marks a copy of a replicated task that has begun: its task
+	// waits for it, so it runs before every task that is not urgent,
+	// whatever the strategy's own order. It never changes while queued.
+	Urgent bool
 	// Slot is the strategy's own bookkeeping (a heap index, a generation);
 	// the scheduler never reads it.
 	Slot int
@@ -25,7 +29,8 @@ type SlaveView struct {
 // Strategy decides which pending task a slave runs next. The scheduler
 // calls it with its lock held, so implementations need no locking but must be fast:
 // Next sits on the dispatch path. A task is Pushed when it becomes pending
-// and leaves either through Next or through Remove.
+// and leaves either through Next or through Remove. Urgent tasks go
+// before the others (see QueuedTask.Urgent).
 type Strategy interface {
 	Name() string
 	Push(t *QueuedTask)
@@ -49,7 +54,7 @@ const (
 func NewStrategy(name string) (Strategy, error) {
 	switch name {
 	case "", StrategyFIFO:
-		return &fifo{kinds: map[string]*deque{}}, nil
+		return &fifo{kinds: map[string]*deque{}, urgent: map[string]*deque{}}, nil
 	case StrategyPriority:
 		return &priority{kinds: map[string]*indexed[*QueuedTask]{}}, nil
 	}
@@ -57,12 +62,13 @@ func NewStrategy(name string) (Strategy, error) {
 }
 
 // fifo runs tasks of each kind in the order they became pending; across
-// kinds, the slave gets the oldest head among the kinds it runs. Removal is
-// lazy: Slot holds a generation, and a deque entry whose generation no
-// longer matches is skipped, so Remove is O(1).
+// kinds, the slave gets the oldest head among the kinds it runs, urgent
+// tasks first. Removal is lazy: Slot holds a generation, and a deque
+// entry whose generation no longer matches is skipped, so Remove is O(1).
 type fifo struct {
-	kinds map[string]*deque
-	gen   int
+	kinds  map[string]*deque
+	urgent map[string]*deque
+	gen    int
 }
 
 type entry struct {
@@ -104,11 +110,19 @@ func (q *deque) pop() {
 
 func (f *fifo) Name() string { return StrategyFIFO }
 
+func (f *fifo) queues(t *QueuedTask) map[string]*deque {
+	if t.Urgent {
+		return f.urgent
+	}
+	return f.kinds
+}
+
 func (f *fifo) Push(t *QueuedTask) {
-	q := f.kinds[t.Kind]
+	qs := f.queues(t)
+	q := qs[t.Kind]
 	if q == nil {
 		q = &deque{}
-		f.kinds[t.Kind] = q
+		qs[t.Kind] = q
 	}
 	f.gen++
 	t.Slot = f.gen
@@ -116,10 +130,19 @@ func (f *fifo) Push(t *QueuedTask) {
 }
 
 func (f *fifo) Next(s *SlaveView) *QueuedTask {
+	if len(f.urgent) > 0 {
+		if t := f.next(f.urgent, s); t != nil {
+			return t
+		}
+	}
+	return f.next(f.kinds, s)
+}
+
+func (f *fifo) next(qs map[string]*deque, s *SlaveView) *QueuedTask {
 	var best *deque
 	var bestSeq uint64
 	for _, k := range s.Kinds {
-		q := f.kinds[k]
+		q := qs[k]
 		if q == nil || q.live == 0 {
 			continue
 		}
@@ -142,25 +165,33 @@ func (f *fifo) Remove(t *QueuedTask) {
 		return
 	}
 	t.Slot = 0
-	if q := f.kinds[t.Kind]; q != nil {
+	if q := f.queues(t)[t.Kind]; q != nil {
 		q.live--
 	}
 }
 
 func (f *fifo) Len(kind string) int {
+	n := 0
 	if q := f.kinds[kind]; q != nil {
-		return q.live
+		n += q.live
 	}
-	return 0
+	if q := f.urgent[kind]; q != nil {
+		n += q.live
+	}
+	return n
 }
 
-// priority runs the highest Priority first, oldest id first among equals.
+// priority runs urgent tasks first, then the highest Priority, oldest id
+// first among equals.
 // Slot is the heap index plus one (zero: not queued).
 type priority struct {
 	kinds map[string]*indexed[*QueuedTask]
 }
 
 func runsBefore(a, b *QueuedTask) bool {
+	if a.Urgent != b.Urgent {
+		return a.Urgent
+	}
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority
 	}

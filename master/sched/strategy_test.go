@@ -117,3 +117,30 @@ func BenchmarkFIFOPushNext(b *testing.B) {
 		s.Next(v)
 	}
 }
+
+func TestUrgentTasksGoFirst(t *testing.T) {
+	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+		s, _ := NewStrategy(name)
+		s.Push(qt(1, "a", 5))
+		s.Push(qt(2, "b", 0))
+		u := qt(9, "b", 0)
+		u.Urgent = true
+		s.Push(u)
+		s.Push(qt(3, "a", 0))
+		if n := s.Len("b"); n != 2 {
+			t.Errorf("%s: Len(b) = %d, want 2, the urgent task counted", name, n)
+		}
+		got := drain(s, &SlaveView{Kinds: []string{"a", "b"}})
+		if len(got) != 4 || got[0] != 9 {
+			t.Errorf("%s: order %v, want the urgent 9 first", name, got)
+		}
+		// Removed while queued, an urgent task is gone from its count.
+		v := qt(10, "c", 0)
+		v.Urgent = true
+		s.Push(v)
+		s.Remove(v)
+		if n := s.Len("c"); n != 0 || s.Next(&SlaveView{Kinds: []string{"c"}}) != nil {
+			t.Errorf("%s: a removed urgent task is still queued (%d)", name, n)
+		}
+	}
+}

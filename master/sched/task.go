@@ -154,7 +154,7 @@ func historyOf(h []store.Attempt) []Attempt {
 
 // initQueued sets what the strategy sees of t; it never changes after.
 func (t *task) initQueued() {
-	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: classOf(t.kind, t.module), Priority: t.priority, Key: t.key, t: t}
+	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: classOf(t.kind, t.module), Priority: t.priority, Key: t.key, Urgent: t.parent != nil, t: t}
 }
 
 // putNew writes a new task into b, its payload included: the only write
