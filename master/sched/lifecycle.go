@@ -131,6 +131,7 @@ func (s *Scheduler) addLocked(t *task) {
 // the slaves that hold it first, and a slave fetches a module only for
 // the tasks the holders left.
 func (s *Scheduler) pumpLocked() {
+	s.sendCancelsLocked()
 	if s.moduleTasks > 0 {
 		for sl := range s.hungry {
 			if sl.wasm {
@@ -217,6 +218,22 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 	sl.out.Send(&d)
 }
 
+// cancelLocked withdraws the task id from sl; the cancel frames go out
+// together, one per slave, at the next pump or refill.
+func (s *Scheduler) cancelLocked(sl *Slave, id uint64) {
+	sl.withdraw(id)
+	s.cancels[sl] = append(s.cancels[sl], id)
+	s.hungry[sl] = struct{}{}
+}
+
+// sendCancelsLocked sends the cancels cancelLocked collected.
+func (s *Scheduler) sendCancelsLocked() {
+	for sl, ids := range s.cancels {
+		sl.out.Send(&protocol.IDs{T: protocol.TypeCancel, IDs: ids})
+	}
+	clear(s.cancels)
+}
+
 // maxSkipped bounds the copies one dispatch passes over because another
 // copy of their task ran on the slave.
 const maxSkipped = 64
@@ -274,6 +291,9 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 		r := &results[i]
 		t := sl.running[r.ID]
 		switch {
+		case t == nil && sl.wasWithdrawn(r.ID):
+			s.metrics.LateResult() // it crossed the cancel
+			continue
 		case t == nil:
 			s.rejectLocked(sl, "a task it does not hold")
 			continue
@@ -346,6 +366,7 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 // refillLocked fills sl's window after it sent results; every slave's
 // when a verdict queued copies or freed other slaves' slots.
 func (s *Scheduler) refillLocked(sl *Slave) {
+	s.sendCancelsLocked()
 	if !s.repump {
 		s.dispatchLocked(sl, false)
 		return

@@ -433,9 +433,8 @@ func (s *Scheduler) Cancel(id uint64) error {
 	}
 	if sl := t.slave; sl != nil && t.state == protocol.StateRunning {
 		// The slave sends no result for a canceled task: free its slot now.
-		sl.release(id)
-		sl.out.Send(&protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{id}})
-		s.dispatchLocked(sl, false)
+		s.cancelLocked(sl, id)
+		s.repump = true
 	}
 	var c change
 	s.cancelCopiesLocked(t, now, &c)
@@ -444,7 +443,7 @@ func (s *Scheduler) Cancel(id uint64) error {
 	t.state, t.err = protocol.StateCanceled, "canceled by an operator"
 	s.finishLocked(t, now, &c)
 	if s.repump {
-		s.refillLocked(nil)
+		s.refillLocked(nil) // sends the cancels
 	}
 	s.commitChangeLocked(&c)
 	return nil

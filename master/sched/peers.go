@@ -35,6 +35,12 @@ type Slave struct {
 	credit    int  // slots the slave asked for (polling pattern)
 	draining  bool // Drain, or the slave is stopping: no more work
 	running   map[uint64]*task
+	// withdrawn holds the ids last taken back from the session with a
+	// cancel (a copy not needed, a task canceled), oldest first in
+	// withdrawnOrder: a result for one crossed the cancel, and is late,
+	// not forged.
+	withdrawn      map[uint64]struct{}
+	withdrawnOrder []uint64
 	// strikes counts the session's rejected results (see Complete) since
 	// its last accepted one.
 	strikes   int
@@ -48,6 +54,30 @@ func (sl *Slave) Session() string { return sl.session }
 // MaxWindow is the most tasks the session can ever hold, so the most
 // results or returned ids a frame of it may carry. It never changes.
 func (sl *Slave) MaxWindow() int { return sl.maxWindow }
+
+// withdraw frees the slot of id, which the master no longer wants done,
+// and remembers it so a result that crosses the cancel counts as late.
+func (sl *Slave) withdraw(id uint64) {
+	sl.release(id)
+	if sl.withdrawn == nil {
+		sl.withdrawn = map[uint64]struct{}{}
+	}
+	if len(sl.withdrawnOrder) >= max(4*sl.maxWindow, 64) {
+		delete(sl.withdrawn, sl.withdrawnOrder[0])
+		sl.withdrawnOrder = sl.withdrawnOrder[1:]
+	}
+	sl.withdrawn[id] = struct{}{}
+	sl.withdrawnOrder = append(sl.withdrawnOrder, id)
+}
+
+// wasWithdrawn reports, once, whether id was withdrawn from the session.
+func (sl *Slave) wasWithdrawn(id uint64) bool {
+	if _, ok := sl.withdrawn[id]; ok {
+		delete(sl.withdrawn, id)
+		return true
+	}
+	return false
+}
 
 // release frees the slot of id.
 func (sl *Slave) release(id uint64) {

@@ -450,9 +450,7 @@ func (s *Scheduler) foldCopiesLocked(p *task, judged map[*task]Outcome, live Out
 // its slave, which is told to cancel it.
 func (s *Scheduler) dropCopyLocked(c *task) {
 	if sl := c.slave; sl != nil && c.state == protocol.StateRunning {
-		sl.release(c.id)
-		sl.out.Send(&protocol.IDs{T: protocol.TypeCancel, IDs: []uint64{c.id}})
-		s.hungry[sl] = struct{}{}
+		s.cancelLocked(sl, c.id)
 		s.repump = true
 	}
 	s.unqueueLocked(c)

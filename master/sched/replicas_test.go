@@ -373,3 +373,54 @@ func TestACopyIsNotCanceledOrRetriedAlone(t *testing.T) {
 		t.Errorf("canceled task: %s, history %+v", info.State, info.History)
 	}
 }
+
+func TestReplicaDistinctIP(t *testing.T) {
+	h := newHarness(t, Options{ReplicaDistinct: DistinctIP})
+	id := h.submit("app", replicated(2, 2))
+	attach := func(name, remote string) (*Slave, *outbox) {
+		o := newOutbox(t, name)
+		hello := &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: name, Kinds: []string{"k"}, Concurrency: 1}
+		return h.s.AttachVolunteer(Who{Identity: name, Session: "s-" + name, Remote: remote}, hello, o), o
+	}
+	sa, oa := attach("a", "10.0.0.1:4000")
+	da := one(t, oa)
+	_, ob := attach("b", "10.0.0.1:4001") // another identity on the same address
+	ob.quiet(t)
+	sc, oc := attach("c", "10.0.0.2:4000")
+	dc := one(t, oc)
+	h.answer(sa, da, "x")
+	h.answer(sc, dc, "x")
+	if info := h.wait(id)[0]; info.State != protocol.StateDone {
+		t.Fatalf("task %s", info.State)
+	}
+}
+
+func TestNotNeededCopyAnsweredIsLateNotForged(t *testing.T) {
+	h := newHarness(t, Options{})
+	id := h.submit("app", replicated(3, 2))
+	sa, oa := h.slave("a", 1, "k")
+	sb, ob := h.slave("b", 1, "k")
+	sc, oc := h.slave("c", 1, "k")
+	da, db, dc := one(t, oa), one(t, ob), one(t, oc)
+	h.answer(sa, da, "x")
+	h.answer(sb, db, "x")
+	h.wait(id)
+	if c := readAs[*protocol.IDs](t, oc); c.T != protocol.TypeCancel || len(c.IDs) != 1 || c.IDs[0] != dc.ID {
+		t.Fatalf("c got %+v, want the cancel of its copy", c)
+	}
+	h.answer(sc, dc, "x") // it had finished before the cancel arrived
+	h.s.mu.Lock()
+	strikes := sc.strikes
+	h.s.mu.Unlock()
+	if strikes != 0 {
+		t.Errorf("a result that crossed its cancel counted as a strike (%d)", strikes)
+	}
+	// A second time it is a result for a task it does not hold.
+	h.answer(sc, dc, "x")
+	h.s.mu.Lock()
+	strikes = sc.strikes
+	h.s.mu.Unlock()
+	if strikes != 1 {
+		t.Errorf("a repeated result for a withdrawn copy: %d strikes, want 1", strikes)
+	}
+}

@@ -349,6 +349,8 @@ type Scheduler struct {
 	suspects map[string]map[string]uint64
 	policy   trust.Policy
 	repump   bool // a verdict queued copies or freed slots: pump every slave
+	// cancels are the cancel frames to send, per slave (see cancelLocked).
+	cancels map[*Slave][]uint64
 
 	// queuedTasks and queuedBytes are the tasks accepted and not final,
 	// and their payload bytes: what the queue quotas count.
@@ -399,6 +401,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		confs:     map[string]AppConfig{},
 		public:    map[string]bool{},
 		suspects:  map[string]map[string]uint64{},
+		cancels:   map[*Slave][]uint64{},
 		policy:    opts.Trust,
 	}
 	if err := s.reload(); err != nil {
