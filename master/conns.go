@@ -332,9 +332,10 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		p.Close(protocol.CodeUnauthorized, "volunteer "+a.volunteer+": its credential was revoked or replaced")
 		return
 	}
-	// A slave holds at most its largest window of tasks, so no frame of it
-	// answers or returns more.
-	slaveLimits := protocol.DecodeLimits{MaxItems: sl.MaxWindow()}
+	// A slave holds at most its largest window of tasks, and the tasks
+	// withdrawn from it while it finished them, so no frame of it answers
+	// or returns more.
+	slaveLimits := protocol.DecodeLimits{MaxItems: sl.MaxFrameItems()}
 	heldLimits := protocol.DecodeLimits{MaxItems: protocol.MaxHeld}
 	limits := func(t protocol.Type) protocol.DecodeLimits {
 		if t == protocol.TypeModules {

@@ -299,6 +299,18 @@ func (s *Slave) cancel(ids []uint64) {
 			j.cancel()
 		}
 	}
+	// A result not sent yet is not wanted either: the master took its
+	// slot back and may fill it, and a frame must stay within the window.
+	rs := s.pending[:0]
+	for _, r := range s.pending {
+		if _, ok := set[r.ID]; ok {
+			s.pendingB -= resultSize(&r)
+			continue
+		}
+		rs = append(rs, r)
+	}
+	clear(s.pending[len(rs):])
+	s.pending = rs
 	s.mu.Unlock()
 	if dropped > 0 {
 		s.signal()

@@ -51,9 +51,15 @@ type Slave struct {
 // Session is the slave's session id.
 func (sl *Slave) Session() string { return sl.session }
 
-// MaxWindow is the most tasks the session can ever hold, so the most
-// results or returned ids a frame of it may carry. It never changes.
+// MaxWindow is the most tasks the session can ever hold. It never
+// changes.
 func (sl *Slave) MaxWindow() int { return sl.maxWindow }
+
+// MaxFrameItems is the most results or returned ids a frame of the
+// session may carry: its largest window, and as many again for tasks the
+// master withdrew (see withdraw) and refilled before the slave heard of
+// the cancel.
+func (sl *Slave) MaxFrameItems() int { return 2 * sl.maxWindow }
 
 // withdraw frees the slot of id, which the master no longer wants done,
 // and remembers it so a result that crosses the cancel counts as late.
