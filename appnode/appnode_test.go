@@ -308,13 +308,13 @@ func TestPushSetsIDsAfterAck(t *testing.T) {
 	p := newPeer(t, nil)
 	n := connect(t, p, nil)
 	pc := p.accept(t)
-	a := &Task{Kind: "echo", Payload: []byte("a"), Priority: 3, Timeout: 1500 * time.Millisecond, MaxAttempts: 2, Key: "k"}
-	b := &Task{Kind: "echo", Payload: []byte("b")}
+	a := &Task{Kind: "echo", Payload: []byte("a"), Priority: 3, Timeout: 1500 * time.Millisecond, MaxAttempts: 2, Key: "k", Replicas: 3, Quorum: 2}
+	b := &Task{Kind: "echo", Payload: []byte("b"), Quorum: 1}
 	done := push(n, a, b)
-	s := pc.submit(t)
+	s := pc.submit(t) // decoded from the frame: the fields crossed the wire
 	want := []protocol.NewTask{
-		{Kind: "echo", Payload: []byte("a"), Priority: 3, Timeout: 1500 * time.Millisecond, MaxAttempts: 2, Key: "k"},
-		{Kind: "echo", Payload: []byte("b")},
+		{Kind: "echo", Payload: []byte("a"), Priority: 3, Timeout: 1500 * time.Millisecond, MaxAttempts: 2, Key: "k", Replicas: 3, Quorum: 2},
+		{Kind: "echo", Payload: []byte("b"), Quorum: 1},
 	}
 	if len(s.Tasks) != 2 || fmt.Sprint(s.Tasks) != fmt.Sprint(want) {
 		t.Fatalf("submitted %+v, want %+v", s.Tasks, want)
@@ -383,6 +383,14 @@ func TestPushRejected(t *testing.T) {
 	err = n.PushTask(context.Background(), &Task{Kind: "echo", MaxAttempts: protocol.MaxAttempts + 1})
 	if !errors.As(err, &rej) || rej.Message != "task 0: max attempts exceeds 1000" {
 		t.Fatalf("max attempts over the contract's limit: %v", err)
+	}
+	err = n.PushTasks(context.Background(), []*Task{{Kind: "echo"}, {Kind: "echo", Replicas: protocol.MaxReplicas + 1}})
+	if !errors.As(err, &rej) || rej.Index != 1 || rej.Code != protocol.CodeInvalidTask || rej.Message != "task 1: replicas of 17 exceeds 16" {
+		t.Fatalf("replicas over the contract's limit: %v", err)
+	}
+	err = n.PushTask(context.Background(), &Task{Kind: "echo", Replicas: 2, Quorum: 3})
+	if !errors.As(err, &rej) || rej.Message != "task 0: quorum of 3 exceeds the task's replicas (2)" {
+		t.Fatalf("a quorum over the task's replicas: %v", err)
 	}
 }
 

@@ -36,6 +36,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"help"}, 0, "commands:"},
 		{[]string{"master", "--help"}, 0, "-data"},
 		{[]string{"slave", "--help"}, 0, "-concurrency"},
+		{[]string{"slave", "--help"}, 0, "-leaderboard"},
 		{[]string{"demo", "--help"}, 0, "-exit"},
 		{[]string{}, 2, "usage"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},

@@ -16,6 +16,7 @@ func samples() []Message {
 		&Hello{Version: Version, Role: RoleSlave, Name: "s1", Host: "h", OS: "linux", Arch: "amd64",
 			Cores: 8, MemoryBytes: 1 << 34, Kinds: []string{"echo", "sha256", KindWASM}, Concurrency: 8, Prefetch: 8,
 			Modules: []string{strings.Repeat("ab", 32)}, TrustKeys: []string{"k1"}},
+		&Hello{Version: Version, Role: RoleSlave, Name: "s2", Kinds: []string{"echo"}, Concurrency: 1, Leaderboard: true},
 		&Welcome{Version: Version, Session: "abc", Dispatch: DispatchPoll, HeartbeatMillis: 5000, MaxFrameBytes: 1 << 24, MaxPayloadBytes: 1 << 20},
 		&Error{Code: CodeBadFrame, Message: "nope"},
 		&Dispatch{Tasks: []Task{
@@ -40,6 +41,8 @@ func samples() []Message {
 			{Kind: "fail", Payload: []byte{}},
 			{Kind: KindWASM, Module: strings.Repeat("ef", 32), Payload: []byte("in")},
 			{Kind: "sha256", Payload: []byte("y"), Replicas: 3, Quorum: 2},
+			{Kind: "sha256", Payload: []byte("z"), Quorum: 2},
+			{Kind: "sha256", Payload: []byte{}, Replicas: 255, Quorum: 255}, // the codec carries what CheckTask refuses
 		}},
 		&SubmitAck{Seq: 99, FirstID: 1000, Count: 2},
 		&SubmitReject{Seq: 99, Index: -1, Code: CodeInvalidTask, Message: "bad"},
@@ -236,9 +239,13 @@ func items(m Message) int {
 // normalize maps empty and nil slices together; JSON and binary bodies may
 // legitimately differ there.
 func normalize(m Message) Message {
-	if h, ok := m.(*Hello); ok && len(h.Kinds) == 0 {
+	if h, ok := m.(*Hello); ok {
 		c := *h
-		c.Kinds = nil
+		for _, l := range []*[]string{&c.Kinds, &c.Modules, &c.TrustKeys} {
+			if len(*l) == 0 {
+				*l = nil
+			}
+		}
 		return &c
 	}
 	return m
@@ -271,4 +278,35 @@ func BenchmarkDecodeDispatch100(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/task")
+}
+
+// Version 4 added NewTask.Replicas and Quorum as two bytes after the
+// module, and Hello.Leaderboard; a hello without it is a hello that does
+// not consent.
+func TestVersion4Fields(t *testing.T) {
+	if Version != 4 {
+		t.Fatalf("Version = %d; this test pins version 4's layout", Version)
+	}
+	frame := Encode(nil, &Submit{Seq: 1, Tasks: []NewTask{{Kind: "k", Replicas: 5, Quorum: 3, Payload: []byte("p")}}})
+	want := []byte{byte(TypeSubmit), 1, 1, 1, 'k', 0, 0, 0, 0, 0, 5, 3, 1, 'p'}
+	if !bytes.Equal(frame, want) {
+		t.Errorf("submit frame % x, want % x", frame, want)
+	}
+	// This version 3 frame, without the two bytes, is malformed rather
+	// than misread: its payload's length and byte become the replicas and
+	// quorum, and the payload is missing.
+	v3 := []byte{byte(TypeSubmit), 1, 1, 1, 'k', 0, 0, 0, 0, 0, 1, 'p'}
+	if _, err := Decode(v3); !errors.Is(err, ErrMalformed) {
+		t.Errorf("a version 3 submit decoded: %v", err)
+	}
+	m, err := Decode(append([]byte{byte(TypeHello)}, `{"version":4,"role":"slave","name":"s","kinds":["k"],"concurrency":1}`...))
+	if err != nil || m.(*Hello).Leaderboard {
+		t.Errorf("a hello without leaderboard: %+v %v", m, err)
+	}
+	if b := Encode(nil, &Hello{Version: Version, Leaderboard: true}); !strings.Contains(string(b), `"leaderboard":true`) {
+		t.Errorf("hello %s lacks the leaderboard", b[1:])
+	}
+	if b := Encode(nil, &Hello{Version: Version}); strings.Contains(string(b), "leaderboard") {
+		t.Errorf("hello %s names the leaderboard without consent", b[1:])
+	}
 }

@@ -26,6 +26,11 @@ func TestCheckTask(t *testing.T) {
 		{NewTask{Kind: "k", Replicas: MaxReplicas + 1}, FieldReplicas, CodeInvalidTask, "task 2: replicas of 17 exceeds 16"},
 		{NewTask{Kind: "k", Quorum: MaxReplicas + 1}, FieldQuorum, CodeInvalidTask, "task 2: quorum of 17 exceeds 16"},
 		{NewTask{Kind: "k", Replicas: 2, Quorum: 3}, FieldQuorum, CodeInvalidTask, "task 2: quorum of 3 exceeds the task's replicas (2)"},
+		{NewTask{Kind: "k", Replicas: MaxReplicas, Quorum: MaxReplicas}, "", "", ""},
+		{NewTask{Kind: "k", Quorum: MaxReplicas}, "", "", ""},
+		{NewTask{Kind: "k", Replicas: 1, Quorum: 1}, "", "", ""},
+		{NewTask{Kind: "k", Replicas: 255, Quorum: 1}, FieldReplicas, CodeInvalidTask, "task 2: replicas of 255 exceeds 16"},
+		{NewTask{Kind: "k", Replicas: 1, Quorum: 2}, FieldQuorum, CodeInvalidTask, "task 2: quorum of 2 exceeds the task's replicas (1)"},
 	} {
 		err := CheckTask(2, &tc.nt, 10, time.Minute)
 		if tc.err == "" {
@@ -47,6 +52,12 @@ func TestCheckTask(t *testing.T) {
 	}
 	if err := CheckBatch(make([]NewTask, MaxSubmitTasks+1), 0, 0); err == nil || err.Index != -1 {
 		t.Errorf("batch over the limit: %v", err)
+	}
+	// The batch names the task and the field.
+	batch := []NewTask{{Kind: "k", Replicas: 3}, {Kind: "k", Replicas: 2, Quorum: 3}}
+	if err := CheckBatch(batch, 0, 0); err == nil || err.Index != 1 || err.Field != FieldQuorum ||
+		err.Error() != "task 1: quorum of 3 exceeds the task's replicas (2)" {
+		t.Errorf("a batch with a quorum over its replicas: %+v (%v)", err, err)
 	}
 }
 

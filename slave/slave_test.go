@@ -68,6 +68,19 @@ func TestHello(t *testing.T) {
 	}
 }
 
+// Options.Leaderboard is the volunteer's consent, sent in every hello;
+// without it the hello gives none.
+func TestHelloLeaderboard(t *testing.T) {
+	for _, consent := range []bool{false, true} {
+		p := newPeer(t, nil)
+		start(t, p, Options{Name: "lab-7", Concurrency: 1, Leaderboard: consent})
+		p.conn(0)
+		if h := p.hello(0); h.Leaderboard != consent {
+			t.Errorf("Options.Leaderboard %v: hello's leaderboard %v", consent, h.Leaderboard)
+		}
+	}
+}
+
 func echoHandler(_ context.Context, p []byte) ([]byte, error) { return p, nil }
 
 func TestBuiltins(t *testing.T) {

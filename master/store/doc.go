@@ -1,6 +1,8 @@
 // Package store keeps the master's durable state in one bbolt file: task
 // records, push-dedupe records, metadata (format version, next task id),
-// the credentials of master/identity and uploaded WASM modules.
+// the credentials of master/identity, uploaded WASM modules, and keyed
+// values the scheduler owns the format of (trust records, app
+// configurations, volunteers' settings; see Bucket).
 // It is the only package that imports bbolt, so the file format has one
 // owner.
 //

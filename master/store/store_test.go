@@ -965,6 +965,7 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(appendRecord(nil, fullRecord(1)))
 	f.Add(appendRecord(nil, &Record{State: protocol.StatePending}))
+	f.Add(appendRecord(nil, &Record{State: protocol.StateDone, Replicas: 3, Quorum: 2, Parent: 1 << 40, Module: strings.Repeat("ab", 32)}))
 	f.Add([]byte{1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte(format1Record))
 	f.Add([]byte(format1Empty))
