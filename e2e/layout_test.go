@@ -66,26 +66,30 @@ func TestDependencyDirection(t *testing.T) {
 		// Ed25519 signatures of modules; standard library only.
 		"internal/modsig": {},
 		"master/store":    {"protocol", "internal/binenc", "internal/modsig"},
+		// Trust in results: pure policy, standard library and its record
+		// encoding only.
+		"master/trust": {"internal/binenc"},
 		// The scheduler knows no sockets: no wire, no HTTP.
-		"master/sched": {"protocol", "stats", "master/store", "internal/binenc", "internal/modsig"},
+		"master/sched": {"protocol", "stats", "master/store", "master/trust", "internal/binenc", "internal/modsig"},
 		// Credentials: hashes in a store it reaches through an interface.
 		"master/identity": {},
 		// WASM modules: checked uploads in the store, metadata in memory.
 		"master/modules": {"master/store", "internal/modsig", "protocol", "internal/binenc"},
-		"master":         {"protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "master/store", "master/sched", "master/identity", "master/modules", "internal/modsig", "internal/binenc", "sandbox"},
+		"master":         {"protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "master/store", "master/sched", "master/trust", "master/identity", "master/modules", "internal/modsig", "internal/binenc", "sandbox"},
 		"slave":          {"protocol", "internal/wire", "internal/dial", "sandbox", "internal/binenc", "internal/modsig"},
 		"appnode":        {"protocol", "internal/wire", "internal/dial", "internal/binenc", "internal/modsig"},
 		// A real master for tests: the master and what it imports.
-		"internal/testmaster": {"master", "master/sched", "master/store", "master/identity", "master/modules", "internal/modsig", "protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "internal/binenc", "sandbox"},
-		// The operator's view, built from the scheduler and stats.
-		"internal/view": {"master/sched", "protocol", "stats", "master/store", "internal/binenc", "internal/modsig"},
+		"internal/testmaster": {"master", "master/sched", "master/trust", "master/store", "master/identity", "master/modules", "internal/modsig", "protocol", "stats", "stats/promexport", "internal/wire", "internal/netguard", "internal/binenc", "sandbox"},
+		// The operator's view, built from the scheduler, stats and the
+		// volunteers' identities.
+		"internal/view": {"master/sched", "master/trust", "master/identity", "protocol", "stats", "master/store", "internal/binenc", "internal/modsig"},
 		// jsonrpc serves the scheduler's operator API and the view, and the
 		// credential and module methods with master/identity's and
 		// master/modules' shapes; it sees nothing
 		// of the transport, slave or appnode.
-		"jsonrpc": {"internal/view", "master/sched", "master/identity", "master/modules", "internal/modsig", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
+		"jsonrpc": {"internal/view", "master/sched", "master/trust", "master/identity", "master/modules", "internal/modsig", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc"},
 		// So does the dashboard, beside the API rather than on top of it.
-		"web": {"internal/view", "master/sched", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc", "internal/modsig"},
+		"web": {"internal/view", "master/sched", "master/trust", "master/identity", "protocol", "stats", "master/store", "internal/netguard", "internal/binenc", "internal/modsig"},
 	}
 	for _, p := range listPackages(t) {
 		name := strings.TrimPrefix(p.ImportPath, module)
