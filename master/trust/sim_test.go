@@ -72,11 +72,14 @@ type simVolunteer struct {
 	rec      Record
 }
 
+// ringer is a known answer: a task and the value its quorum accepted.
+type ringer struct{ id, value int }
+
 type sim struct {
 	cfg     simConfig
 	rng     *rand.Rand
 	vols    []simVolunteer
-	ringers []int // ids of tasks whose answer a quorum established
+	ringers []ringer // answers a quorum established
 }
 
 func simulate(cfg simConfig) simResult {
@@ -168,7 +171,7 @@ func (s *sim) task(id int) (runs, value int, ok bool) {
 			// replicated if not, its answer the first copy's.
 			v := s.answer(first, id)
 			known := s.ringers[s.rng.IntN(len(s.ringers))]
-			if s.answer(first, known) == known {
+			if s.answer(first, known.id) == known.value {
 				pol.Valid(rec, 1)
 				pol.OnTrust(rec, 1)
 				return 2, v, true
@@ -225,10 +228,15 @@ func (s *sim) fork(id, first, n, m int, answered *int) (runs, value int, ok bool
 			runs += len(vols) - next // running when the quorum came: spent, not judged
 			var val int
 			fmt.Sscan(string(votes[d.Canonical].Output), &val)
-			if d.Best >= 2 && val == id && len(s.ringers) < 64 {
-				s.ringers = append(s.ringers, id)
-			} else if d.Best >= 2 && len(s.ringers) >= 64 {
-				s.ringers[s.rng.IntN(64)] = id
+			// The master knows only what the quorum agreed on: a pool
+			// entry may be a lie colluders agreed on.
+			if d.Best >= 2 {
+				r := ringer{id, val}
+				if len(s.ringers) < 64 {
+					s.ringers = append(s.ringers, r)
+				} else {
+					s.ringers[s.rng.IntN(64)] = r
+				}
 			}
 			return runs, val, true
 		}

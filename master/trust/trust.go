@@ -109,8 +109,17 @@ func (p Policy) Replicate(r *Record, u float64) bool { return u < p.SpotCheck(r)
 func (p Policy) Valid(r *Record, credit float64) {
 	r.Valid++
 	r.Streak++
-	r.Credit += max(credit, 0) + r.Pending
+	r.Credit += seconds(credit) + r.Pending
 	r.Pending = 0
+}
+
+// seconds is a claim fit to add: a negative, NaN or infinite one is 0,
+// so no claim can spoil a record.
+func seconds(c float64) float64 {
+	if !(c > 0) || math.IsInf(c, 0) {
+		return 0
+	}
+	return c
 }
 
 // Invalid records a result that disagreed with the canonical one or
@@ -125,7 +134,7 @@ func (p Policy) Invalid(r *Record) {
 
 // OnTrust records a result accepted without a check: its claim waits in
 // Pending until the next check.
-func (p Policy) OnTrust(r *Record, claim float64) { r.Pending += max(claim, 0) }
+func (p Policy) OnTrust(r *Record, claim float64) { r.Pending += seconds(claim) }
 
 // Vote is one copy's result, as the quorum sees it.
 type Vote struct {
@@ -218,20 +227,29 @@ func More(v Verdict, running, m int) int {
 	return max(m-v.Best-running, 0)
 }
 
-// Credit is what a validated copy earns: its claim, bounded by the
-// median claim of the copies that agreed with it, so one volunteer cannot
-// inflate its pay beyond what its peers measured for the same work.
+// Credit is what a validated copy earns: its claim, bounded by the median
+// claim of the copies that agreed with it and carry weight, so one
+// volunteer cannot inflate its pay beyond what its peers measured for the
+// same work, nor a suspect's claim cut theirs.
 func Credit(votes []Vote, v Verdict, i int) float64 {
 	if v.Agrees == nil || !v.Agrees[i] {
 		return 0
 	}
-	var claims []float64
+	var claims, weightless []float64
 	for j := range votes {
-		if v.Agrees[j] {
-			claims = append(claims, votes[j].Claim)
+		if !v.Agrees[j] {
+			continue
+		}
+		if votes[j].Weight > 0 {
+			claims = append(claims, seconds(votes[j].Claim))
+		} else {
+			weightless = append(weightless, seconds(votes[j].Claim))
 		}
 	}
-	return min(votes[i].Claim, median(claims))
+	if len(claims) == 0 {
+		claims = weightless
+	}
+	return min(seconds(votes[i].Claim), median(claims))
 }
 
 func median(xs []float64) float64 {
@@ -266,8 +284,11 @@ func AppendRecord(dst []byte, r *Record) []byte {
 
 // DecodeRecord reads what AppendRecord wrote.
 func DecodeRecord(b []byte) (Record, error) {
-	if len(b) == 0 || b[0] != recordFormat {
-		return Record{}, fmt.Errorf("trust record: format %v, want %d", b[:min(len(b), 1)], recordFormat)
+	if len(b) == 0 {
+		return Record{}, fmt.Errorf("trust record: empty")
+	}
+	if b[0] != recordFormat {
+		return Record{}, fmt.Errorf("trust record: format %d, want %d", b[0], recordFormat)
 	}
 	d := binenc.NewDecoder(b[1:])
 	r := Record{
@@ -281,7 +302,7 @@ func DecodeRecord(b []byte) (Record, error) {
 	if err := d.End(); err != nil {
 		return Record{}, fmt.Errorf("trust record: %w", err)
 	}
-	if math.IsNaN(r.Credit) || r.Credit < 0 || math.IsNaN(r.Pending) || r.Pending < 0 {
+	if seconds(r.Credit) != r.Credit || seconds(r.Pending) != r.Pending {
 		return Record{}, fmt.Errorf("trust record: credit %v, pending %v", r.Credit, r.Pending)
 	}
 	return r, nil

@@ -117,6 +117,22 @@ func TestCreditIsBoundedByTheQuorum(t *testing.T) {
 	if c := Credit(votes, v, 3); c != 0 {
 		t.Errorf("an invalid copy earns %v", c)
 	}
+	// A suspect's claim does not cut the others' pay.
+	votes = []Vote{vote("a", 1, 10), vote("a", 1, 10), vote("a", 0, 0), vote("a", 0, 0)}
+	if c := Credit(votes, Decide(votes, 2, nil), 0); c != 10 {
+		t.Errorf("with two weightless copies claiming 0: %v, want 10", c)
+	}
+	var p Policy
+	var r Record
+	p.Valid(&r, math.NaN())
+	p.OnTrust(&r, math.Inf(1))
+	p.Valid(&r, -3)
+	if r.Credit != 0 || r.Pending != 0 {
+		t.Errorf("bad claims spoiled the record: %+v", r)
+	}
+	if _, err := DecodeRecord(AppendRecord(nil, &r)); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestRecordEncoding(t *testing.T) {
@@ -127,12 +143,14 @@ func TestRecordEncoding(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	nan := AppendRecord(nil, &Record{Credit: math.NaN()})
+	inf := AppendRecord(nil, &Record{Pending: math.Inf(1)})
 	for name, bad := range map[string][]byte{
 		"empty":          nil,
 		"unknown format": append([]byte{9}, b[1:]...),
 		"truncated":      b[:len(b)-1],
 		"trailing":       append(append([]byte{}, b...), 0),
 		"NaN credit":     nan,
+		"infinite":       inf,
 	} {
 		if _, err := DecodeRecord(bad); err == nil || !strings.HasPrefix(err.Error(), "trust record") {
 			t.Errorf("%s: %v", name, err)
