@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/trust"
+	"github.com/anthill-project/anthill/protocol"
+	samplewasm "github.com/anthill-project/anthill/samples/wasm"
 )
 
 // Trust in volunteers' results, with real processes: stock slaves beside
@@ -29,7 +33,7 @@ var liar struct {
 
 // startLiar runs a lying volunteer named name that lies with probability
 // lie, under the test admin token (so its identity is its name).
-func startLiar(t *testing.T, url, name string, lie float64) *proc {
+func startLiar(t *testing.T, url, name string, lie float64, extra ...string) *proc {
 	t.Helper()
 	liar.once.Do(func() {
 		liar.bin = filepath.Join(filepath.Dir(bin), "liar")
@@ -41,7 +45,7 @@ func startLiar(t *testing.T, url, name string, lie float64) *proc {
 	if liar.err != nil {
 		t.Fatal(liar.err)
 	}
-	return startBin(t, liar.bin, "--master", url, "--name", name, "--token", testmaster.AdminToken, "--lie", fmt.Sprint(lie))
+	return startBin(t, liar.bin, append([]string{"--master", url, "--name", name, "--token", testmaster.AdminToken, "--lie", fmt.Sprint(lie)}, extra...)...)
 }
 
 func digest(p []byte) string {
@@ -206,4 +210,58 @@ func TestMasterKilledMidQuorum(t *testing.T) {
 		t.Fatalf("%d duplicate notifications, e.g. %d", len(d), d[0])
 	}
 	t.Logf("killed after %d of %d notifications", before, n)
+}
+
+// An app's validator module, run by the master, decides agreement: a
+// volunteer whose numbers differ from the others' in the last digits
+// agrees under samples/wasm/validator's tolerance, one whose numbers are
+// off does not, and without the validator neither does.
+func TestValidatorModuleDecidesAgreement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, err := samplewasm.Build(ctx, "validator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMaster(t, master.Options{})
+	info, err := m.UploadModule(ctx, "validator", code, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSlave(t, m.URL(), "exact", "--concurrency", "2")
+	startLiar(t, m.URL(), "rounds", 0, "--echo-add", "1e-12")
+	waitSlaves(t, m, 2)
+	s := m.Scheduler()
+	c := newCollector()
+	app := connect(t, m.URL(), "floats", c)
+	submit := func(conf sched.AppConfig) *appnode.Task {
+		t.Helper()
+		if err := s.ConfigureApp("floats", conf); err != nil {
+			t.Fatal(err)
+		}
+		task := &appnode.Task{Kind: "echo", Payload: []byte("3.14159265358979"), MaxAttempts: 1}
+		push(t, app, task)
+		return task
+	}
+	// By bytes the two disagree, and the third copy it takes waits for a
+	// third volunteer.
+	plain := submit(sched.AppConfig{Replicas: 2})
+	waitFor(t, 30*time.Second, "two answers and a copy waiting", func() bool {
+		ti, err := s.Task(plain.ID)
+		if err != nil || len(ti.Copies) != 3 {
+			return false
+		}
+		return ti.Copies[0].State == protocol.StateDone && ti.Copies[1].State == protocol.StateDone && ti.Copies[2].State == protocol.StatePending
+	})
+	if err := s.Cancel(plain.ID); err != nil {
+		t.Fatal(err)
+	}
+	checked := submit(sched.AppConfig{Replicas: 2, Validator: info.Hash})
+	waitFor(t, 30*time.Second, "the validated task", func() bool { _, ok := c.get(checked.ID); return ok })
+	if o, _ := c.get(checked.ID); o.err != nil || !strings.HasPrefix(string(o.result), "3.1415926535") {
+		t.Fatalf("with the validator: %q, %v; want the agreed number", o.result, o.err)
+	}
+	if err := m.DeleteModule(info.Hash); err == nil {
+		t.Error("a validator in use was deleted")
+	}
 }

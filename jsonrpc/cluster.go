@@ -139,14 +139,18 @@ type AppConfigParams struct {
 	Replicas *int   `json:"replicas,omitempty"` // copies of each task on distinct volunteers; 0 or 1: one
 	Quorum   *int   `json:"quorum,omitempty"`   // copies that must agree; 0: a majority
 	Adaptive *bool  `json:"adaptive,omitempty"` // a trusted volunteer's task runs as one copy, spot-checked
+	// Validator is the hash of an uploaded module that says whether two
+	// results agree (docs/TRUST.md); "" goes back to byte equality.
+	Validator *string `json:"validator,omitempty"`
 }
 
 // AppConfig is an app's defaults for its tasks: Apps.Configure's result.
 type AppConfig struct {
-	App      string `json:"app"`
-	Replicas int    `json:"replicas"`
-	Quorum   int    `json:"quorum"`
-	Adaptive bool   `json:"adaptive"`
+	App       string `json:"app"`
+	Replicas  int    `json:"replicas"`
+	Quorum    int    `json:"quorum"`
+	Adaptive  bool   `json:"adaptive"`
+	Validator string `json:"validator"`
 }
 
 // Configure sets an application's defaults for the tasks it submits from
@@ -175,6 +179,9 @@ func (s *appsService) Configure(r *http.Request, raw *json.RawMessage, out *AppC
 	if p.Adaptive != nil {
 		c.Adaptive = *p.Adaptive
 	}
+	if p.Validator != nil {
+		c.Validator = *p.Validator
+	}
 	if err := s.h.m.ConfigureApp(p.App, c); err != nil {
 		if qe, ok := errors.AsType[*sched.QuotaError](err); ok {
 			return rpcError(CodeQuotaExceeded, quotaData{Quota: qe.Quota, Limit: qe.Limit}, "%s", qe.Error())
@@ -184,6 +191,6 @@ func (s *appsService) Configure(r *http.Request, raw *json.RawMessage, out *AppC
 		}
 		return s.h.masterError(err)
 	}
-	*out = AppConfig{App: p.App, Replicas: int(c.Replicas), Quorum: int(c.Quorum), Adaptive: c.Adaptive}
+	*out = AppConfig{App: p.App, Replicas: int(c.Replicas), Quorum: int(c.Quorum), Adaptive: c.Adaptive, Validator: c.Validator}
 	return nil
 }

@@ -73,6 +73,7 @@ type Master struct {
 
 	ident *identity.Registry
 	mods  *modules.Registry
+	vals  *validators
 
 	mu       sync.Mutex
 	sessions map[string]map[*sched.Slave]*peer // live slave sessions by volunteer identity
@@ -110,6 +111,7 @@ func New(opts Options) (*Master, error) {
 		st:       st,
 		ident:    ident,
 		mods:     mods,
+		vals:     &validators{mods: mods, log: opts.Logger},
 		sessions: map[string]map[*sched.Slave]*peer{},
 		appConns: map[string]map[*peer]bool{},
 		live:     map[*wire.Conn]struct{}{},
@@ -137,7 +139,7 @@ func New(opts Options) (*Master, error) {
 		MaxQueuedTasksPerApp: opts.MaxQueuedTasksPerApp, MaxQueuedBytesPerApp: opts.MaxQueuedBytesPerApp,
 		MaxSubmitTasks: opts.MaxSubmitTasks, MaxKinds: opts.MaxKinds, MaxApps: opts.MaxApps, AppIdle: opts.AppIdle,
 		MaxResult: opts.MaxResult, MaxWindow: opts.MaxWindow, MaxWindowBytes: opts.MaxWindowBytes,
-		ReplicaDistinct: opts.ReplicaDistinct, Trust: opts.Trust,
+		ReplicaDistinct: opts.ReplicaDistinct, Trust: opts.Trust, Agree: m.vals.agree,
 		OnFatal: m.fail, Now: opts.Now, Logger: opts.Logger, Version: opts.Version,
 	})
 	if err != nil {
@@ -326,6 +328,7 @@ func (m *Master) run(ctx context.Context) {
 	m.cancel(nil)
 	stopSched()
 	<-schedDone
+	m.vals.close()
 	if err := m.st.Close(); err != nil && m.runErr == nil {
 		m.runErr = err
 	}
@@ -341,6 +344,7 @@ func (m *Master) Close() error {
 		m.sched.Stop()
 		m.ln.Close()
 		m.cancel(nil)
+		m.vals.close()
 		m.runErr = m.st.Close()
 		close(m.stopped)
 	})

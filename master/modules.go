@@ -68,7 +68,8 @@ func (m *Master) MaxModuleBytes() int { return m.mods.MaxBytes() }
 // DeleteModule removes the module hash, unless unfinished tasks still name
 // it: then the error (ErrModuleInUse) says how many.
 func (m *Master) DeleteModule(hash string) error {
-	err := m.mods.Delete(hash, func() int { return m.sched.ModuleTasks(hash) })
+	// A module is in use while tasks name it or an app validates with it.
+	err := m.mods.Delete(hash, func() int { return m.sched.ModuleTasks(hash) + m.sched.Validators(hash) })
 	if err == nil {
 		m.sched.ForgetModule(hash)
 		m.opts.Logger.Info("module deleted", "hash", hash)

@@ -41,7 +41,7 @@ that reconnects gets a new one.`, stderr)
 }
 
 func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newClientFlags("apps", "[flags] [enroll APP | revoke APP | credentials | configure APP [replicas=N] [quorum=M] [adaptive=true|false]]",
+	c := newClientFlags("apps", "[flags] [enroll APP | revoke APP | credentials | configure APP [replicas=N] [quorum=M] [adaptive=true|false] [validator=HASH]]",
 		`Lists the application ids the master knows, with their task counts
 (Apps.List). "enroll APP" issues the token app APP connects with and prints
 it once (Apps.Enroll; enrolling again replaces it); "revoke APP" forgets it
@@ -51,7 +51,8 @@ app's defaults for the tasks it submits from then on and prints them
 (Apps.Configure): replicas=N runs each task as N copies on distinct
 volunteers, quorum=M accepts the result M of them agree on (default a
 majority), adaptive=true runs a trusted volunteer's task as one copy,
-spot-checked (docs/TRUST.md).`, stderr)
+spot-checked, validator=HASH names an uploaded module that says whether two
+results agree (docs/TRUST.md).`, stderr)
 	operands, err := c.parse(args)
 	if err != nil {
 		return err

@@ -48,7 +48,7 @@ func runAppsCredential(ctx context.Context, stdout io.Writer, c *clientFlags, op
 		}
 		return showCall(ctx, stdout, c, "Apps.Configure", p, func(w io.Writer, a *jsonrpc.AppConfig) error {
 			return printFields(w, []field{{"app", fmtText(a.App)}, {"replicas", fmt.Sprint(a.Replicas)},
-				{"quorum", fmt.Sprint(a.Quorum)}, {"adaptive", fmt.Sprint(a.Adaptive)}})
+				{"quorum", fmt.Sprint(a.Quorum)}, {"adaptive", fmt.Sprint(a.Adaptive)}, {"validator", fmtText(a.Validator)}})
 		})
 	case len(operands) == 1 && operands[0] == "credentials":
 		return showCall(ctx, stdout, c, "Apps.Credentials", nil, func(w io.Writer, l *jsonrpc.AppCredentialList) error {
@@ -151,7 +151,8 @@ func printVolunteer(w io.Writer, v *jsonrpc.Volunteer) error {
 }
 
 // appConfigParams reads "configure APP" settings: replicas=N, quorum=M,
-// adaptive=true|false; the ones left out keep their values.
+// adaptive=true|false, validator=HASH (empty: none); the ones left out
+// keep their values.
 func appConfigParams(c *clientFlags, app string, settings []string) (jsonrpc.AppConfigParams, error) {
 	p := jsonrpc.AppConfigParams{App: app}
 	for _, kv := range settings {
@@ -173,8 +174,10 @@ func appConfigParams(c *clientFlags, app string, settings []string) (jsonrpc.App
 				return p, c.usageError("adaptive: want true or false, not %q", v)
 			}
 			p.Adaptive = &b
+		case "validator":
+			p.Validator = &v
 		default:
-			return p, c.usageError("unknown setting %q: want replicas=N, quorum=M or adaptive=true|false", kv)
+			return p, c.usageError("unknown setting %q: want replicas=N, quorum=M, adaptive=true|false or validator=HASH", kv)
 		}
 	}
 	return p, nil

@@ -371,7 +371,7 @@ func (r *Registry) Delete(hash string, inUse func() int) error {
 			s = ""
 		}
 		return &Error{Kind: ErrInUse, Field: "hash", Tasks: n,
-			Msg: fmt.Sprintf("module %s is still named by %d unfinished task%s; cancel them or let them finish first", hash, n, s)}
+			Msg: fmt.Sprintf("module %s is still named by %d unfinished task%s or app validator%s; cancel them, let them finish or configure the apps without it first", hash, n, s, s)}
 	}
 	if err := r.st.DeleteModule(hash); err != nil && !errors.Is(err, store.ErrModuleNotFound) {
 		keep()

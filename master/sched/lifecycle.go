@@ -363,12 +363,14 @@ func (s *Scheduler) Complete(sl *Slave, results []protocol.Result) {
 	s.commitChangeLocked(&c)
 }
 
-// refillLocked fills sl's window after it sent results; every slave's
-// when a verdict queued copies or freed other slaves' slots.
+// refillLocked fills sl's window (if any) after it sent results; every
+// slave's when a verdict queued copies or freed other slaves' slots.
 func (s *Scheduler) refillLocked(sl *Slave) {
 	s.sendCancelsLocked()
 	if !s.repump {
-		s.dispatchLocked(sl, false)
+		if sl != nil {
+			s.dispatchLocked(sl, false)
+		}
 		return
 	}
 	s.repump = false

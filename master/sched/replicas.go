@@ -32,6 +32,14 @@ type group struct {
 	n, m   int // copies wanted, agreeing copies needed
 	bound  int // the most copies ever issued for the task
 	copies []*task
+	// compared caches the app validator's answers, by pair of copies;
+	// comparing says a run of comparisons is under way (see validate.go).
+	compared  map[pair]bool
+	comparing bool
+}
+
+func newGroup(n, m int) *group {
+	return &group{n: n, m: m, bound: copyBound(n), compared: map[pair]bool{}}
 }
 
 // Bounds of replication. A task's copies are folded into its history, so
@@ -54,6 +62,9 @@ type AppConfig struct {
 	// for the app (see trust.Policy), spot-checked; Replicas copies
 	// otherwise. It needs Replicas of 2 or more.
 	Adaptive bool
+	// Validator is the hash of an uploaded WASM module that says whether
+	// two results agree (see Options.Agree); "": byte equality.
+	Validator string
 }
 
 // ConfigError refuses an AppConfig; Field names the wrong field.
@@ -75,21 +86,31 @@ func (c AppConfig) Check() error {
 }
 
 // appConfigFormat is the first byte of a stored AppConfig.
-const appConfigFormat = 1
+// Format 1 is four bytes: the format, replicas, quorum and flags (1:
+// adaptive); format 2 adds the validator's hash, the rest of the value.
+const (
+	appConfigFormat   = 2
+	appConfigFormatV1 = 1
+)
 
 func appendAppConfig(dst []byte, c AppConfig) []byte {
 	var flags byte
 	if c.Adaptive {
 		flags |= 1
 	}
-	return append(dst, appConfigFormat, c.Replicas, c.Quorum, flags)
+	dst = append(dst, appConfigFormat, c.Replicas, c.Quorum, flags)
+	return append(dst, c.Validator...)
 }
 
 func decodeAppConfig(b []byte) (AppConfig, error) {
-	if len(b) != 4 || b[0] != appConfigFormat || b[3]&^1 != 0 {
+	if len(b) < 4 || b[0] != appConfigFormat && b[0] != appConfigFormatV1 || b[3]&^1 != 0 ||
+		b[0] == appConfigFormatV1 && len(b) != 4 {
 		return AppConfig{}, fmt.Errorf("corrupt app configuration %x", b)
 	}
-	c := AppConfig{Replicas: b[1], Quorum: b[2], Adaptive: b[3]&1 != 0}
+	c := AppConfig{Replicas: b[1], Quorum: b[2], Adaptive: b[3]&1 != 0, Validator: string(b[4:])}
+	if c.Validator != "" && !protocol.ValidModuleHash(c.Validator) {
+		return AppConfig{}, fmt.Errorf("corrupt app configuration: validator %q", c.Validator)
+	}
 	return c, c.Check()
 }
 
@@ -106,6 +127,10 @@ func (s *Scheduler) ConfigureApp(name string, c AppConfig) error {
 			s.mu.Unlock()
 			return err
 		}
+	}
+	if err := s.checkValidatorLocked(c.Validator); err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	a := s.appLocked(name)
 	a.conf = c
@@ -235,7 +260,7 @@ func (s *Scheduler) placeLocked(sl *Slave, t *task, room int, now time.Time, b *
 // forkLocked makes t's n copies and returns the first, to be dispatched
 // at once; the others wait in the queue.
 func (s *Scheduler) forkLocked(t *task, n, m int, now time.Time, b *store.Batch) *task {
-	g := &group{n: n, m: m, bound: copyBound(n)}
+	g := newGroup(n, m)
 	t.group = g
 	t.state = protocol.StateRunning
 	t.startedAt = now
@@ -353,7 +378,12 @@ func (s *Scheduler) judgeLocked(p *task, now time.Time, ch *change) {
 			running++
 		}
 	}
-	v := trust.Decide(votes, g.m, trust.Equal)
+	var missing []pair
+	v := trust.Decide(votes, g.m, s.agreeLocked(p, voters, votes, &missing))
+	if len(missing) > 0 {
+		s.compareLocked(p, missing) // judged again once compared
+		return
+	}
 	if v.Canonical >= 0 {
 		s.verdictLocked(p, votes, voters, v, now, ch)
 		return
@@ -580,7 +610,7 @@ func (s *Scheduler) forkHeldLocked(t *task, out []byte, now time.Time, ch *chang
 	t.onTrust, t.checkFailed = false, false
 	n, m, _ := t.replication()
 	n = max(n, 2)
-	g := &group{n: n, m: m, bound: copyBound(n)}
+	g := newGroup(n, m)
 	t.group = g
 	t.state = protocol.StateRunning
 	c0 := s.newCopyLocked(t, now, &ch.b)
@@ -629,8 +659,7 @@ func (s *Scheduler) reloadCopy(r *store.Record) *task {
 		return nil
 	}
 	if p.group == nil {
-		n := int(r.Replicas)
-		p.group = &group{n: n, m: int(r.Quorum), bound: copyBound(n)}
+		p.group = newGroup(int(r.Replicas), int(r.Quorum))
 		p.state = protocol.StateRunning
 	}
 	c := taskOf(r, p.app)

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -422,5 +423,52 @@ func TestNotNeededCopyAnsweredIsLateNotForged(t *testing.T) {
 	h.s.mu.Unlock()
 	if strikes != 1 {
 		t.Errorf("a repeated result for a withdrawn copy: %d strikes, want 1", strikes)
+	}
+}
+
+func TestValidatorDecidesAgreement(t *testing.T) {
+	const module = "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"
+	calls := make(chan [2]string, 16)
+	h := newHarness(t, Options{
+		Module: func(hash string) ([]string, bool) { return nil, hash == module },
+		// Numbers agree when they are equal to a tenth: "1.00" and "1.04".
+		Agree: func(_ context.Context, m string, a, b []byte) (bool, error) {
+			calls <- [2]string{string(a), string(b)}
+			var x, y float64
+			fmt.Sscan(string(a), &x)
+			fmt.Sscan(string(b), &y)
+			return m == module && x-y < 0.1 && y-x < 0.1, nil
+		},
+	})
+	if err := h.s.ConfigureApp("app", AppConfig{Validator: "1f" + module[2:]}); err == nil {
+		t.Fatal("a validator never uploaded was accepted")
+	}
+	if err := h.s.ConfigureApp("app", AppConfig{Replicas: 2, Validator: module}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.s.Validators(module); n != 1 {
+		t.Errorf("Validators(%s) = %d, want 1: the module is in use", module, n)
+	}
+	id := h.submit("app", protocol.NewTask{Kind: "k", Payload: []byte("p")})
+	sa, oa := h.slave("a", 1, "k")
+	sb, ob := h.slave("b", 1, "k")
+	h.answer(sa, one(t, oa), "1.00")
+	h.answer(sb, one(t, ob), "1.04")
+	info := h.wait(id)[0]
+	if info.State != protocol.StateDone || string(info.Result) != "1.00" {
+		t.Fatalf("task %s %q, want done with the first agreeing result", info.State, info.Result)
+	}
+	if c := <-calls; c != [2]string{"1.00", "1.04"} {
+		t.Errorf("the validator got %q", c)
+	}
+	// Equal bytes agree without asking it.
+	id = h.submit("app", protocol.NewTask{Kind: "k", Payload: []byte("q")})
+	h.answer(sa, one(t, oa), "2")
+	h.answer(sb, one(t, ob), "2")
+	h.wait(id)
+	select {
+	case c := <-calls:
+		t.Errorf("the validator was asked about equal results %q", c)
+	default:
 	}
 }

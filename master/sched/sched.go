@@ -144,6 +144,12 @@ type Options struct {
 	// Trust is when volunteers earn trust and how often the trusted are
 	// checked (see trust.Policy, whose zero value is its defaults).
 	Trust trust.Policy
+	// Agree runs an app's validator, the WASM module of that hash, on two
+	// results a and b and says whether they agree; an error counts as
+	// disagreement. It is called on a goroutine of its own, never under
+	// the scheduler's lock, and must honour ctx. Default nil: apps cannot
+	// name validators, and results agree when their bytes are equal.
+	Agree func(ctx context.Context, module string, a, b []byte) (bool, error)
 	// Metrics records the scheduler's numbers. Default: a recorder of its
 	// own, exported nowhere.
 	Metrics *stats.Master
@@ -351,6 +357,11 @@ type Scheduler struct {
 	repump   bool // a verdict queued copies or freed slots: pump every slave
 	// cancels are the cancel frames to send, per slave (see cancelLocked).
 	cancels map[*Slave][]uint64
+	// bg is the context of the validators' comparisons, canceled by
+	// Stop; validating counts the goroutines running them.
+	bg         context.Context
+	stopBG     context.CancelFunc
+	validating sync.WaitGroup
 
 	// queuedTasks and queuedBytes are the tasks accepted and not final,
 	// and their payload bytes: what the queue quotas count.
@@ -378,6 +389,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 	if metrics == nil {
 		metrics = stats.NewMaster(opts.Now)
 	}
+	bg, stopBG := context.WithCancel(context.Background())
 	s := &Scheduler{
 		opts:      opts,
 		st:        st,
@@ -402,6 +414,8 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		public:    map[string]bool{},
 		suspects:  map[string]map[string]uint64{},
 		cancels:   map[*Slave][]uint64{},
+		bg:        bg,
+		stopBG:    stopBG,
 		policy:    opts.Trust,
 	}
 	if err := s.reload(); err != nil {
@@ -533,6 +547,10 @@ func (s *Scheduler) Run(ctx context.Context) {
 	wg.Go(func() { s.pump(ctx) })
 	s.runDuties(ctx)
 	wg.Wait()
+	// Comparisons under way are abandoned: their quorums are judged again
+	// after a restart.
+	s.stopBG()
+	s.validating.Wait()
 	// A duty may have queued a batch after the pump's last flush.
 	s.flushCommits()
 }
