@@ -498,6 +498,9 @@ func (s *Scheduler) finishLocked(t *task, now time.Time, c *change) {
 // commitChangeLocked commits c, if it changed anything; once it is durable
 // the tasks it made final wake their Wait callers and are notified.
 func (s *Scheduler) commitChangeLocked(c *change) {
+	if len(s.dirtyTrust) > 0 {
+		s.writeTrustLocked(&c.b)
+	}
 	if c.b.Len() == 0 {
 		return
 	}

@@ -184,12 +184,23 @@ func (s *Scheduler) trustLocked(volunteer, app string) *trust.Record {
 	return r
 }
 
-// saveTrustLocked writes the record of volunteer for app into b, and
-// notes whether the app now suspects it.
-func (s *Scheduler) saveTrustLocked(b *store.Batch, volunteer, app string) {
+// saveTrustLocked notes that the record of volunteer for app changed,
+// and whether the app now suspects it. The record is written once per
+// change, whatever it judged (see writeTrustLocked): a frame of a
+// thousand results believed on trust writes it once, not a thousand
+// times.
+func (s *Scheduler) saveTrustLocked(volunteer, app string) {
 	k := trustKey{volunteer, app}
 	s.noteSuspectLocked(k)
-	b.PutValue(store.BucketTrust, k.String(), trust.AppendRecord(nil, s.trust[k]))
+	s.dirtyTrust[k] = struct{}{}
+}
+
+// writeTrustLocked puts the records changed since the last change into b.
+func (s *Scheduler) writeTrustLocked(b *store.Batch) {
+	for k := range s.dirtyTrust {
+		b.PutValue(store.BucketTrust, k.String(), trust.AppendRecord(nil, s.trust[k]))
+	}
+	clear(s.dirtyTrust)
 }
 
 // noteSuspectLocked keeps suspects in step with k's record.
@@ -244,10 +255,12 @@ func (s *Scheduler) placeLocked(sl *Slave, t *task, room int, now time.Time, b *
 				t.onTrust = true
 				return t, nil
 			}
-			if r := s.ringerLocked(t); r != nil && room >= 2 {
-				t.onTrust = true
-				t.check, r.checks = r, t
-				return t, r
+			if room >= 2 {
+				if r := s.ringerLocked(t); r != nil {
+					t.onTrust = true
+					t.check, r.checks = r, t
+					return t, r
+				}
 			}
 		}
 	}
@@ -423,7 +436,7 @@ func (s *Scheduler) verdictLocked(p *task, votes []trust.Vote, voters []*task, v
 			s.policy.Invalid(rec)
 			s.metrics.Invalid(p.kind)
 		}
-		s.saveTrustLocked(&ch.b, id, p.app.name)
+		s.saveTrustLocked(id, p.app.name)
 	}
 	if canon.state == protocol.StateDone {
 		p.state, p.result, p.err = protocol.StateDone, canon.result, ""
@@ -562,7 +575,7 @@ func (s *Scheduler) ringerDoneLocked(sl *Slave, t *task, ok bool, out []byte, cl
 		s.metrics.Invalid(t.kind)
 		s.opts.Logger.Info("a volunteer failed a spot check", "volunteer", sl.who.Identity, "app", t.app.name)
 	}
-	s.saveTrustLocked(&ch.b, sl.who.Identity, t.app.name)
+	s.saveTrustLocked(sl.who.Identity, t.app.name)
 	s.checkEndedLocked(t, passed, now, ch)
 }
 
@@ -614,7 +627,7 @@ func (s *Scheduler) forkHeldLocked(t *task, out []byte, now time.Time, ch *chang
 	t.group = g
 	t.state = protocol.StateRunning
 	c0 := s.newCopyLocked(t, now, &ch.b)
-	c0.state, c0.result, c0.attempts, c0.ranOn = protocol.StateDone, out, 1, t.ranOn
+	c0.state, c0.result, c0.attempts, c0.ranOn, c0.remote = protocol.StateDone, out, 1, t.ranOn, t.remote
 	c0.startedAt, c0.finishedAt = t.startedAt, now
 	c0.history = []Attempt{{Slave: t.ranOn, Started: t.startedAt, Ended: now, Outcome: OutcomeDone}}
 	s.put(&ch.b, c0)
@@ -641,7 +654,7 @@ func (s *Scheduler) uncheckLocked(t *task) {
 func (s *Scheduler) onTrustDoneLocked(volunteer string, t *task, claim time.Duration, ch *change) {
 	rec := s.trustLocked(volunteer, t.app.name)
 	s.policy.OnTrust(rec, claim.Seconds())
-	s.saveTrustLocked(&ch.b, volunteer, t.app.name)
+	s.saveTrustLocked(volunteer, t.app.name)
 }
 
 // claimOf is the CPU time a result claims, bounded by the time the master

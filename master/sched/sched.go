@@ -354,7 +354,9 @@ type Scheduler struct {
 	// results per app (see throttledLocked).
 	suspects map[string]map[string]uint64
 	policy   trust.Policy
-	repump   bool // a verdict queued copies or freed slots: pump every slave
+	// dirtyTrust are the records changed and not yet put in a batch.
+	dirtyTrust map[trustKey]struct{}
+	repump     bool // a verdict queued copies or freed slots: pump every slave
 	// cancels are the cancel frames to send, per slave (see cancelLocked).
 	cancels map[*Slave][]uint64
 	// bg is the context of the validators' comparisons, canceled by
@@ -391,32 +393,33 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	s := &Scheduler{
-		opts:      opts,
-		st:        st,
-		metrics:   metrics,
-		started:   opts.Now(),
-		stopped:   make(chan struct{}),
-		tasks:     map[uint64]*task{},
-		queue:     queue,
-		slaves:    map[*Slave]struct{}{},
-		hungry:    map[*Slave]struct{}{},
-		kinds:     map[string]int{},
-		liveKinds: map[string]int{},
-		modules:   map[string]*module{},
-		apps:      map[string]*App{},
-		retries:   indexed[*task]{less: retriesBefore, slot: retrySlot},
-		watch:     map[uint64][]*watcher{},
-		commitCh:  make(chan struct{}, 1),
-		duties:    newDuties(),
-		leases:    newLeaseSource(),
-		trust:     map[trustKey]*trust.Record{},
-		confs:     map[string]AppConfig{},
-		public:    map[string]bool{},
-		suspects:  map[string]map[string]uint64{},
-		cancels:   map[*Slave][]uint64{},
-		bg:        bg,
-		stopBG:    stopBG,
-		policy:    opts.Trust,
+		opts:       opts,
+		st:         st,
+		metrics:    metrics,
+		started:    opts.Now(),
+		stopped:    make(chan struct{}),
+		tasks:      map[uint64]*task{},
+		queue:      queue,
+		slaves:     map[*Slave]struct{}{},
+		hungry:     map[*Slave]struct{}{},
+		kinds:      map[string]int{},
+		liveKinds:  map[string]int{},
+		modules:    map[string]*module{},
+		apps:       map[string]*App{},
+		retries:    indexed[*task]{less: retriesBefore, slot: retrySlot},
+		watch:      map[uint64][]*watcher{},
+		commitCh:   make(chan struct{}, 1),
+		duties:     newDuties(),
+		leases:     newLeaseSource(),
+		trust:      map[trustKey]*trust.Record{},
+		confs:      map[string]AppConfig{},
+		public:     map[string]bool{},
+		suspects:   map[string]map[string]uint64{},
+		cancels:    map[*Slave][]uint64{},
+		dirtyTrust: map[trustKey]struct{}{},
+		bg:         bg,
+		stopBG:     stopBG,
+		policy:     opts.Trust,
 	}
 	if err := s.reload(); err != nil {
 		return nil, err
