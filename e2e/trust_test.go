@@ -61,6 +61,21 @@ func shaTasks(n int, replicas, quorum uint8) []*appnode.Task {
 	return ts
 }
 
+// pushChunks pushes tasks 500 at a time.
+func pushChunks(t *testing.T, app *appnode.Node, tasks []*appnode.Task) {
+	t.Helper()
+	for i := 0; i < len(tasks); i += 500 {
+		push(t, app, tasks[i:min(i+500, len(tasks))]...)
+	}
+}
+
+// pushAndWait pushes tasks and waits until c has heard of every one.
+func pushAndWait(t *testing.T, app *appnode.Node, c *collector, tasks []*appnode.Task) {
+	t.Helper()
+	pushChunks(t, app, tasks)
+	waitFor(t, 120*time.Second, "every task", func() bool { return c.len() == len(tasks) })
+}
+
 // checkCopiesDistinct fails unless every copy of the task ran on its own
 // volunteer.
 func checkCopiesDistinct(t *testing.T, s *sched.Scheduler, id uint64) {
@@ -93,10 +108,7 @@ func TestQuorumOutvotesALiar(t *testing.T) {
 	app := connect(t, m.URL(), "checked", c)
 	const n = 2000
 	tasks := shaTasks(n, 3, 2)
-	for i := 0; i < n; i += 500 {
-		push(t, app, tasks[i:i+500]...)
-	}
-	waitFor(t, 120*time.Second, "every task", func() bool { return c.len() == n })
+	pushAndWait(t, app, c, tasks)
 	for _, task := range tasks {
 		o, _ := c.get(task.ID)
 		if o.err != nil || string(o.result) != digest(task.Payload) {
@@ -136,10 +148,7 @@ func TestSpotChecksCatchAnOccasionalLiar(t *testing.T) {
 	app := connect(t, m.URL(), "adaptive", c)
 	const n = 3000
 	tasks := shaTasks(n, 0, 0)
-	for i := 0; i < n; i += 500 {
-		push(t, app, tasks[i:i+500]...)
-	}
-	waitFor(t, 120*time.Second, "every task", func() bool { return c.len() == n })
+	pushAndWait(t, app, c, tasks)
 	wrong, single := 0, 0
 	for _, task := range tasks {
 		if o, _ := c.get(task.ID); o.err != nil || string(o.result) != digest(task.Payload) {
@@ -189,9 +198,7 @@ func TestMasterKilledMidQuorum(t *testing.T) {
 	for i := range tasks {
 		tasks[i].Kind, tasks[i].Payload = "sleep", []byte("1") // slow enough to be caught mid-quorum
 	}
-	for i := 0; i < n; i += 500 {
-		push(t, app, tasks[i:i+500]...)
-	}
+	pushChunks(t, app, tasks)
 	waitFor(t, 60*time.Second, "some results", func() bool { return c.len() > 100 })
 	mp.kill9()
 	before := c.len()

@@ -22,6 +22,23 @@ func (h *harness) answer(sl *Slave, d protocol.Task, out string) {
 	h.s.Complete(sl, []protocol.Result{{ID: d.ID, Attempt: d.Attempt, Lease: d.Lease, Output: []byte(out)}})
 }
 
+// copyRun is a copy as a slave holds it.
+type copyRun struct {
+	sl *Slave
+	d  protocol.Task
+}
+
+// agreeOn has every run answer out and checks that the task ends done.
+func (h *harness) agreeOn(id uint64, out string, runs ...copyRun) {
+	h.t.Helper()
+	for _, r := range runs {
+		h.answer(r.sl, r.d, out)
+	}
+	if info := h.wait(id)[0]; info.State != protocol.StateDone || string(info.Result) != out {
+		h.t.Fatalf("task %s %q, want done with %q", info.State, info.Result, out)
+	}
+}
+
 func replicated(n, m uint8) protocol.NewTask {
 	return protocol.NewTask{Kind: "k", Payload: []byte("p"), Replicas: n, Quorum: m}
 }
@@ -106,12 +123,7 @@ func TestCopiesGoToDistinctVolunteers(t *testing.T) {
 	h.s.AttachSlave("session-a2", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "a", Kinds: []string{"k"}, Concurrency: 4}, oa2)
 	oa2.quiet(t)
 	sb, ob := h.slave("b", 4, "k")
-	db := one(t, ob)
-	h.answer(sa, d.Tasks[0], "x")
-	h.answer(sb, db, "x")
-	if info := h.wait(id)[0]; info.State != protocol.StateDone {
-		t.Fatalf("task %s", info.State)
-	}
+	h.agreeOn(id, "x", copyRun{sa, d.Tasks[0]}, copyRun{sb, one(t, ob)})
 }
 
 func TestDisagreementIssuesCopiesUntilNoQuorum(t *testing.T) {
@@ -246,14 +258,17 @@ func TestAdaptiveTrustRunsSingleCopies(t *testing.T) {
 	}
 }
 
-func TestRingerCatchesTrustedLiar(t *testing.T) {
-	h := newHarness(t, Options{Trust: trust.Policy{Threshold: 2, SpotMin: 1}}) // every task of the trusted is checked
+// spotChecked makes an adaptive app whose every task of the trusted is
+// checked, has a and b earn its trust on two agreed tasks (two known
+// answers), and leaves a second session of a, with room for two, the
+// only one taking work. It submits a new task and returns its id.
+func spotChecked(t *testing.T) (h *harness, sl *Slave, o *outbox, id uint64) {
+	h = newHarness(t, Options{Trust: trust.Policy{Threshold: 2, SpotMin: 1}})
 	if err := h.s.ConfigureApp("app", AppConfig{Replicas: 2, Adaptive: true}); err != nil {
 		t.Fatal(err)
 	}
 	sa, oa := h.slave("a", 1, "k")
 	sb, ob := h.slave("b", 1, "k")
-	// Two agreed tasks: both volunteers trusted, and two known answers.
 	for i := range 2 {
 		id := h.submit("app", protocol.NewTask{Kind: "k", Payload: fmt.Appendf(nil, "%d", i)})
 		h.answer(sa, one(t, oa), "ok")
@@ -263,15 +278,18 @@ func TestRingerCatchesTrustedLiar(t *testing.T) {
 	if !h.s.VolunteerTrustOf("a").Trusted {
 		t.Fatalf("a not trusted: %+v", h.s.VolunteerTrustOf("a"))
 	}
-	// Only a second session of a, with room for two, takes work now.
 	for _, session := range []string{"session-a", "session-b"} {
 		if err := h.s.Drain(session); err != nil {
 			t.Fatal(err)
 		}
 	}
-	o := newOutbox(t, "a, second session")
-	sl := h.s.AttachSlave("session-a2", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "a", Kinds: []string{"k"}, Concurrency: 2}, o)
-	id := h.submit("app", protocol.NewTask{Kind: "k", Payload: []byte("new")})
+	o = newOutbox(t, "a, second session")
+	sl = h.s.AttachSlave("session-a2", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "a", Kinds: []string{"k"}, Concurrency: 2}, o)
+	return h, sl, o, h.submit("app", protocol.NewTask{Kind: "k", Payload: []byte("new")})
+}
+
+func TestRingerCatchesTrustedLiar(t *testing.T) {
+	h, sl, o, id := spotChecked(t)
 	var d *protocol.Dispatch
 	for d == nil || len(d.Tasks) < 2 {
 		d = readAs[*protocol.Dispatch](t, o)
@@ -307,26 +325,7 @@ func TestRingerCatchesTrustedLiar(t *testing.T) {
 }
 
 func TestRingerPassedReleasesTheHeldResult(t *testing.T) {
-	h := newHarness(t, Options{Trust: trust.Policy{Threshold: 2, SpotMin: 1}})
-	if err := h.s.ConfigureApp("app", AppConfig{Replicas: 2, Adaptive: true}); err != nil {
-		t.Fatal(err)
-	}
-	sa, oa := h.slave("a", 1, "k")
-	sb, ob := h.slave("b", 1, "k")
-	for i := range 2 {
-		id := h.submit("app", protocol.NewTask{Kind: "k", Payload: fmt.Appendf(nil, "%d", i)})
-		h.answer(sa, one(t, oa), "ok")
-		h.answer(sb, one(t, ob), "ok")
-		h.wait(id)
-	}
-	for _, session := range []string{"session-a", "session-b"} {
-		if err := h.s.Drain(session); err != nil {
-			t.Fatal(err)
-		}
-	}
-	o := newOutbox(t, "a, second session")
-	sl := h.s.AttachSlave("session-a2", &protocol.Hello{Version: protocol.Version, Role: protocol.RoleSlave, Name: "a", Kinds: []string{"k"}, Concurrency: 2}, o)
-	id := h.submit("app", protocol.NewTask{Kind: "k", Payload: []byte("new")})
+	h, sl, o, id := spotChecked(t)
 	d := readAs[*protocol.Dispatch](t, o)
 	if len(d.Tasks) != 2 {
 		t.Fatalf("dispatch of %d tasks, want the task and a ringer", len(d.Tasks))
@@ -388,12 +387,7 @@ func TestReplicaDistinctIP(t *testing.T) {
 	_, ob := attach("b", "10.0.0.1:4001") // another identity on the same address
 	ob.quiet(t)
 	sc, oc := attach("c", "10.0.0.2:4000")
-	dc := one(t, oc)
-	h.answer(sa, da, "x")
-	h.answer(sc, dc, "x")
-	if info := h.wait(id)[0]; info.State != protocol.StateDone {
-		t.Fatalf("task %s", info.State)
-	}
+	h.agreeOn(id, "x", copyRun{sa, da}, copyRun{sc, one(t, oc)})
 }
 
 func TestNotNeededCopyAnsweredIsLateNotForged(t *testing.T) {
