@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/anthill-project/anthill/internal/view"
 	"github.com/anthill-project/anthill/master/identity"
@@ -31,7 +32,24 @@ type leadersOut struct {
 }
 
 func (s *Server) serveLeaderboardJSON(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, leadersOut{Leaders: view.Leaders(s.m.Leaderboard())})
+	writeJSON(w, http.StatusOK, leadersOut{Leaders: s.leaders()})
+}
+
+// leaderTTL is how long the leaderboard is served from memory: the page
+// is public, and each build walks every record under the scheduler's
+// lock, so strangers reloading it cannot make the master do that more
+// than once a second.
+const leaderTTL = time.Second
+
+// leaders is the leaderboard, built at most once per leaderTTL.
+func (s *Server) leaders() []view.Leader {
+	s.boardMu.Lock()
+	defer s.boardMu.Unlock()
+	if now := s.opts.Now(); s.boardAt.IsZero() || now.Sub(s.boardAt) >= leaderTTL || now.Before(s.boardAt) {
+		s.board = view.Leaders(s.m.Leaderboard())
+		s.boardAt = now
+	}
+	return s.board
 }
 
 // leaderRow is a leaderboard line as the page prints it.
@@ -43,14 +61,14 @@ type leaderRow struct {
 }
 
 func (s *Server) serveLeaderboard(w http.ResponseWriter, r *http.Request) {
-	leaders := view.Leaders(s.m.Leaderboard())
+	leaders := s.leaders()
 	rows := make([]leaderRow, len(leaders))
 	for i, l := range leaders {
 		rows[i] = leaderRow{Rank: l.Rank, Name: l.Name, Valid: l.ValidResults, CreditSeconds: l.Credit, Credit: fmtCredit(l.Credit)}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	_ = s.board.Execute(w, map[string]any{"Version": s.m.Info().Version, "Rows": rows})
+	_ = s.boardPage.Execute(w, map[string]any{"Version": s.m.Info().Version, "Rows": rows})
 }
 
 // fmtCredit prints CPU seconds as a person reads them.

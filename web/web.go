@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/anthill-project/anthill/internal/netguard"
+	"github.com/anthill-project/anthill/internal/view"
 )
 
 //go:embed assets
@@ -58,15 +59,20 @@ const RevocationFile = "dashboard-logouts"
 // Server serves the dashboard. Mount it at "/" on the master with
 // master.Handle; it stops its live feeds when the master stops.
 type Server struct {
-	m      Master
-	opts   Options
-	auth   *auth
-	mux    *http.ServeMux
-	index  *template.Template
-	vol    *template.Template // the volunteer page
-	board  *template.Template // the public leaderboard
-	static http.Handler
-	up     websocket.Upgrader
+	m         Master
+	opts      Options
+	auth      *auth
+	mux       *http.ServeMux
+	index     *template.Template
+	vol       *template.Template // the volunteer page
+	boardPage *template.Template // the public leaderboard
+	static    http.Handler
+	up        websocket.Upgrader
+
+	// The leaderboard as last built (see leaders).
+	boardMu sync.Mutex
+	board   []view.Leader
+	boardAt time.Time
 
 	mu     sync.Mutex
 	live   int // feeds being served
@@ -120,7 +126,7 @@ func New(m Master, o Options) (*Server, error) {
 	}
 	s := &Server{
 		m: m, opts: o, auth: a,
-		mux: http.NewServeMux(), index: index, vol: vol, board: board,
+		mux: http.NewServeMux(), index: index, vol: vol, boardPage: board,
 		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
 		quit:   make(chan struct{}),
 	}
