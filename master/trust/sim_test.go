@@ -256,7 +256,7 @@ var simPolicy = Policy{}
 
 func TestSaboteurAims(t *testing.T) {
 	tasks := 200_000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		tasks = 60_000
 	}
 	base := simConfig{volunteers: 100, f: 0.2, p: 0.5, tasks: tasks, policy: simPolicy, seed: 1}
@@ -337,8 +337,8 @@ const (
 )
 
 func TestTrustTable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the table's sweep takes seconds")
+	if testing.Short() || raceEnabled {
+		t.Skip("the table's sweep takes seconds (twenty times that under the race detector); the plain run checks it")
 	}
 	got := table(100_000)
 	doc, err := os.ReadFile("../../docs/TRUST.md")
