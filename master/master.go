@@ -157,9 +157,12 @@ func New(opts Options) (*Master, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	m.ln = m.guard(ln, tlsConf)
+	// A connection holds a write buffer only while it writes, and reads
+	// through the HTTP server's 4 KiB reader: an idle volunteer must cost
+	// kilobytes, and a master holds thousands.
 	m.upgrader = websocket.Upgrader{
-		ReadBufferSize:  64 << 10,
 		WriteBufferSize: 64 << 10,
+		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     m.checkOrigin,
 	}
 	m.mux = http.NewServeMux()

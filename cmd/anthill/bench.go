@@ -47,6 +47,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dashboards := fs.Int("dashboards", 0, "live dashboard feeds kept open during the runs, to measure what watching costs")
 	useWASM := fs.Bool("wasm", false, "tasks run a tiny WASM echo module on the slaves instead of their built-in echo")
 	replicas := fs.Int("replicas", 0, "run each task as this many copies on distinct slaves (quorum: a majority), to measure what replication costs")
+	sim := fs.Int("sim-slaves", 0, "run this many slave sessions in the bench process (concurrency 1 each) in place of the slave processes, and report the master's memory per idle slave")
 	adaptive := fs.Bool("adaptive", false, "adaptive replication: the bench app replicates (--replicas, default 2) until the slaves are trusted, then runs single copies, spot-checked")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -54,7 +55,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *adaptive && *replicas == 0 {
 		*replicas = 2
 	}
-	if *replicas < 0 || *replicas > *slaves {
+	if *sim > 0 {
+		*slaves = 0
+		raiseFileLimit() // before the master starts: it inherits the limit
+	}
+	if *replicas < 0 || *replicas > max(*slaves, *sim) {
 		return fmt.Errorf("--replicas %d: want 0 to the number of slaves (%d): copies need distinct slaves", *replicas, *slaves)
 	}
 	dir, err := os.MkdirTemp("", "anthill-bench-")
@@ -72,6 +77,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	margs := []string{"master", "--listen", addr, "--data", dir, "--log-level", "warn", "--retention", "-1s"}
+	if *sim > 0 {
+		margs = append(margs, "--max-conns", "-1", "--max-conns-per-ip", "-1")
+	}
 	if *noSync {
 		margs = append(margs, "--no-sync")
 	}
@@ -104,6 +112,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stopSlaves(sp, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
+	}
+	fleet := fmt.Sprintf("%d slave processes", *slaves)
+	if *sim > 0 {
+		rss0, anon0, err := procMem(mp.Process.Pid)
+		if err != nil {
+			return err
+		}
+		f, err := startSimFleet(url, admin, *sim, stderr)
+		if err != nil {
+			return err
+		}
+		defer f.stop()
+		rpc := &jsonrpc.Client{URL: "http://" + addr, Token: admin}
+		if err := waitSimConnected(ctx, rpc, *sim, 5*time.Minute); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second) // the handshakes' garbage collected
+		rss1, anon1, err := procMem(mp.Process.Pid)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d simulated slaves idle: master RSS %.1f MiB -> %.1f MiB (%.1f KiB a slave), anonymous %.1f KiB a slave\n",
+			*sim, float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rss1-rss0)/1024/float64(*sim), float64(anon1-anon0)/1024/float64(*sim))
+		fleet = fmt.Sprintf("%d simulated slaves in the bench process", *sim)
 	}
 
 	var updates atomic.Int64
@@ -147,8 +179,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		mk = func(payload []byte) *appnode.Task { t := one(payload); t.Replicas = n; return t }
 	}
 
-	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %d slave processes; fsync %v; %d dashboards open; tasks: %s\n",
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, *slaves, !*noSync, *dashboards, tasksAre)
+	fmt.Fprintf(stdout, "machine: %s/%s, %d CPUs; master pid %d, %s; fsync %v; %d dashboards open; tasks: %s\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), mp.Process.Pid, fleet, !*noSync, *dashboards, tasksAre)
 	// Warm up connections, pages and the slaves' windows.
 	if _, err := throughput(ctx, node, mk, 20000, *batch, *window); err != nil {
 		return err

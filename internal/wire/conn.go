@@ -32,7 +32,16 @@ const writeTimeout = 10 * time.Second
 type Conn struct {
 	ws        *websocket.Conn
 	heartbeat time.Duration
-	send      chan []byte
+	// The frames waiting to be written, oldest first, at most maxFrames.
+	// A slice that grows with the traffic rather than a channel of
+	// maxFrames slots: an idle connection, of which a master may hold
+	// thousands, then costs no queue at all.
+	mu        sync.Mutex
+	queue     [][]byte
+	spare     [][]byte // the writer's last batch, reused
+	maxFrames int
+	kick      chan struct{} // the writer has frames; capacity 1
+	room      chan struct{} // a SendWait may retry; capacity 1
 	closing   chan struct{} // closed by Close: the writer flushes and stops
 	done      chan struct{} // closed when the writer has exited
 	once      sync.Once
@@ -68,7 +77,9 @@ func New(ws *websocket.Conn, heartbeat time.Duration, queue int) *Conn {
 		readDone:  make(chan struct{}),
 		ws:        ws,
 		heartbeat: heartbeat,
-		send:      make(chan []byte, queue),
+		maxFrames: max(queue, 1),
+		kick:      make(chan struct{}, 1),
+		room:      make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -145,35 +156,85 @@ func (c *Conn) Send(frame []byte) bool {
 			return false
 		}
 	}
-	select {
-	case c.send <- frame:
-		return true
-	default:
+	if !c.push(frame) {
 		c.queued.Add(-n)
 		return false
+	}
+	return true
+}
+
+// push appends frame to the queue unless it holds maxFrames, and wakes
+// the writer.
+func (c *Conn) push(frame []byte) bool {
+	c.mu.Lock()
+	if len(c.queue) >= c.maxFrames {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.mu.Unlock()
+	signal(c.kick)
+	return true
+}
+
+// signal wakes whoever waits on ch, without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
 // SendWait queues a frame, waiting for room; clients use it for
 // backpressure.
 func (c *Conn) SendWait(ctx context.Context, frame []byte) error {
-	select {
-	case <-c.closing:
-		return ErrClosed
-	default:
-	}
 	n := int64(len(frame))
 	c.queued.Add(n)
-	select {
-	case c.send <- frame:
-		return nil
-	case <-c.closing:
-		c.queued.Add(-n)
-		return ErrClosed
-	case <-ctx.Done():
-		c.queued.Add(-n)
-		return ctx.Err()
+	for {
+		select {
+		case <-c.closing:
+			c.queued.Add(-n)
+			return ErrClosed
+		default:
+		}
+		if c.push(frame) {
+			return nil
+		}
+		select {
+		case <-c.room:
+		case <-c.closing:
+			c.queued.Add(-n)
+			return ErrClosed
+		case <-ctx.Done():
+			c.queued.Add(-n)
+			return ctx.Err()
+		}
 	}
+}
+
+// take hands the writer every frame queued, and room to the senders.
+func (c *Conn) take() [][]byte {
+	c.mu.Lock()
+	batch := c.queue
+	c.queue = c.spare[:0]
+	c.spare = nil
+	c.mu.Unlock()
+	if len(batch) > 0 {
+		signal(c.room)
+	}
+	return batch
+}
+
+// recycle takes back the batch the writer wrote, so its array serves the next.
+// A burst's large array is let go rather than kept by an idle connection.
+func (c *Conn) recycle(batch [][]byte) {
+	clear(batch)
+	if cap(batch) > 64 {
+		return
+	}
+	c.mu.Lock()
+	c.spare = batch[:0]
+	c.mu.Unlock()
 }
 
 // CloseWith sends last (if non-nil) after the frames already queued, then a
@@ -205,12 +266,16 @@ func (c *Conn) writer() {
 	defer tick.Stop()
 	for {
 		select {
-		case f := <-c.send:
-			c.queued.Add(-int64(len(f)))
-			if c.write(f) != nil {
-				c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
-				return
+		case <-c.kick:
+			batch := c.take()
+			for _, f := range batch {
+				c.queued.Add(-int64(len(f)))
+				if c.write(f) != nil {
+					c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
+					return
+				}
 			}
+			c.recycle(batch)
 		case <-tick.C:
 			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)) != nil {
 				c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
@@ -234,8 +299,7 @@ func (c *Conn) flush() {
 	if c.closeCode == websocket.CloseAbnormalClosure {
 		return // the socket failed; nothing more can be written
 	}
-	for len(c.send) > 0 {
-		f := <-c.send
+	for _, f := range c.take() {
 		c.queued.Add(-int64(len(f)))
 		if c.write(f) != nil {
 			return

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/anthill-project/anthill/jsonrpc"
+	"github.com/anthill-project/anthill/sandbox"
+	"github.com/anthill-project/anthill/slave"
+)
+
+// A simulated fleet for anthill bench --sim-slaves: n real slave sessions
+// (the slave package, the real protocol, concurrency 1 each, echo) in this
+// process, so a master can be measured against thousands of volunteers on
+// one machine. What they cost this process is not the master's.
+
+// simFleet is the running sessions.
+type simFleet struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// startSimFleet connects n sessions to url as the identities sim-1..sim-n
+// (the admin token enrolls each), at most 200 dialing at once so the
+// master's accept loop is not flooded.
+func startSimFleet(url, token string, n int, stderr io.Writer) (*simFleet, error) {
+	raiseFileLimit()
+	reg := sandbox.NewRegistry()
+	slave.RegisterBuiltins(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &simFleet{cancel: cancel}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	for i := range n {
+		s, err := slave.New(slave.Options{
+			Master: url, Name: fmt.Sprintf("sim-%d", i+1), Token: token, Registry: reg,
+			Concurrency: 1, Prefetch: -1, Grace: -1, Logger: log,
+		})
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
+		f.wg.Go(func() { _ = s.Run(ctx) })
+		if i%200 == 199 {
+			time.Sleep(50 * time.Millisecond) // let the handshakes drain
+		}
+	}
+	return f, nil
+}
+
+func (f *simFleet) stop() {
+	f.cancel()
+	f.wg.Wait()
+}
+
+// raiseFileLimit lifts this process's open-file limit to its hard limit:
+// each session is a socket. The master process started before it keeps
+// its own limit, which the bench raises the same way (see runBench).
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// waitSimConnected waits until the master counts n connected slaves.
+func waitSimConnected(ctx context.Context, rpc *jsonrpc.Client, n int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	var s jsonrpc.Summary
+	for time.Now().Before(deadline) {
+		if err := rpc.Call(ctx, "Stats.Summary", nil, &s); err == nil && s.Slaves.Connected >= n {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%d of %d simulated slaves connected after %v", s.Slaves.Connected, n, d)
+}
+
+// procMem is a process's resident memory and the anonymous part of it
+// (heap and stacks, not mapped files), in bytes.
+func procMem(pid int) (rss, anon int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "RssAnon":
+			anon = kb << 10
+		}
+	}
+	return rss, anon, nil
+}
