@@ -134,12 +134,18 @@ func (s *Scheduler) pumpLocked() {
 	s.sendCancelsLocked()
 	if s.moduleTasks > 0 {
 		for sl := range s.hungry {
+			if s.queue.Empty() {
+				return
+			}
 			if sl.wasm {
 				s.dispatchLocked(sl, true)
 			}
 		}
 	}
 	for sl := range s.hungry {
+		if s.queue.Empty() {
+			return // the rest stay hungry for the next pump
+		}
 		s.dispatchLocked(sl, false)
 	}
 }

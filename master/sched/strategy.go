@@ -42,6 +42,10 @@ type Strategy interface {
 	Remove(t *QueuedTask)
 	// Len counts the pending tasks of one kind.
 	Len(kind string) int
+	// Empty says no task is pending, of any kind: the scheduler then
+	// stops offering work to idle slaves, of which there may be
+	// thousands, after the first.
+	Empty() bool
 }
 
 // Strategy names accepted by NewStrategy.
@@ -69,6 +73,7 @@ type fifo struct {
 	kinds  map[string]*deque
 	urgent map[string]*deque
 	gen    int
+	total  int // tasks queued, of every kind
 }
 
 type entry struct {
@@ -127,6 +132,7 @@ func (f *fifo) Push(t *QueuedTask) {
 	f.gen++
 	t.Slot = f.gen
 	q.push(entry{t: t, gen: f.gen, seq: uint64(f.gen)})
+	f.total++
 }
 
 func (f *fifo) Next(s *SlaveView) *QueuedTask {
@@ -156,6 +162,7 @@ func (f *fifo) next(qs map[string]*deque, s *SlaveView) *QueuedTask {
 	t := best.front().t
 	best.pop()
 	best.live--
+	f.total--
 	t.Slot = 0
 	return t
 }
@@ -167,8 +174,11 @@ func (f *fifo) Remove(t *QueuedTask) {
 	t.Slot = 0
 	if q := f.queues(t)[t.Kind]; q != nil {
 		q.live--
+		f.total--
 	}
 }
+
+func (f *fifo) Empty() bool { return f.total == 0 }
 
 func (f *fifo) Len(kind string) int {
 	n := 0
@@ -186,6 +196,7 @@ func (f *fifo) Len(kind string) int {
 // Slot is the heap index plus one (zero: not queued).
 type priority struct {
 	kinds map[string]*indexed[*QueuedTask]
+	total int // tasks queued, of every kind
 }
 
 func runsBefore(a, b *QueuedTask) bool {
@@ -209,6 +220,7 @@ func (p *priority) Push(t *QueuedTask) {
 		p.kinds[t.Kind] = h
 	}
 	h.push(t)
+	p.total++
 }
 
 func (p *priority) Next(s *SlaveView) *QueuedTask {
@@ -225,14 +237,18 @@ func (p *priority) Next(s *SlaveView) *QueuedTask {
 	if best == nil {
 		return nil
 	}
+	p.total--
 	return best.pop()
 }
 
 func (p *priority) Remove(t *QueuedTask) {
-	if h := p.kinds[t.Kind]; h != nil {
+	if h := p.kinds[t.Kind]; h != nil && t.Slot > 0 {
 		h.remove(t)
+		p.total--
 	}
 }
+
+func (p *priority) Empty() bool { return p.total == 0 }
 
 func (p *priority) Len(kind string) int {
 	if h := p.kinds[kind]; h != nil {

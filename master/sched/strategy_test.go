@@ -144,3 +144,24 @@ func TestUrgentTasksGoFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestEmptyCountsEveryKind(t *testing.T) {
+	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+		s, _ := NewStrategy(name)
+		if !s.Empty() {
+			t.Errorf("%s: a new strategy is not empty", name)
+		}
+		a, b := qt(1, "a", 0), qt(2, "b", 0)
+		b.Urgent = true
+		s.Push(a)
+		s.Push(b)
+		s.Remove(a)
+		s.Remove(a) // twice counts once
+		if s.Empty() {
+			t.Errorf("%s: empty with b queued", name)
+		}
+		if s.Next(&SlaveView{Kinds: []string{"b"}}) != b || !s.Empty() {
+			t.Errorf("%s: not empty once b was taken", name)
+		}
+	}
+}
