@@ -14,10 +14,10 @@ import (
 
 	"github.com/anthill-project/anthill/appnode"
 	"github.com/anthill-project/anthill/internal/testmaster"
+	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/master/sched"
 	"github.com/anthill-project/anthill/master/trust"
-	"github.com/anthill-project/anthill/protocol"
 	samplewasm "github.com/anthill-project/anthill/samples/wasm"
 )
 
@@ -224,51 +224,56 @@ func TestMasterKilledMidQuorum(t *testing.T) {
 // agrees under samples/wasm/validator's tolerance, one whose numbers are
 // off does not, and without the validator neither does.
 func TestValidatorModuleDecidesAgreement(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	code, err := samplewasm.Build(ctx, "validator")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := startMaster(t, master.Options{})
-	info, err := m.UploadModule(ctx, "validator", code, nil, "test")
-	if err != nil {
-		t.Fatal(err)
+	// A master process: the validator runs in it, as the anthill binary
+	// runs it (not under the race detector of this test binary).
+	addr, data := freePort(t), t.TempDir()
+	base, url := "http://"+addr, "ws://"+addr
+	mp := start(t, "master", "--listen", addr, "--data", data, "--log-level", "warn")
+	mp.line(t, "listening on")
+	rpc := &jsonrpc.Client{URL: base, Token: readToken(t, data)}
+	var up struct {
+		Hash string `json:"hash"`
 	}
-	startSlave(t, m.URL(), "exact", "--concurrency", "2")
-	startLiar(t, m.URL(), "rounds", 0, "--echo-add", "1e-12")
-	waitSlaves(t, m, 2)
-	s := m.Scheduler()
+	call(t, rpc, "Modules.Upload", map[string]any{"wasm": code, "name": "validator"}, &up)
+	startSlave(t, url, "exact", "--concurrency", "2")
+	startLiar(t, url, "rounds", 0, "--echo-add", "1e-12")
+	waitFor(t, 30*time.Second, "two slaves", func() bool {
+		var l jsonrpc.SlaveList
+		call(t, rpc, "Slaves.List", nil, &l)
+		return len(l.Slaves) == 2
+	})
 	c := newCollector()
-	app := connect(t, m.URL(), "floats", c)
-	submit := func(conf sched.AppConfig) *appnode.Task {
+	app := connectAs(t, url, "floats", readToken(t, data), c)
+	submit := func(conf map[string]any) *appnode.Task {
 		t.Helper()
-		if err := s.ConfigureApp("floats", conf); err != nil {
-			t.Fatal(err)
-		}
+		conf["app"] = "floats"
+		call(t, rpc, "Apps.Configure", conf, nil)
 		task := &appnode.Task{Kind: "echo", Payload: []byte("3.14159265358979"), MaxAttempts: 1}
 		push(t, app, task)
 		return task
 	}
 	// By bytes the two disagree, and the third copy it takes waits for a
 	// third volunteer.
-	plain := submit(sched.AppConfig{Replicas: 2})
+	plain := submit(map[string]any{"replicas": 2, "validator": ""})
 	waitFor(t, 30*time.Second, "two answers and a copy waiting", func() bool {
-		ti, err := s.Task(plain.ID)
-		if err != nil || len(ti.Copies) != 3 {
-			return false
-		}
-		return ti.Copies[0].State == protocol.StateDone && ti.Copies[1].State == protocol.StateDone && ti.Copies[2].State == protocol.StatePending
+		var ti jsonrpc.Task
+		call(t, rpc, "Tasks.Get", map[string]any{"id": plain.ID}, &ti)
+		return len(ti.Copies) == 3 && ti.Copies[0].Outcome == "done" && ti.Copies[1].Outcome == "done" && ti.Copies[2].Outcome == "waiting"
 	})
-	if err := s.Cancel(plain.ID); err != nil {
-		t.Fatal(err)
-	}
-	checked := submit(sched.AppConfig{Replicas: 2, Validator: info.Hash})
-	waitFor(t, 30*time.Second, "the validated task", func() bool { _, ok := c.get(checked.ID); return ok })
+	call(t, rpc, "Tasks.Cancel", map[string]any{"id": plain.ID}, nil)
+	checked := submit(map[string]any{"replicas": 2, "validator": up.Hash})
+	// The master compiles the 2 MB module at its first comparison.
+	waitFor(t, 60*time.Second, "the validated task", func() bool { _, ok := c.get(checked.ID); return ok })
 	if o, _ := c.get(checked.ID); o.err != nil || !strings.HasPrefix(string(o.result), "3.1415926535") {
 		t.Fatalf("with the validator: %q, %v; want the agreed number", o.result, o.err)
 	}
-	if err := m.DeleteModule(info.Hash); err == nil {
+	if err := rpc.Call(ctx, "Modules.Delete", map[string]any{"hash": up.Hash}, nil); err == nil {
 		t.Error("a validator in use was deleted")
 	}
 }

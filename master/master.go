@@ -111,7 +111,7 @@ func New(opts Options) (*Master, error) {
 		st:       st,
 		ident:    ident,
 		mods:     mods,
-		vals:     &validators{mods: mods, log: opts.Logger},
+		vals:     newValidators(mods, opts.Logger),
 		sessions: map[string]map[*sched.Slave]*peer{},
 		appConns: map[string]map[*peer]bool{},
 		live:     map[*wire.Conn]struct{}{},
@@ -329,6 +329,7 @@ func (m *Master) run(ctx context.Context) {
 	waitTimeout(&m.conns, shutdownWait)
 
 	m.cancel(nil)
+	m.vals.shutdown() // a validator compiling stops, so the scheduler's Run can end
 	stopSched()
 	<-schedDone
 	m.vals.close()

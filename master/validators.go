@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/anthill-project/anthill/master/modules"
 	"github.com/anthill-project/anthill/sandbox"
@@ -21,12 +22,20 @@ import (
 // they do not; anything else is an error, and the two count as
 // disagreeing.
 
-// validatorMemory caps a validator's linear memory.
-const validatorMemory = 64 << 20
+// validatorMemory caps a validator's linear memory; loadTimeout bounds
+// its compilation.
+const (
+	validatorMemory = 64 << 20
+	loadTimeout     = 5 * time.Minute
+)
 
 type validators struct {
 	mods *modules.Registry
 	log  *slog.Logger
+	// life ends when the master shuts down (see shutdown); a compile in
+	// progress then stops.
+	life     context.Context
+	shutdown context.CancelFunc
 
 	mu  sync.Mutex
 	w   *sandbox.WASM // made at the first comparison
@@ -53,7 +62,15 @@ func (v *validators) agree(ctx context.Context, module string, a, b []byte) (boo
 		if err != nil {
 			return false, fmt.Errorf("validator %s: %w", module, err)
 		}
-		if err := w.Load(ctx, module, "validator", code); err != nil {
+		// Compiling is once per module and may take seconds (longer
+		// under a race detector): it is not bounded by one comparison's
+		// deadline, or a large module would never be ready.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		stop := context.AfterFunc(v.life, cancel) // but a shutdown stops it
+		err = w.Load(lctx, module, "validator", code)
+		stop()
+		cancel()
+		if err != nil {
 			return false, fmt.Errorf("validator %s: %w", module, err)
 		}
 	}
@@ -70,8 +87,14 @@ func (v *validators) agree(ctx context.Context, module string, a, b []byte) (boo
 	return true, nil
 }
 
+func newValidators(mods *modules.Registry, log *slog.Logger) *validators {
+	life, shutdown := context.WithCancel(context.Background())
+	return &validators{mods: mods, log: log, life: life, shutdown: shutdown}
+}
+
 // close releases the runtime, once the scheduler has stopped.
 func (v *validators) close() {
+	v.shutdown()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.w != nil {
