@@ -194,9 +194,10 @@ func TestMasterKilledMidQuorum(t *testing.T) {
 	c := newCollector()
 	app := connect(t, url, "crashy", c)
 	const n = 3000
-	tasks := shaTasks(n, 3, 2)
+	tasks := make([]*appnode.Task, n)
 	for i := range tasks {
-		tasks[i].Kind, tasks[i].Payload = "sleep", []byte("1") // slow enough to be caught mid-quorum
+		// A millisecond each: slow enough to be caught mid-quorum.
+		tasks[i] = &appnode.Task{Kind: "sleep", Payload: []byte("1"), Replicas: 3, Quorum: 2}
 	}
 	pushChunks(t, app, tasks)
 	waitFor(t, 60*time.Second, "some results", func() bool { return c.len() > 100 })

@@ -251,7 +251,7 @@ func (s *Scheduler) sendLocked(sl *Slave, t *task, now time.Time, d *protocol.Di
 	t.attempts++
 	t.startedAt = now
 	t.ranOn = sl.view.Name
-	t.remote = hostOf(sl.who.Remote)
+	t.remote = sl.host
 	t.beginAttempt(sl.view.Name, now)
 	t.slave = sl
 	t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)

@@ -27,6 +27,7 @@ type Slave struct {
 	trust     []string        // only modules signed by one of these keys (canonical text); none: any
 	holds     map[string]bool // module hashes it holds
 	who       Who
+	host      string // who.Remote without its port: what --replica-distinct ip compares
 	session   string
 	window    int // tasks it may hold now: slow start, up to maxWindow
 	maxWindow int // min(Concurrency+Prefetch, Options.MaxWindow)
@@ -50,10 +51,6 @@ type Slave struct {
 
 // Session is the slave's session id.
 func (sl *Slave) Session() string { return sl.session }
-
-// MaxWindow is the most tasks the session can ever hold. It never
-// changes.
-func (sl *Slave) MaxWindow() int { return sl.maxWindow }
 
 // MaxFrameItems is the most results or returned ids a frame of the
 // session may carry: its largest window, and as many again for tasks the
@@ -190,6 +187,7 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 		wasm:      slices.Contains(kinds, protocol.KindWASM),
 		trust:     canonicalKeys(h.TrustKeys),
 		who:       who,
+		host:      hostOf(who.Remote),
 		session:   session,
 		window:    min(maxWindow, h.Concurrency, SlowStartWindow),
 		maxWindow: maxWindow,

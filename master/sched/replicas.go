@@ -311,7 +311,7 @@ func (s *Scheduler) newCopyLocked(t *task, now time.Time, b *store.Batch) *task 
 func (s *Scheduler) distinctLocked(g *group, sl *Slave) bool {
 	ip := ""
 	if s.opts.ReplicaDistinct == DistinctIP {
-		ip = hostOf(sl.who.Remote)
+		ip = sl.host
 	}
 	for _, c := range g.copies {
 		if c.state == protocol.StatePending || c.ranOn == "" {
@@ -754,11 +754,29 @@ type VolunteerTrust struct {
 }
 
 // Trust returns every volunteer with a record, by name.
-func (s *Scheduler) Trust() []VolunteerTrust {
+func (s *Scheduler) Trust() []VolunteerTrust { return s.trustOf("") }
+
+// VolunteerTrustOf returns one volunteer's record; a volunteer without
+// one has a zero record.
+func (s *Scheduler) VolunteerTrustOf(name string) VolunteerTrust {
+	if v := s.trustOf(name); len(v) == 1 {
+		return v[0]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return VolunteerTrust{Name: name, Public: s.public[name]}
+}
+
+// trustOf gathers the records of volunteer, or of every volunteer when
+// it is "", one VolunteerTrust each, by name.
+func (s *Scheduler) trustOf(volunteer string) []VolunteerTrust {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	by := map[string]*VolunteerTrust{}
 	for k, r := range s.trust {
+		if volunteer != "" && k.volunteer != volunteer {
+			continue
+		}
 		v := by[k.volunteer]
 		if v == nil {
 			v = &VolunteerTrust{Name: k.volunteer, Public: s.public[k.volunteer]}
@@ -781,19 +799,6 @@ func (s *Scheduler) Trust() []VolunteerTrust {
 	}
 	slices.SortFunc(out, func(a, b VolunteerTrust) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-// VolunteerTrustOf returns one volunteer's record; a volunteer without
-// one has a zero record.
-func (s *Scheduler) VolunteerTrustOf(name string) VolunteerTrust {
-	for _, v := range s.Trust() {
-		if v.Name == name {
-			return v
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return VolunteerTrust{Name: name, Public: s.public[name]}
 }
 
 // Leaderboard is the volunteers who agreed to be listed, most credit

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -128,7 +129,7 @@ func (s *sim) answer(v, id int) int {
 func (s *sim) pick(taken []int) int {
 	for {
 		v := s.rng.IntN(len(s.vols))
-		if contains(taken, v) {
+		if slices.Contains(taken, v) {
 			continue
 		}
 		rec := &s.vols[v].rec
@@ -137,15 +138,6 @@ func (s *sim) pick(taken []int) int {
 		}
 		return v
 	}
-}
-
-func contains(xs []int, x int) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // task runs one task and returns the answers computed for it (copies and
