@@ -287,31 +287,32 @@ func (m *Master) untrack(c *wire.Conn) {
 // open accepts a connection of role and welcomes it as a new session.
 // On failure it has already answered the client; it returns a nil peer.
 // Call done once the connection's read loop ended.
-func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, a auth, session string, done func()) {
+func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *peer, h *protocol.Hello, a auth, welcome *protocol.Welcome, done func()) {
 	c, h, a := m.accept(w, r, role)
 	if c == nil {
-		return nil, nil, a, "", nil
+		return nil, nil, a, nil, nil
 	}
-	session = newSession()
+	session := newSession()
 	log := m.opts.Logger.With(role, h.Name, "session", session, "remote", r.RemoteAddr)
 	if a.volunteer != "" {
 		log = log.With("volunteer", a.volunteer)
 	}
 	p = &peer{conn: c, log: log}
-	// The Welcome is queued before the scheduler hears of the session, so
-	// no dispatch or notification can overtake it.
-	p.Send(m.welcome(session, a))
-	// done closes before it waits, so a handler that panics still lets the
-	// writer go and the connection be forgotten.
-	return p, h, a, session, func() { c.Close(); m.untrack(c) }
+	// The caller queues the Welcome before the scheduler can send anything,
+	// so no dispatch or notification overtakes it. done closes before it
+	// waits, so a handler that panics still lets the writer go and the
+	// connection be forgotten.
+	return p, h, a, m.welcome(session, a), func() { c.Close(); m.untrack(c) }
 }
 
 func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
-	p, h, a, session, done := m.open(w, r, protocol.RoleSlave)
+	p, h, a, welcome, done := m.open(w, r, protocol.RoleSlave)
 	if p == nil {
 		return
 	}
 	defer done()
+	session := welcome.Session
+	p.Send(welcome)
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
 	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: session, Remote: r.RemoteAddr}, h, p)
@@ -367,7 +368,7 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
-	p, h, au, _, done := m.open(w, r, protocol.RoleApp)
+	p, h, au, welcome, done := m.open(w, r, protocol.RoleApp)
 	if p == nil {
 		return
 	}
@@ -388,7 +389,7 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 		p.Close(protocol.CodeUnauthorized, "app "+h.Name+": its token was revoked")
 		return
 	}
-	a, waiting := m.sched.AttachApp(h.Name, p)
+	a, waiting := m.sched.AttachApp(h.Name, p, welcome)
 	if a == nil {
 		return // refused for a quota, and closed
 	}

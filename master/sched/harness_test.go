@@ -167,7 +167,7 @@ func (h *harness) slave(name string, window int, kinds ...string) (*Slave, *outb
 // app attaches a connection of application name.
 func (h *harness) app(name string) (*App, *outbox) {
 	out := newOutbox(h.t, "app "+name)
-	a, _ := h.s.AttachApp(name, out)
+	a, _ := h.s.AttachApp(name, out, nil)
 	return a, out
 }
 

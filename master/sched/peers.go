@@ -340,10 +340,13 @@ func (s *Scheduler) requeueHeld(sl *Slave, chunk []*task, started int, now time.
 // AttachApp makes out the connection of application name and sends it the
 // notifications that waited. The newest connection wins: an older one,
 // most likely dead and not yet noticed, is closed as replaced. The
-// transport sent the Welcome first. It returns the application and how
-// many notifications waited; a nil application when a new one would pass
-// MaxApps, and out was closed with protocol.CodeQuotaExceeded.
-func (s *Scheduler) AttachApp(name string, out Outbox) (*App, int) {
+// welcome (if non-nil) is sent first, under the lock that orders the
+// attachments: a client that has read its Welcome and connects again is
+// sure to replace the first connection, not to be replaced by it. It
+// returns the application and how many notifications waited; a nil
+// application when a new one would pass MaxApps, and out was closed with
+// protocol.CodeQuotaExceeded.
+func (s *Scheduler) AttachApp(name string, out Outbox, welcome protocol.Message) (*App, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.apps[name] == nil {
@@ -351,6 +354,9 @@ func (s *Scheduler) AttachApp(name string, out Outbox) (*App, int) {
 			out.Close(protocol.CodeQuotaExceeded, err.Error())
 			return nil, 0
 		}
+	}
+	if welcome != nil {
+		out.Send(welcome)
 	}
 	a := s.appLocked(name)
 	if old := a.out; old != nil {

@@ -129,7 +129,7 @@ func TestQuotaIdleAppsAreForgotten(t *testing.T) {
 	a, ao := h.app("a")
 	h.app("b")
 	over := newOutbox(t, "app c")
-	if got, _ := h.s.AttachApp("c", over); got != nil {
+	if got, _ := h.s.AttachApp("c", over, nil); got != nil {
 		t.Fatal("a third app was attached")
 	}
 	if code := <-over.closes; code != protocol.CodeQuotaExceeded {
@@ -173,7 +173,7 @@ func TestQuotaIdleAppsAreForgotten(t *testing.T) {
 			t.Fatal("the forgotten app's series remain")
 		}
 	}
-	if got, _ := h.s.AttachApp("c", newOutbox(t, "app c")); got == nil {
+	if got, _ := h.s.AttachApp("c", newOutbox(t, "app c"), nil); got == nil {
 		t.Fatal("no room after an app was forgotten")
 	}
 }
