@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/anthill-project/anthill/appnode"
+	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/jsonrpc"
 	"github.com/anthill-project/anthill/master"
 	"github.com/anthill-project/anthill/master/sched"
@@ -234,11 +235,19 @@ func TestQuotaAppFloodIsRefusedAndIdleAppsAreForgotten(t *testing.T) {
 		push(t, n, echoTasks(1)...)
 		flood = append(flood, n)
 	}
-	// Refused after its Welcome, whatever it sends next.
-	over := quotaApp(t, url, "one-too-many")
-	_ = over.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, &protocol.Submit{Seq: 1, Tasks: []protocol.NewTask{{Kind: "echo"}}}))
+	// Refused in place of its Welcome.
+	over, _, err := websocket.DefaultDialer.Dial(url+"/ws/app", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	hello := &protocol.Hello{Version: protocol.Version, Role: protocol.RoleApp, Name: "one-too-many", Token: testmaster.AdminToken}
+	if err := over.WriteMessage(websocket.BinaryMessage, protocol.Encode(nil, hello)); err != nil {
+		t.Fatal(err)
+	}
+	_ = over.SetReadDeadline(time.Now().Add(10 * time.Second))
 	expectError(t, over, protocol.CodeQuotaExceeded)
-	err := rpc.Call(context.Background(), "Tasks.Submit", jsonrpc.SubmitParams{App: "script", TaskSpec: jsonrpc.TaskSpec{Kind: "echo"}}, &jsonrpc.SubmitResult{})
+	err = rpc.Call(context.Background(), "Tasks.Submit", jsonrpc.SubmitParams{App: "script", TaskSpec: jsonrpc.TaskSpec{Kind: "echo"}}, &jsonrpc.SubmitResult{})
 	quotaRPCRefused(t, err, "max-apps", 3)
 	if m := quotaMetrics(t, addr); !strings.Contains(m, `app="flood-app-0"`) {
 		t.Fatal("no series of a known app on /metrics")
