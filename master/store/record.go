@@ -302,50 +302,66 @@ func corruptRecord(id uint64, why string) error {
 	return fmt.Errorf("task %d: corrupt record: %s", id, why)
 }
 
-// decodeRecord never keeps a reference to data: bbolt's bytes are only valid
-// inside the transaction, and callers keep the Record. A format 3 record
-// comes back without its payload, which the caller reads from the payloads
-// bucket (see Store.decode).
-func decodeRecord(id uint64, data []byte) (*Record, error) {
+// layout is a record parsed without copying: its fixed fields decoded,
+// its variable parts still slices of the stored bytes. decodeRecord builds
+// a Record from it; LoadIndex reads only what a queue needs.
+type layout struct {
+	rf, flags        byte
+	state            protocol.State
+	module           []byte
+	replicas, quorum uint8
+	parent           uint64
+	priority         int32
+	timeout          time.Duration
+	maxAttempts      uint32
+	attempts         uint32
+	created          int64
+	started          int64
+	finished         int64
+	strs             [5][]byte // app, kind, key, slave, err
+	strAll           []byte    // the five, back to back
+	payload, result  []byte    // nil when absent
+	rest             []byte    // the history section (formats 2 and 3)
+}
+
+// parseRecord checks data and locates its parts; it keeps slices of data,
+// valid as long as data is.
+func parseRecord(id uint64, data []byte) (layout, error) {
+	var l layout
 	if len(data) < headerLen {
-		return nil, corruptRecord(id, fmt.Sprintf("%d bytes", len(data)))
+		return l, corruptRecord(id, fmt.Sprintf("%d bytes", len(data)))
 	}
-	rf := data[offFormat]
-	if rf < recordFormatV1 || rf > recordFormat {
-		return nil, corruptRecord(id, fmt.Sprintf("record format %d, want %d to %d", rf, recordFormatV1, recordFormat))
+	l.rf = data[offFormat]
+	if l.rf < recordFormatV1 || l.rf > recordFormat {
+		return l, corruptRecord(id, fmt.Sprintf("record format %d, want %d to %d", l.rf, recordFormatV1, recordFormat))
 	}
-	flags := data[offFlags]
-	if flags&^(flagAcked|flagQuiet|flagModule|flagReplica) != 0 {
-		return nil, corruptRecord(id, fmt.Sprintf("unknown flags %#x", flags))
+	l.flags = data[offFlags]
+	if l.flags&^(flagAcked|flagQuiet|flagModule|flagReplica) != 0 {
+		return l, corruptRecord(id, fmt.Sprintf("unknown flags %#x", l.flags))
 	}
-	r := &Record{
-		ID:    id,
-		Acked: flags&flagAcked != 0,
-		Quiet: flags&flagQuiet != 0,
-		State: protocol.State(data[offState]),
-	}
-	if _, ok := protocol.ParseState(r.State.String()); !ok {
-		return nil, corruptRecord(id, fmt.Sprintf("invalid state %d", data[offState]))
+	l.state = protocol.State(data[offState])
+	if _, ok := protocol.ParseState(l.state.String()); !ok {
+		return l, corruptRecord(id, fmt.Sprintf("invalid state %d", data[offState]))
 	}
 	d := binenc.NewDecoder(data[headerLen:])
-	if flags&flagModule != 0 {
-		r.Module = d.String("module")
+	if l.flags&flagModule != 0 {
+		l.module = d.Bytes("module")
 	}
-	if flags&flagReplica != 0 {
+	if l.flags&flagReplica != 0 {
 		replicas, quorum := d.Uvarint("replicas"), d.Uvarint("quorum")
-		r.Parent = d.Uvarint("parent")
+		l.parent = d.Uvarint("parent")
 		if d.Err() == nil && (replicas > 255 || quorum > 255 || replicas > 0 && quorum > replicas) {
 			d.Failf("replicas %d and quorum %d", replicas, quorum)
 		}
-		r.Replicas, r.Quorum = uint8(replicas), uint8(quorum)
+		l.replicas, l.quorum = uint8(replicas), uint8(quorum)
 	}
-	r.Priority = d.Int32("priority")
-	r.Timeout = time.Duration(d.Varint("timeout"))
-	r.MaxAttempts = d.Uint32("max attempts")
-	r.Attempts = d.Uint32("attempts")
-	r.CreatedAt = fromUnixNano(d.Varint("created"))
-	r.StartedAt = fromUnixNano(d.Varint("started"))
-	r.FinishedAt = fromUnixNano(d.Varint("finished"))
+	l.priority = d.Int32("priority")
+	l.timeout = time.Duration(d.Varint("timeout"))
+	l.maxAttempts = d.Uint32("max attempts")
+	l.attempts = d.Uint32("attempts")
+	l.created = d.Varint("created")
+	l.started = d.Varint("started")
+	l.finished = d.Varint("finished")
 	var strLens [5]uint64
 	for i, what := range [...]string{"app length", "kind length", "key length", "slave length", "err length"} {
 		strLens[i] = d.Uvarint(what)
@@ -353,10 +369,10 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	payLen := d.Uvarint("payload length")
 	resLen := d.Uvarint("result length")
 	if err := d.Err(); err != nil {
-		return nil, corruptRecord(id, err.Error())
+		return l, corruptRecord(id, err.Error())
 	}
-	if rf == recordFormat && payLen > InlinePayload+1 {
-		return nil, corruptRecord(id, fmt.Sprintf("an inline payload of %d bytes in a record of format 3", payLen-1))
+	if l.rf == recordFormat && payLen > InlinePayload+1 {
+		return l, corruptRecord(id, fmt.Sprintf("an inline payload of %d bytes in a record of format 3", payLen-1))
 	}
 	buf := d.Rest()
 
@@ -366,7 +382,7 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 	var strTotal uint64
 	for _, n := range strLens {
 		if n > rest-strTotal {
-			return nil, corruptRecord(id, "string length past the end")
+			return l, corruptRecord(id, "string length past the end")
 		}
 		strTotal += n
 	}
@@ -379,40 +395,72 @@ func decodeRecord(id uint64, data []byte) (*Record, error) {
 		res = resLen - 1
 	}
 	if pay > left || res > left-pay {
-		return nil, corruptRecord(id, "payload or result length past the end")
+		return l, corruptRecord(id, "payload or result length past the end")
 	}
-	if rf == recordFormatV1 && pay+res != left {
-		return nil, corruptRecord(id, fmt.Sprintf("%d trailing bytes", left-pay-res))
+	if l.rf == recordFormatV1 && pay+res != left {
+		return l, corruptRecord(id, fmt.Sprintf("%d trailing bytes", left-pay-res))
 	}
+	l.strAll = buf[:strTotal:strTotal]
+	at := uint64(0)
+	for i, n := range strLens {
+		l.strs[i] = buf[at : at+n : at+n]
+		at += n
+	}
+	if payLen > 0 {
+		l.payload = buf[at : at+pay : at+pay]
+	}
+	at += pay
+	if resLen > 0 {
+		l.result = buf[at : at+res : at+res]
+	}
+	l.rest = buf[at+res:]
+	return l, nil
+}
 
-	if strTotal > 0 {
-		s := string(buf[:strTotal])
-		cut := func(n uint64) string {
+// decodeRecord never keeps a reference to data: bbolt's bytes are only valid
+// inside the transaction, and callers keep the Record. A format 3 record
+// comes back without its payload, which the caller reads from the payloads
+// bucket (see Store.decode).
+func decodeRecord(id uint64, data []byte) (*Record, error) {
+	l, err := parseRecord(id, data)
+	if err != nil {
+		return nil, err
+	}
+	r := &Record{
+		ID: id, Acked: l.flags&flagAcked != 0, Quiet: l.flags&flagQuiet != 0, State: l.state,
+		Module: string(l.module), Replicas: l.replicas, Quorum: l.quorum, Parent: l.parent,
+		Priority: l.priority, Timeout: l.timeout, MaxAttempts: l.maxAttempts, Attempts: l.attempts,
+		CreatedAt: fromUnixNano(l.created), StartedAt: fromUnixNano(l.started), FinishedAt: fromUnixNano(l.finished),
+	}
+	// The strings are contiguous: one conversion serves them all.
+	if len(l.strAll) > 0 {
+		s := string(l.strAll)
+		cut := func(n int) string {
 			v := s[:n]
 			s = s[n:]
 			return v
 		}
-		r.App = cut(strLens[0])
-		r.Kind = cut(strLens[1])
-		r.Key = cut(strLens[2])
-		r.Slave = cut(strLens[3])
-		r.Err = cut(strLens[4])
+		r.App = cut(len(l.strs[0]))
+		r.Kind = cut(len(l.strs[1]))
+		r.Key = cut(len(l.strs[2]))
+		r.Slave = cut(len(l.strs[3]))
+		r.Err = cut(len(l.strs[4]))
 	}
-	if payLen > 0 || resLen > 0 {
-		b := make([]byte, pay+res)
-		copy(b, buf[strTotal:])
-		if payLen > 0 {
-			r.Payload = b[:pay:pay]
+	if l.payload != nil || l.result != nil {
+		b := make([]byte, len(l.payload)+len(l.result))
+		copy(b, l.payload)
+		copy(b[len(l.payload):], l.result)
+		if l.payload != nil {
+			r.Payload = b[:len(l.payload):len(l.payload)]
 		}
-		if resLen > 0 {
-			r.Result = b[pay:]
+		if l.result != nil {
+			r.Result = b[len(l.payload):]
 		}
 	}
-	if rf == recordFormatV1 {
+	if l.rf == recordFormatV1 {
 		return r, nil
 	}
-	var err error
-	if r.History, err = decodeHistory(buf[strTotal+pay+res:]); err != nil {
+	if r.History, err = decodeHistory(l.rest); err != nil {
 		return nil, corruptRecord(id, err.Error())
 	}
 	return r, nil

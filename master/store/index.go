@@ -1,0 +1,101 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/anthill-project/anthill/protocol"
+)
+
+// Summary is what a queue needs of a stored task: enough to schedule it
+// and count it, nothing of its payload, result or history. Its byte
+// slices alias the store's pages and are valid only during the callback
+// that receives it.
+type Summary struct {
+	ID         uint64
+	State      protocol.State
+	Acked      bool
+	Parent     uint64
+	Priority   int32
+	FinishedAt time.Time
+	App        []byte
+	Kind       []byte
+	Module     []byte
+	Key        []byte
+	// PayloadLen is the payload's size, inline or kept apart.
+	PayloadLen int
+}
+
+// LoadIndex calls fn for every task in id order with its summary, copying
+// nothing: a master restarting over millions of queued tasks reads their
+// index, not their payloads. full decodes the whole record, for the few
+// the caller keeps whole (final tasks not yet acknowledged, copies of
+// replicated tasks); it is valid only during the callback. LoadIndex stops
+// at and returns fn's first error.
+func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) error) error {
+	return s.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketTasks).Cursor()
+		// The payloads bucket has the same keys, in the same order: one
+		// cursor walked beside the tasks' finds each size without a
+		// lookup from the root.
+		pc := tx.Bucket(bucketPayloads).Cursor()
+		pk, pv := pc.First()
+		var sum Summary
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				return corrupt(s.path, fmt.Errorf("task key %x", k))
+			}
+			id := binary.BigEndian.Uint64(k)
+			l, err := parseRecord(id, v)
+			if err != nil {
+				return fmt.Errorf("store %s: %w", s.path, err)
+			}
+			sum = Summary{
+				ID: id, State: l.state, Acked: l.flags&flagAcked != 0, Parent: l.parent, Priority: l.priority,
+				FinishedAt: fromUnixNano(l.finished), App: l.strs[0], Kind: l.strs[1], Key: l.strs[2], Module: l.module,
+				PayloadLen: len(l.payload),
+			}
+			if l.rf == recordFormat && l.payload == nil {
+				for pk != nil && bytes.Compare(pk, k) < 0 {
+					pk, pv = pc.Next()
+				}
+				if pk != nil && bytes.Equal(pk, k) && len(pv) > 0 {
+					sum.PayloadLen = len(pv) - 1
+				}
+			}
+			full := func() (*Record, error) { return s.decode(tx, k, v) }
+			if err := fn(&sum, full); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Reader reads records inside one read transaction; see Read.
+type Reader struct {
+	s  *Store
+	tx *bbolt.Tx
+}
+
+// Read runs fn with a Reader over one consistent snapshot, so a caller
+// that fetches many records (a dispatch taking queued tasks from the
+// store) pays for one transaction, not one per record. fn must be quick:
+// a commit that grows the file waits for it.
+func (s *Store) Read(fn func(*Reader) error) error {
+	return s.view(func(tx *bbolt.Tx) error { return fn(&Reader{s, tx}) })
+}
+
+// Get returns the record of task id as of the snapshot, or ErrNotFound.
+func (r *Reader) Get(id uint64) (*Record, error) {
+	k := taskKey(make([]byte, 0, 8), id)
+	v := r.tx.Bucket(bucketTasks).Get(k)
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	return r.s.decode(r.tx, k, v)
+}
