@@ -48,9 +48,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	useWASM := fs.Bool("wasm", false, "tasks run a tiny WASM echo module on the slaves instead of their built-in echo")
 	replicas := fs.Int("replicas", 0, "run each task as this many copies on distinct slaves (quorum: a majority), to measure what replication costs")
 	sim := fs.Int("sim-slaves", 0, "run this many slave sessions in the bench process (concurrency 1 each) in place of the slave processes, and report the master's memory per idle slave")
+	queued := fs.Int("queued", 0, "measure a deep queue instead: push this many tasks with no slave, report the master's memory, restart it and report its time to serve and memory, then drain --drain of them with --slaves")
+	payload := fs.Int("payload", 1024, "payload bytes of each --queued task")
+	drainN := fs.Int("drain", 200000, "tasks of the --queued queue the slaves drain")
 	adaptive := fs.Bool("adaptive", false, "adaptive replication: the bench app replicates (--replicas, default 2) until the slaves are trusted, then runs single copies, spot-checked")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *queued > 0 {
+		return benchQueue(ctx, *queued, *payload, *slaves, *drainN, *noSync, stdout, stderr)
 	}
 	if *adaptive && *replicas == 0 {
 		*replicas = 2

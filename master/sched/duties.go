@@ -103,7 +103,7 @@ func (s *Scheduler) tick() {
 func (s *Scheduler) retryDue(now time.Time, _ *change) {
 	for s.retries.Len() > 0 && !s.retries.peek().retryAt.After(now) {
 		t := s.retries.pop()
-		s.queue.Push(&t.q)
+		s.pushLocked(t)
 	}
 }
 
@@ -153,10 +153,10 @@ func (s *Scheduler) sampleGauges(time.Time, *change) {
 	// stats.MaxKinds of them, summing the rest under one label.
 	s.metrics.SetQueues(func(add func(string, int)) {
 		for k := range s.liveKinds {
-			n := s.queue.Len(k)
+			n := s.queue.len(s.classes[k])
 			if k == protocol.KindWASM {
 				for _, m := range s.modules {
-					n += s.queue.Len(m.class)
+					n += s.queue.len(m.class)
 				}
 			}
 			pending += n

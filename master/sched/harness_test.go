@@ -2,6 +2,7 @@ package sched
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -21,6 +22,8 @@ import (
 // from a commit's callback is awaited with readAs.
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var hot = flag.Bool("hot", false, "keep the tests' queued tasks in memory (the default of a master with a shallow queue)")
 
 // testClock is a clock the test moves by hand.
 type testClock struct {
@@ -112,6 +115,11 @@ func newHarness(t testing.TB, o Options) *harness {
 		o.Now = h.clock.Now
 	}
 	o.OnFatal = func(err error) { t.Errorf("scheduler failed: %v", err) }
+	if o.HotTasks == 0 && !*hot {
+		// Every test runs its tasks through the store, as a master with
+		// a deep queue does (see cold.go); -hot keeps them in memory.
+		o.HotTasks = -1
+	}
 	h.opts = o
 	h.open()
 	return h

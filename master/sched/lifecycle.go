@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -57,7 +58,7 @@ func (s *Scheduler) SubmitBatch(a *App, out Outbox, msg *protocol.Submit) {
 	p := &push{seq: msg.Seq, count: uint32(len(msg.Tasks)), left: len(msg.Tasks), waiters: []Outbox{out}}
 	first, b := s.acceptLocked(a, msg.Tasks, p)
 	p.firstID = first
-	a.pushes[msg.Seq] = p
+	a.addPush(p)
 	b.PutPush(store.Push{App: a.name, Seq: p.seq, FirstID: first, Count: p.count, At: now})
 	s.commitLocked(b, func(err error) {
 		if err != nil {
@@ -72,6 +73,7 @@ func (s *Scheduler) SubmitBatch(a *App, out Outbox, msg *protocol.Submit) {
 			w.Send(ack)
 		}
 		p.waiters = nil
+		s.coolPushLocked(p.firstID, p.count)
 	})
 	if s.kinds[msg.Tasks[0].Kind] == 0 {
 		s.opts.Logger.Debug("tasks wait for a slave that runs their kind", "kind", msg.Tasks[0].Kind)
@@ -102,10 +104,9 @@ func (s *Scheduler) acceptLocked(a *App, tasks []protocol.NewTask, p *push) (uin
 		if t.maxAttempts == 0 {
 			t.maxAttempts = uint32(s.opts.DefaultAttempts)
 		}
-		t.initQueued()
 		s.putNew(b, t)
 		s.addLocked(t)
-		s.queue.Push(&t.q)
+		s.pushLocked(t)
 		s.metrics.Submitted(t.kind, 1)
 	}
 	b.SetNextID(s.nextID)
@@ -134,7 +135,7 @@ func (s *Scheduler) pumpLocked() {
 	s.sendCancelsLocked()
 	if s.moduleTasks > 0 {
 		for sl := range s.hungry {
-			if s.queue.Empty() {
+			if s.queue.empty() {
 				return
 			}
 			if sl.wasm {
@@ -143,7 +144,7 @@ func (s *Scheduler) pumpLocked() {
 		}
 	}
 	for sl := range s.hungry {
-		if s.queue.Empty() {
+		if s.queue.empty() {
 			return // the rest stay hungry for the next pump
 		}
 		s.dispatchLocked(sl, false)
@@ -153,13 +154,28 @@ func (s *Scheduler) pumpLocked() {
 // dispatchLocked sends sl as many tasks as its window allows, in one
 // frame: at most its window of tasks and, unless it holds none, about
 // MaxWindowBytes of payload. Each attempt gets a fresh lease. The tasks
-// its held view allows come first; heldOnly stops there.
+// its held view allows come first; heldOnly stops there. Cold tasks are
+// read from the store in one read transaction for the frame.
 func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
-	free := sl.free()
-	if free <= 0 {
+	if sl.free() <= 0 {
 		delete(s.hungry, sl)
 		return
 	}
+	if s.cold == 0 {
+		s.dispatchFromLocked(sl, heldOnly, nil)
+		return
+	}
+	err := s.st.Read(func(rd *store.Reader) error {
+		s.dispatchFromLocked(sl, heldOnly, rd)
+		return nil
+	})
+	if err != nil {
+		s.opts.Logger.Error("reading queued tasks from the store", "err", err)
+	}
+}
+
+func (s *Scheduler) dispatchFromLocked(sl *Slave, heldOnly bool, rd *store.Reader) {
+	free := sl.free()
 	now := s.opts.Now()
 	var d protocol.Dispatch
 	size := 0
@@ -168,25 +184,49 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 		view = &sl.held
 	}
 	var forks *store.Batch // made by the first fork, if any
-	var skipped []*QueuedTask
+	var skipped []*task
 	for free > 0 && size < s.opts.MaxFrame/2 && (len(sl.running) == 0 || sl.heldBytes < s.opts.MaxWindowBytes) {
 		if len(s.suspects) > 0 && s.throttledLocked(sl) {
 			break
 		}
-		q := s.queue.Next(view)
-		if q == nil && view == &sl.held && !heldOnly {
+		q, ok := s.queue.next(view)
+		if !ok && view == &sl.held && !heldOnly {
 			view = &sl.view
-			q = s.queue.Next(view)
+			q, ok = s.queue.next(view)
 		}
-		if q == nil {
+		if !ok {
 			break
 		}
-		t := q.t
+		t := s.tasks[q.ID]
+		switch {
+		case t != nil:
+		case q.Urgent:
+			// A copy: never cold, always in queuedCopies while queued.
+			t = s.queuedCopies[q.ID]
+			delete(s.queuedCopies, q.ID)
+			if t == nil {
+				s.opts.Logger.Error("a queued copy is unknown; dropped from the queue", "task", q.ID)
+				continue
+			}
+		default:
+			var err error
+			if t, err = s.warmFromLocked(rd, q); err != nil {
+				if !errors.Is(err, errNotCold) {
+					// The store could not be read: the entry waits
+					// for the next dispatch.
+					s.queue.push(q)
+					s.opts.Logger.Error("reading a queued task from the store", "task", q.ID, "err", err)
+					break
+				}
+				continue
+			}
+		}
+		t.queued = false
 		if t.parent != nil && !s.distinctLocked(t.parent.group, sl) {
 			// Another copy of its task ran here: it waits for another
 			// volunteer. A bounded number of them are passed over per
 			// frame, so a queue of such copies costs no walk.
-			skipped = append(skipped, q)
+			skipped = append(skipped, t)
 			if len(skipped) >= maxSkipped {
 				break
 			}
@@ -202,8 +242,8 @@ func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
 			size += len(t.payload) + len(t.kind) + len(t.module) + 16
 		}
 	}
-	for _, q := range skipped {
-		s.queue.Push(q)
+	for _, t := range skipped {
+		s.pushLocked(t)
 	}
 	if forks != nil {
 		s.commitLocked(forks, func(err error) {
@@ -412,7 +452,7 @@ func (s *Scheduler) unqueueLocked(t *task) {
 	case t.retrySlot > 0:
 		s.retries.remove(t)
 	default:
-		s.queue.Remove(&t.q)
+		s.unpushLocked(t)
 	}
 }
 
@@ -465,7 +505,7 @@ func (s *Scheduler) requeueLocked(t *task, o Outcome, why string, now time.Time,
 		return
 	}
 	t.state = protocol.StatePending
-	s.queue.Push(&t.q)
+	s.pushLocked(t)
 	s.metrics.Requeued(t.kind, 1)
 	if spent {
 		s.put(&c.b, t)
@@ -623,7 +663,9 @@ func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
 	for _, id := range ids {
 		t := s.tasks[id]
 		if t == nil {
-			done.IDs = append(done.IDs, id)
+			if !s.coldLocked(id) {
+				done.IDs = append(done.IDs, id)
+			}
 			continue
 		}
 		if t.app != a || !t.state.Final() {
@@ -634,7 +676,7 @@ func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
 		s.removeLocked(id)
 		if p := t.push; p != nil {
 			if p.left--; p.left == 0 {
-				delete(a.pushes, p.seq)
+				a.forgetPush(p)
 				b.DeletePush(a.name, p.seq)
 			}
 		}

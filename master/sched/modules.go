@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -26,7 +27,7 @@ func classOf(kind, module string) string {
 // until ForgetModule.
 type module struct {
 	hash       string
-	class      string
+	class      Class
 	signers    []string // public keys, canonical text, of valid signatures
 	unfinished int      // tasks naming it that are not final
 }
@@ -73,8 +74,8 @@ func (s *Scheduler) ForgetModule(hash string) bool {
 	}
 	delete(s.modules, hash)
 	for sl := range s.slaves {
-		sl.view.Kinds = without(sl.view.Kinds, m.class)
-		sl.held.Kinds = without(sl.held.Kinds, m.class)
+		sl.view.Classes = without(sl.view.Classes, m.class)
+		sl.held.Classes = without(sl.held.Classes, m.class)
 	}
 	return true
 }
@@ -125,7 +126,7 @@ func (s *Scheduler) moduleLocked(hash string) *module {
 	}
 	// The master's registry answers from memory or a read transaction;
 	// it never calls back into the scheduler, so holding s.mu is safe.
-	m = &module{hash: hash, class: classOf(protocol.KindWASM, hash), signers: s.signersOf(hash)}
+	m = &module{hash: hash, class: s.classLocked(classOf(protocol.KindWASM, hash)), signers: s.signersOf(hash)}
 	s.modules[hash] = m
 	for sl := range s.slaves {
 		s.offerLocked(sl, m)
@@ -156,9 +157,9 @@ func (s *Scheduler) offerLocked(sl *Slave, m *module) {
 	if !sl.mayRun(m) {
 		return
 	}
-	sl.view.Kinds = with(sl.view.Kinds, m.class)
+	sl.view.Classes = with(sl.view.Classes, m.class)
 	if sl.holds[m.hash] {
-		sl.held.Kinds = with(sl.held.Kinds, m.class)
+		sl.held.Classes = with(sl.held.Classes, m.class)
 	}
 }
 
@@ -176,16 +177,16 @@ func (s *Scheduler) setHeldLocked(sl *Slave, hashes []string) {
 	for _, h := range hashes {
 		sl.holds[h] = true
 	}
-	sl.held.Kinds = slices.Clone(sl.kinds)
+	sl.held.Classes = s.kindClassesLocked(sl.kinds)
 	for _, h := range hashes {
 		if m := s.modules[h]; m != nil && sl.mayRun(m) {
-			sl.held.Kinds = with(sl.held.Kinds, m.class)
+			sl.held.Classes = with(sl.held.Classes, m.class)
 		}
 	}
 }
 
 // with inserts v into the sorted set ks.
-func with(ks []string, v string) []string {
+func with[T cmp.Ordered](ks []T, v T) []T {
 	i, found := slices.BinarySearch(ks, v)
 	if found {
 		return ks
@@ -194,7 +195,7 @@ func with(ks []string, v string) []string {
 }
 
 // without removes v from the sorted set ks.
-func without(ks []string, v string) []string {
+func without[T cmp.Ordered](ks []T, v T) []T {
 	if i, found := slices.BinarySearch(ks, v); found {
 		return slices.Delete(ks, i, i+1)
 	}

@@ -120,7 +120,7 @@ type Info struct {
 // Info returns what the master is.
 func (s *Scheduler) Info() Info {
 	return Info{
-		Version: s.opts.Version, Protocol: protocol.Version, Strategy: s.queue.Name(),
+		Version: s.opts.Version, Protocol: protocol.Version, Strategy: s.queue.strategy.Name(),
 		Dispatch: s.opts.Dispatch, Data: filepath.Dir(s.st.Path()), Started: s.started,
 		Uptime: s.opts.Now().Sub(s.started),
 	}
@@ -156,7 +156,14 @@ func (s *Scheduler) Submit(ctx context.Context, app string, tasks []protocol.New
 		return 0, err
 	}
 	first, b := s.acceptLocked(s.appLocked(app), tasks, nil)
-	s.commitLocked(b, func(err error) { durable <- err })
+	s.commitLocked(b, func(err error) {
+		if err == nil {
+			s.mu.Lock()
+			s.coolPushLocked(first, uint32(len(tasks)))
+			s.mu.Unlock()
+		}
+		durable <- err
+	})
 	s.pumpLocked()
 	s.mu.Unlock()
 	select {
@@ -350,7 +357,7 @@ func (s *Scheduler) Wait(ctx context.Context, ids []uint64) ([]TaskInfo, error) 
 	s.mu.Lock()
 	var unknown []uint64
 	for _, id := range ids {
-		if t := s.tasks[id]; t != nil && !t.settled {
+		if t := s.liveLocked(id); t != nil && !t.settled {
 			s.watch[id] = append(s.watch[id], w)
 			w.left++
 		} else if t == nil {
@@ -418,7 +425,7 @@ func (s *Scheduler) Cancel(id uint64) error {
 	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.tasks[id]
+	t := s.liveLocked(id)
 	if t == nil {
 		if r, err := s.st.Get(id); err == nil {
 			if r.Parent != 0 {
@@ -485,7 +492,7 @@ func (s *Scheduler) Retry(id uint64) error {
 	t.state, t.attempts, t.err, t.result = protocol.StatePending, 0, "", nil
 	t.startedAt, t.finishedAt, t.ranOn, t.acked = time.Time{}, time.Time{}, "", false
 	s.addLocked(t)
-	s.queue.Push(&t.q)
+	s.pushLocked(t)
 	// An acknowledged task has an entry in the retention list; left there,
 	// the sweep would delete the record of the new run.
 	s.expiry = slices.DeleteFunc(s.expiry, func(e expiring) bool { return e.id == id })

@@ -19,7 +19,7 @@ type Slave struct {
 	out   Outbox
 	hello protocol.Hello
 	kinds []string  // the kinds it announced, sorted
-	view  SlaveView // Name is the attribution: "identity/session"; Kinds adds the classes of the modules it may run
+	view  SlaveView // Name is the attribution: "identity/session"; Classes: its kinds' and the modules' it may run
 	// held is view narrowed to the kinds and the modules it holds
 	// already: dispatch tries it first (see pumpLocked).
 	held      SlaveView
@@ -108,10 +108,14 @@ type App struct {
 	pending []*task          // final, not yet sent on out
 	sent    map[uint64]*task // sent on out, not yet acknowledged
 	pushes  map[uint64]*push // submit batches with unacknowledged tasks, by seq
-	acked   uint64           // notifications acknowledged: the protocol's, not a statistic
-	conf    AppConfig        // its tasks' defaults (see ConfigureApp)
-	ringers []*ringer        // known answers for spot checks (see addRingerLocked)
-	metrics *stats.App       // every other number of the application
+	// pushOrder has the same batches by id, and some spent ones (see
+	// forgetPush): a cold task's batch is found in it.
+	pushOrder []*push
+	ref       AppRef
+	acked     uint64     // notifications acknowledged: the protocol's, not a statistic
+	conf      AppConfig  // its tasks' defaults (see ConfigureApp)
+	ringers   []*ringer  // known answers for spot checks (see addRingerLocked)
+	metrics   *stats.App // every other number of the application
 
 	// What the quotas count: its unfinished tasks and their payload
 	// bytes, and its tasks in Scheduler.tasks.
@@ -137,6 +141,7 @@ func (s *Scheduler) appLocked(name string) *App {
 	a := s.apps[name]
 	if a == nil {
 		a = &App{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}, metrics: s.metrics.App(name), conf: s.confs[name]}
+		s.newRefLocked(a)
 		s.apps[name] = a
 	}
 	return a
@@ -182,7 +187,7 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 		out:       out,
 		hello:     *h,
 		kinds:     kinds,
-		view:      SlaveView{Name: who.Attribution(), Kinds: slices.Clone(kinds)},
+		view:      SlaveView{Name: who.Attribution()},
 		held:      SlaveView{Name: who.Attribution()},
 		wasm:      slices.Contains(kinds, protocol.KindWASM),
 		trust:     canonicalKeys(h.TrustKeys),
@@ -200,6 +205,7 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 	sl.hello.Modules = nil
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sl.view.Classes = s.kindClassesLocked(kinds)
 	s.slaves[sl] = struct{}{}
 	s.publishLocked(who.Identity, h.Leaderboard)
 	for _, k := range kinds {

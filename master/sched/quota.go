@@ -203,6 +203,7 @@ func (s *Scheduler) forgetApps(now time.Time, _ *change) {
 			continue
 		}
 		delete(s.apps, name)
+		s.freeRefs = append(s.freeRefs, a.ref)
 		a.metrics.Remove()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthill-project/anthill/master/store"
 	"github.com/anthill-project/anthill/protocol"
 )
 
@@ -27,6 +28,27 @@ func checkCounts(t *testing.T, s *Scheduler) (tasks, bytes int64) {
 		bytes += int64(len(tk.payload))
 		c := perApp[tk.app]
 		perApp[tk.app] = [2]int64{c[0] + 1, c[1] + int64(len(tk.payload))}
+	}
+	// The cold tasks are in the store only.
+	cold := 0
+	err := s.st.LoadIndex(func(sum *store.Summary, _ func() (*store.Record, error)) error {
+		if sum.State.Final() || sum.Parent != 0 || s.tasks[sum.ID] != nil {
+			return nil
+		}
+		cold++
+		kinds[string(sum.Kind)]++
+		tasks++
+		bytes += int64(sum.PayloadLen)
+		a := s.apps[string(sum.App)]
+		c := perApp[a]
+		perApp[a] = [2]int64{c[0] + 1, c[1] + int64(sum.PayloadLen)}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cold != s.cold {
+		t.Fatalf("%d cold tasks counted, %d in the store", s.cold, cold)
 	}
 	if tasks != s.queuedTasks || bytes != s.queuedBytes {
 		t.Fatalf("counted %d tasks, %d bytes; the tasks are %d, %d bytes", s.queuedTasks, s.queuedBytes, tasks, bytes)

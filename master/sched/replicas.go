@@ -281,7 +281,7 @@ func (s *Scheduler) forkLocked(t *task, n, m int, now time.Time, b *store.Batch)
 		s.newCopyLocked(t, now, b)
 	}
 	for _, c := range g.copies[1:] {
-		s.queue.Push(&c.q)
+		s.pushLocked(c)
 	}
 	s.metrics.Forked(t.kind)
 	return g.copies[0]
@@ -298,7 +298,6 @@ func (s *Scheduler) newCopyLocked(t *task, now time.Time, b *store.Batch) *task 
 	}
 	s.nextID++
 	b.SetNextID(s.nextID)
-	c.initQueued()
 	g.copies = append(g.copies, c)
 	s.put(b, c)
 	return c
@@ -414,7 +413,7 @@ func (s *Scheduler) judgeLocked(p *task, now time.Time, ch *change) {
 	}
 	for range more {
 		c := s.newCopyLocked(p, now, &ch.b)
-		s.queue.Push(&c.q)
+		s.pushLocked(c)
 	}
 	s.repump = true // the slave that answered may not take them
 	s.metrics.ExtraCopies(p.kind, more)
@@ -557,7 +556,6 @@ func (s *Scheduler) ringerLocked(t *task) *task {
 		state: protocol.StatePending, ringer: pick,
 	}
 	s.nextID++
-	rt.initQueued()
 	s.metrics.Ringer(t.kind)
 	return rt
 }
@@ -633,7 +631,7 @@ func (s *Scheduler) forkHeldLocked(t *task, out []byte, now time.Time, ch *chang
 	s.put(&ch.b, c0)
 	for range n {
 		c := s.newCopyLocked(t, now, &ch.b)
-		s.queue.Push(&c.q)
+		s.pushLocked(c)
 	}
 	s.repump = true
 	s.metrics.Forked(t.kind)
@@ -677,7 +675,6 @@ func (s *Scheduler) reloadCopy(r *store.Record) *task {
 	}
 	c := taskOf(r, p.app)
 	c.parent, c.payload, c.maxAttempts = p, p.payload, 1
-	c.initQueued() // a copy is urgent
 	if c.state.Final() {
 		c.claim = r.FinishedAt.Sub(r.StartedAt)
 	} else {

@@ -59,6 +59,11 @@ const (
 	// delivers results; each accepted result widens its window by one
 	// (doubling it per round trip, as TCP's slow start does).
 	SlowStartWindow = 4
+	// DefaultHotTasks is the unfinished tasks kept whole in memory before
+	// newly submitted ones wait in the store (see cold.go): a dispatch
+	// reads a cold task in a few microseconds, and a queue of millions
+	// costs 32 bytes a task rather than its payload and more.
+	DefaultHotTasks = 1024
 )
 
 // Options configures a Scheduler. Every field's zero value means the
@@ -120,6 +125,11 @@ type Options struct {
 	// unfinished or unacknowledged task and no live submit record is kept
 	// before it and its series are forgotten. Default DefaultAppIdle.
 	AppIdle time.Duration
+	// HotTasks is how many unfinished tasks stay whole in memory before a
+	// newly submitted task that is still pending once durable is left in
+	// the store until dispatched. Default DefaultHotTasks; negative: none
+	// (every such task waits in the store).
+	HotTasks int
 	// MaxWindow caps the tasks one slave session holds, whatever its
 	// Concurrency+Prefetch; a new session starts at SlowStartWindow and
 	// grows by one per accepted result. Default DefaultMaxWindow.
@@ -299,6 +309,9 @@ func (o *Options) setQuotas() error {
 	if o.AppIdle == 0 {
 		o.AppIdle = DefaultAppIdle
 	}
+	if o.HotTasks == 0 {
+		o.HotTasks = DefaultHotTasks
+	}
 	if o.AppIdle < 0 {
 		return fmt.Errorf("app idle %v: must not be negative", o.AppIdle)
 	}
@@ -317,13 +330,27 @@ type Scheduler struct {
 	started time.Time
 	stopped chan struct{} // closed by Stop, under mu
 
-	mu     sync.Mutex
-	tasks  map[uint64]*task // unfinished, and final but not yet acknowledged
-	queue  Strategy
-	nextID uint64
-	slaves map[*Slave]struct{}
-	hungry map[*Slave]struct{} // slaves with free window
-	kinds  map[string]int      // connected slaves per kind
+	mu sync.Mutex
+	// tasks are the unfinished tasks but the cold ones (see cold.go), and
+	// the final ones not yet acknowledged.
+	tasks map[uint64]*task
+	cold  int // unfinished tasks only the queue and the store hold
+	queue *queue
+	// queuedCopies are the copies of replicated tasks in the queue, by
+	// id: a copy lives in its task's group, not in tasks, and the queue
+	// holds ids.
+	queuedCopies map[uint64]*task
+	// classes name every kind and module class queued since the start
+	// by a Class, classNames by Class; apps' AppRefs are handed out
+	// from nextRef, and forgotten apps' reused.
+	classes    map[string]Class
+	classNames []string
+	nextRef    uint32
+	freeRefs   []AppRef
+	nextID     uint64
+	slaves     map[*Slave]struct{}
+	hungry     map[*Slave]struct{} // slaves with free window
+	kinds      map[string]int      // connected slaves per kind
 	// modules are the WASM modules of the tasks held since the start (see
 	// module), by hash.
 	modules map[string]*module
@@ -393,33 +420,35 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	s := &Scheduler{
-		opts:       opts,
-		st:         st,
-		metrics:    metrics,
-		started:    opts.Now(),
-		stopped:    make(chan struct{}),
-		tasks:      map[uint64]*task{},
-		queue:      queue,
-		slaves:     map[*Slave]struct{}{},
-		hungry:     map[*Slave]struct{}{},
-		kinds:      map[string]int{},
-		liveKinds:  map[string]int{},
-		modules:    map[string]*module{},
-		apps:       map[string]*App{},
-		retries:    indexed[*task]{less: retriesBefore, slot: retrySlot},
-		watch:      map[uint64][]*watcher{},
-		commitCh:   make(chan struct{}, 1),
-		duties:     newDuties(),
-		leases:     newLeaseSource(),
-		trust:      map[trustKey]*trust.Record{},
-		confs:      map[string]AppConfig{},
-		public:     map[string]bool{},
-		suspects:   map[string]map[string]uint64{},
-		cancels:    map[*Slave][]uint64{},
-		dirtyTrust: map[trustKey]struct{}{},
-		bg:         bg,
-		stopBG:     stopBG,
-		policy:     opts.Trust,
+		opts:         opts,
+		st:           st,
+		metrics:      metrics,
+		started:      opts.Now(),
+		stopped:      make(chan struct{}),
+		tasks:        map[uint64]*task{},
+		queue:        newQueue(queue),
+		queuedCopies: map[uint64]*task{},
+		classes:      map[string]Class{},
+		slaves:       map[*Slave]struct{}{},
+		hungry:       map[*Slave]struct{}{},
+		kinds:        map[string]int{},
+		liveKinds:    map[string]int{},
+		modules:      map[string]*module{},
+		apps:         map[string]*App{},
+		retries:      indexed[*task]{less: retriesBefore, slot: retrySlot},
+		watch:        map[uint64][]*watcher{},
+		commitCh:     make(chan struct{}, 1),
+		duties:       newDuties(),
+		leases:       newLeaseSource(),
+		trust:        map[trustKey]*trust.Record{},
+		confs:        map[string]AppConfig{},
+		public:       map[string]bool{},
+		suspects:     map[string]map[string]uint64{},
+		cancels:      map[*Slave][]uint64{},
+		dirtyTrust:   map[trustKey]struct{}{},
+		bg:           bg,
+		stopBG:       stopBG,
+		policy:       opts.Trust,
 	}
 	if err := s.reload(); err != nil {
 		return nil, err
@@ -465,81 +494,120 @@ func (s *Scheduler) reload() error {
 	if err := s.reloadValues(); err != nil {
 		return err
 	}
-	var acked []expiring
-	var queued []*task // pushed once every copy has found its task
-	var spent store.Batch
-	err := s.st.Load(func(r *store.Record) error {
-		if r.Parent != 0 {
-			if c := s.reloadCopy(r); c == nil {
-				spent.DeleteTask(r.ID) // its task's verdict was written; this delete was not
-			} else if !c.state.Final() {
-				queued = append(queued, c)
-			}
-			return nil
-		}
-		if r.State.Final() && r.Acked {
-			acked = append(acked, expiring{r.ID, r.FinishedAt})
-			return nil
-		}
-		t := taskOf(r, s.appLocked(r.App))
-		s.addLocked(t)
-		if t.state.Final() {
-			t.settled = true
-			t.payload = nil
-			t.app.pending = append(t.app.pending, t)
-			return nil
-		}
-		t.state = protocol.StatePending
-		queued = append(queued, t)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("reload tasks: %w", err)
-	}
-	var judge change
-	for _, t := range queued {
-		if t.group == nil {
-			s.queue.Push(&t.q)
-		}
-	}
-	for _, t := range queued {
-		if g := t.group; g != nil && !slices.ContainsFunc(g.copies, func(c *task) bool { return !c.state.Final() }) {
-			// Every copy ended before the stop, and neither a verdict
-			// nor more copies were written: judge now. The verdict
-			// commits once Run starts the pump.
-			s.judgeLocked(t, now, &judge)
-		}
-	}
-	s.commitChangeLocked(&judge)
-	sort.Slice(acked, func(i, j int) bool { return acked[i].at.Before(acked[j].at) })
-	s.expiry = acked
-	err = s.st.LoadPushes(func(sp store.Push) error {
-		p := &push{seq: sp.Seq, firstID: sp.FirstID, count: sp.Count, durable: true}
-		for id := p.firstID; id < p.firstID+uint64(p.count); id++ {
-			if t := s.tasks[id]; t != nil {
-				t.push = p
-				p.left++
-			}
-		}
-		if p.left == 0 {
-			// Every task was acknowledged before the stop; the delete of
-			// this record did not make it.
-			spent.DeletePush(sp.App, sp.Seq)
-			return nil
-		}
-		s.appLocked(sp.App).pushes[p.seq] = p
+	// The pushes first: each task read finds its own as the tasks are
+	// read in id order, and counts in it.
+	var pushes []reloadPush
+	err := s.st.LoadPushes(func(sp store.Push) error {
+		pushes = append(pushes, reloadPush{sp.App, &push{seq: sp.Seq, firstID: sp.FirstID, count: sp.Count, durable: true}})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("reload pushes: %w", err)
 	}
+	sort.Slice(pushes, func(i, j int) bool { return pushes[i].p.firstID < pushes[j].p.firstID })
+	pi := 0
+	pushOf := func(id uint64) *push {
+		for pi < len(pushes) && pushes[pi].p.firstID+uint64(pushes[pi].p.count) <= id {
+			pi++
+		}
+		if pi < len(pushes) && pushes[pi].p.firstID <= id {
+			return pushes[pi].p
+		}
+		return nil
+	}
+	var acked []expiring
+	var copies []*store.Record
+	var spent store.Batch
+	err = s.st.LoadIndex(func(sum *store.Summary, full func() (*store.Record, error)) error {
+		if sum.Parent != 0 {
+			r, err := full()
+			copies = append(copies, r)
+			return err
+		}
+		if sum.State.Final() && sum.Acked {
+			acked = append(acked, expiring{sum.ID, sum.FinishedAt})
+			return nil
+		}
+		p := pushOf(sum.ID)
+		if p != nil {
+			p.left++
+		}
+		if !sum.State.Final() {
+			s.addColdLocked(sum)
+			return nil
+		}
+		r, err := full()
+		if err != nil {
+			return err
+		}
+		t := taskOf(r, s.appLocked(r.App))
+		t.push = p
+		s.addLocked(t)
+		t.settled = true
+		t.payload = nil
+		t.app.pending = append(t.app.pending, t)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reload tasks: %w", err)
+	}
+	for _, rp := range pushes {
+		if rp.p.left == 0 {
+			// Every task was acknowledged before the stop; the delete of
+			// this record did not make it.
+			spent.DeletePush(rp.app, rp.p.seq)
+			continue
+		}
+		s.appLocked(rp.app).addPush(rp.p)
+	}
+	var queued []*task
+	for _, r := range copies {
+		if p := s.tasks[r.Parent]; p == nil {
+			// Its task is cold: warm it, for its group.
+			if t := s.liveLocked(r.Parent); t != nil {
+				s.unpushLocked(t) // a task with copies waits for them, not in the queue
+			}
+		}
+		if c := s.reloadCopy(r); c == nil {
+			spent.DeleteTask(r.ID) // its task's verdict was written; this delete was not
+		} else if !c.state.Final() {
+			queued = append(queued, c)
+		}
+	}
+	var judge change
+	for _, c := range queued {
+		s.pushLocked(c)
+	}
+	judged := map[*task]bool{}
+	for _, c := range copies {
+		p := s.tasks[c.Parent]
+		if p == nil || judged[p] {
+			continue
+		}
+		judged[p] = true
+		if g := p.group; g != nil && !slices.ContainsFunc(g.copies, func(c *task) bool { return !c.state.Final() }) {
+			// Every copy ended before the stop, and neither a verdict
+			// nor more copies were written: judge now. The verdict
+			// commits once Run starts the pump.
+			s.judgeLocked(p, now, &judge)
+		}
+	}
+	s.commitChangeLocked(&judge)
+	sort.Slice(acked, func(i, j int) bool { return acked[i].at.Before(acked[j].at) })
+	s.expiry = acked
 	if spent.Len() > 0 {
 		if err := s.st.CommitWait(context.Background(), &spent); err != nil {
 			return fmt.Errorf("forget spent pushes: %w", err)
 		}
 	}
-	s.opts.Logger.Info("store loaded", "path", s.st.Path(), "unfinished", len(s.tasks), "next_id", s.nextID)
+	s.opts.Logger.Info("store loaded", "path", s.st.Path(), "unfinished", len(s.tasks)+s.cold, "in_store", s.cold, "next_id", s.nextID)
 	return nil
+}
+
+// reloadPush is a submit batch read back, and its app.
+type reloadPush struct {
+	app string
+	p   *push
 }
 
 // Run runs the commit pump and the background duties until ctx ends, then

@@ -70,7 +70,7 @@ func (s *Scheduler) Stats() Stats {
 	// they agree with the states walked below.
 	tot := s.metrics.Totals()
 	out := Stats{
-		Strategy: s.queue.Name(), Dispatch: s.opts.Dispatch, Uptime: s.opts.Now().Sub(s.started),
+		Strategy: s.queue.strategy.Name(), Dispatch: s.opts.Dispatch, Uptime: s.opts.Now().Sub(s.started),
 		Submitted: tot.Submitted, Dispatched: tot.Dispatched, Done: tot.Done,
 		Failed: tot.Failed, Canceled: tot.Canceled, Retried: tot.Retried,
 		Requeued: tot.Requeued, LateResults: tot.Late,
@@ -113,12 +113,14 @@ func (s *Scheduler) Stats() Stats {
 		kind(k)
 	}
 	for _, m := range s.modules {
-		if n := s.queue.Len(m.class); n > 0 {
+		if n := s.queue.len(m.class); n > 0 {
 			kind(protocol.KindWASM).Pending += n
 		}
 	}
 	for k, ks := range kinds {
-		ks.Pending += s.queue.Len(k)
+		if c, ok := s.classes[k]; ok {
+			ks.Pending += s.queue.len(c)
+		}
 		out.Pending += ks.Pending
 		if ks.Pending > 0 || ks.Slaves > 0 {
 			out.Kinds = append(out.Kinds, *ks)

@@ -1,51 +1,63 @@
 package sched
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
-// QueuedTask is what a Strategy sees of a pending task.
+// QueuedTask is what a Strategy sees of a pending task: a small value with
+// no pointers, so that ten million queued tasks cost a strategy about 32
+// bytes each and the garbage collector nothing to scan. A task's entry
+// never changes while it is queued, so two entries of one id (one the
+// scheduler has taken back, see queue) are interchangeable.
 type QueuedTask struct {
-	ID       uint64
-	App      string
-	Kind     string
+	ID uint64
+	// Key is a hash of the task's key, 0 when it has none: tasks of one
+	// key share it.
+	Key uint64
+	// Class is what the task runs: its kind, or its WASM module. A
+	// slave's view lists the classes it may run.
+	Class Class
+	// App is the task's application.
+	App      AppRef
 	Priority int32
-	Key      string
 	// Urgent marks a copy of a replicated task that has begun: its task
 	// waits for it, so it runs before every task that is not urgent,
-	// whatever the strategy's own order. It never changes while queued.
+	// whatever the strategy's own order.
 	Urgent bool
-	// Slot is the strategy's own bookkeeping (a heap index, a generation);
-	// the scheduler never reads it.
-	Slot int
-
-	t *task
 }
+
+// Class names a kind, or a WASM module, by a small number the scheduler
+// hands out (see Scheduler.classLocked).
+type Class uint32
+
+// AppRef names an application by a small number the scheduler hands out.
+type AppRef uint32
 
 // SlaveView is what a Strategy sees of the slave asking for work.
 type SlaveView struct {
-	Name  string
-	Kinds []string // the kinds it can run, sorted
+	Name    string
+	Classes []Class // the classes it may run, sorted
 }
 
 // Strategy decides which pending task a slave runs next. The scheduler
-// calls it with its lock held, so implementations need no locking but must be fast:
-// Next sits on the dispatch path. A task is Pushed when it becomes pending
-// and leaves either through Next or through Remove. Urgent tasks go
-// before the others (see QueuedTask.Urgent).
+// calls it with its lock held, so implementations need no locking but
+// must be fast: Next sits on the dispatch path. A task is Pushed when it
+// becomes pending and leaves through Next. Urgent tasks go before the
+// others.
+//
+// A strategy never removes a task itself: when the scheduler takes a
+// queued task back (canceled, or finished by a late result), it forgets
+// the entry, skips it when Next returns it, and now and then asks the
+// strategy to Filter out what it forgot.
 type Strategy interface {
 	Name() string
-	Push(t *QueuedTask)
-	// Next removes and returns the task s should run, or nil when none of
-	// the pending tasks is of a kind s runs.
-	Next(s *SlaveView) *QueuedTask
-	// Remove takes t out of the queue (it was canceled, or finished through
-	// a late result while pending).
-	Remove(t *QueuedTask)
-	// Len counts the pending tasks of one kind.
-	Len(kind string) int
-	// Empty says no task is pending, of any kind: the scheduler then
-	// stops offering work to idle slaves, of which there may be
-	// thousands, after the first.
-	Empty() bool
+	Push(t QueuedTask)
+	// Next removes and returns the task s should run; false when none of
+	// the tasks held is of a class s runs.
+	Next(s *SlaveView) (QueuedTask, bool)
+	// Filter keeps only the entries keep accepts, in their order.
+	Filter(keep func(QueuedTask) bool)
 }
 
 // Strategy names accepted by NewStrategy.
@@ -58,145 +70,123 @@ const (
 func NewStrategy(name string) (Strategy, error) {
 	switch name {
 	case "", StrategyFIFO:
-		return &fifo{kinds: map[string]*deque{}, urgent: map[string]*deque{}}, nil
+		return &fifo{classes: map[Class]*deque{}, urgent: map[Class]*deque{}}, nil
 	case StrategyPriority:
-		return &priority{kinds: map[string]*indexed[*QueuedTask]{}}, nil
+		return &priority{classes: map[Class]*taskHeap{}}, nil
 	}
 	return nil, fmt.Errorf("unknown strategy %q (want %q or %q)", name, StrategyFIFO, StrategyPriority)
 }
 
-// fifo runs tasks of each kind in the order they became pending; across
-// kinds, the slave gets the oldest head among the kinds it runs, urgent
-// tasks first. Removal is lazy: Slot holds a generation, and a deque
-// entry whose generation no longer matches is skipped, so Remove is O(1).
+// fifo runs the tasks of each class in the order they became pending;
+// across classes the slave gets the head with the lowest id, the oldest
+// task, urgent ones first.
 type fifo struct {
-	kinds  map[string]*deque
-	urgent map[string]*deque
-	gen    int
-	total  int // tasks queued, of every kind
-}
-
-type entry struct {
-	t   *QueuedTask
-	gen int
-	seq uint64 // order across kinds
-}
-
-type deque struct {
-	items []entry
-	head  int
-	live  int
-}
-
-func (q *deque) push(e entry) { q.items = append(q.items, e); q.live++ }
-
-// front drops stale entries and returns the first live one.
-func (q *deque) front() *entry {
-	for q.head < len(q.items) {
-		e := &q.items[q.head]
-		if e.t.Slot == e.gen {
-			return e
-		}
-		q.pop()
-	}
-	return nil
-}
-
-func (q *deque) pop() {
-	q.items[q.head] = entry{}
-	q.head++
-	// Reclaim the consumed prefix once it dominates, so memory follows the
-	// live length rather than the total ever pushed.
-	if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items = append(q.items[:0:0], q.items[q.head:]...)
-		q.head = 0
-	}
+	classes map[Class]*deque
+	urgent  map[Class]*deque
 }
 
 func (f *fifo) Name() string { return StrategyFIFO }
 
-func (f *fifo) queues(t *QueuedTask) map[string]*deque {
+func (f *fifo) Push(t QueuedTask) {
+	qs := f.classes
 	if t.Urgent {
-		return f.urgent
+		qs = f.urgent
 	}
-	return f.kinds
-}
-
-func (f *fifo) Push(t *QueuedTask) {
-	qs := f.queues(t)
-	q := qs[t.Kind]
+	q := qs[t.Class]
 	if q == nil {
 		q = &deque{}
-		qs[t.Kind] = q
+		qs[t.Class] = q
 	}
-	f.gen++
-	t.Slot = f.gen
-	q.push(entry{t: t, gen: f.gen, seq: uint64(f.gen)})
-	f.total++
+	q.push(t)
 }
 
-func (f *fifo) Next(s *SlaveView) *QueuedTask {
+func (f *fifo) Next(s *SlaveView) (QueuedTask, bool) {
 	if len(f.urgent) > 0 {
-		if t := f.next(f.urgent, s); t != nil {
-			return t
+		if t, ok := next(f.urgent, s); ok {
+			return t, true
 		}
 	}
-	return f.next(f.kinds, s)
+	return next(f.classes, s)
 }
 
-func (f *fifo) next(qs map[string]*deque, s *SlaveView) *QueuedTask {
+func next(qs map[Class]*deque, s *SlaveView) (QueuedTask, bool) {
 	var best *deque
-	var bestSeq uint64
-	for _, k := range s.Kinds {
-		q := qs[k]
-		if q == nil || q.live == 0 {
+	for _, c := range s.Classes {
+		q := qs[c]
+		if q == nil || q.len == 0 {
 			continue
 		}
-		if e := q.front(); e != nil && (best == nil || e.seq < bestSeq) {
-			best, bestSeq = q, e.seq
+		if best == nil || q.front().ID < best.front().ID {
+			best = q
 		}
 	}
 	if best == nil {
-		return nil
+		return QueuedTask{}, false
 	}
-	t := best.front().t
-	best.pop()
-	best.live--
-	f.total--
-	t.Slot = 0
+	return best.pop(), true
+}
+
+func (f *fifo) Filter(keep func(QueuedTask) bool) {
+	for _, qs := range [...]map[Class]*deque{f.classes, f.urgent} {
+		for c, q := range qs {
+			q.filter(keep)
+			if q.len == 0 {
+				delete(qs, c)
+			}
+		}
+	}
+}
+
+// deque is a FIFO of tasks in chunks of a fixed size, so a queue of
+// millions grows by a chunk at a time rather than by copying itself into
+// an array twice its size, and gives memory back as it drains.
+type deque struct {
+	chunks [][]QueuedTask // each of cap chunkLen; the first is read from head
+	head   int
+	len    int
+}
+
+const chunkLen = 1024
+
+func (q *deque) push(t QueuedTask) {
+	if n := len(q.chunks); n == 0 || len(q.chunks[n-1]) == chunkLen {
+		q.chunks = append(q.chunks, make([]QueuedTask, 0, chunkLen))
+	}
+	last := &q.chunks[len(q.chunks)-1]
+	*last = append(*last, t)
+	q.len++
+}
+
+func (q *deque) front() *QueuedTask { return &q.chunks[0][q.head] }
+
+func (q *deque) pop() QueuedTask {
+	t := q.chunks[0][q.head]
+	q.head++
+	q.len--
+	if q.head == len(q.chunks[0]) {
+		// The first chunk is read to its end: drop it (the last one
+		// too, so an empty deque holds nothing).
+		q.chunks[0] = nil
+		q.chunks = q.chunks[1:]
+		q.head = 0
+	}
 	return t
 }
 
-func (f *fifo) Remove(t *QueuedTask) {
-	if t.Slot == 0 {
-		return
+func (q *deque) filter(keep func(QueuedTask) bool) {
+	var out deque
+	for q.len > 0 {
+		if t := q.pop(); keep(t) {
+			out.push(t)
+		}
 	}
-	t.Slot = 0
-	if q := f.queues(t)[t.Kind]; q != nil {
-		q.live--
-		f.total--
-	}
+	*q = out
 }
 
-func (f *fifo) Empty() bool { return f.total == 0 }
-
-func (f *fifo) Len(kind string) int {
-	n := 0
-	if q := f.kinds[kind]; q != nil {
-		n += q.live
-	}
-	if q := f.urgent[kind]; q != nil {
-		n += q.live
-	}
-	return n
-}
-
-// priority runs urgent tasks first, then the highest Priority, oldest id
-// first among equals.
-// Slot is the heap index plus one (zero: not queued).
+// priority runs urgent tasks first, then the highest Priority, the lowest
+// id among equals.
 type priority struct {
-	kinds map[string]*indexed[*QueuedTask]
-	total int // tasks queued, of every kind
+	classes map[Class]*taskHeap
 }
 
 func runsBefore(a, b *QueuedTask) bool {
@@ -209,50 +199,87 @@ func runsBefore(a, b *QueuedTask) bool {
 	return a.ID < b.ID
 }
 
-func queuedSlot(t *QueuedTask) *int { return &t.Slot }
-
 func (p *priority) Name() string { return StrategyPriority }
 
-func (p *priority) Push(t *QueuedTask) {
-	h := p.kinds[t.Kind]
+func (p *priority) Push(t QueuedTask) {
+	h := p.classes[t.Class]
 	if h == nil {
-		h = &indexed[*QueuedTask]{less: runsBefore, slot: queuedSlot}
-		p.kinds[t.Kind] = h
+		h = &taskHeap{}
+		p.classes[t.Class] = h
 	}
 	h.push(t)
-	p.total++
 }
 
-func (p *priority) Next(s *SlaveView) *QueuedTask {
-	var best *indexed[*QueuedTask]
-	for _, k := range s.Kinds {
-		h := p.kinds[k]
-		if h == nil || h.Len() == 0 {
+func (p *priority) Next(s *SlaveView) (QueuedTask, bool) {
+	var best *taskHeap
+	for _, c := range s.Classes {
+		h := p.classes[c]
+		if h == nil || len(h.items) == 0 {
 			continue
 		}
-		if best == nil || runsBefore(h.peek(), best.peek()) {
+		if best == nil || runsBefore(&h.items[0], &best.items[0]) {
 			best = h
 		}
 	}
 	if best == nil {
-		return nil
+		return QueuedTask{}, false
 	}
-	p.total--
-	return best.pop()
+	return best.pop(), true
 }
 
-func (p *priority) Remove(t *QueuedTask) {
-	if h := p.kinds[t.Kind]; h != nil && t.Slot > 0 {
-		h.remove(t)
-		p.total--
+func (p *priority) Filter(keep func(QueuedTask) bool) {
+	for c, h := range p.classes {
+		h.items = slices.DeleteFunc(h.items, func(t QueuedTask) bool { return !keep(t) })
+		if len(h.items) == 0 {
+			delete(p.classes, c)
+			continue
+		}
+		for i := len(h.items)/2 - 1; i >= 0; i-- {
+			h.down(i)
+		}
 	}
 }
 
-func (p *priority) Empty() bool { return p.total == 0 }
+// taskHeap is a binary heap of tasks by runsBefore, held by value.
+type taskHeap struct{ items []QueuedTask }
 
-func (p *priority) Len(kind string) int {
-	if h := p.kinds[kind]; h != nil {
-		return h.Len()
+func (h *taskHeap) push(t QueuedTask) {
+	h.items = append(h.items, t)
+	for i := len(h.items) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !runsBefore(&h.items[i], &h.items[parent]) {
+			break
+		}
+		h.items[i], h.items[parent] = h.items[parent], h.items[i]
+		i = parent
 	}
-	return 0
+}
+
+func (h *taskHeap) pop() QueuedTask {
+	t := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items = h.items[:last]
+	if last > 0 {
+		h.down(0)
+	}
+	return t
+}
+
+func (h *taskHeap) down(i int) {
+	for n := len(h.items); ; {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && runsBefore(&h.items[r], &h.items[l]) {
+			m = r
+		}
+		if !runsBefore(&h.items[m], &h.items[i]) {
+			return
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
+	}
 }

@@ -1,82 +1,103 @@
 package sched
 
 import (
+	"slices"
 	"testing"
 )
 
-func qt(id uint64, kind string, prio int32) *QueuedTask {
-	return &QueuedTask{ID: id, Kind: kind, Priority: prio}
+// Classes of the tests' kinds.
+const (
+	ca Class = iota + 1
+	cb
+	cc
+	ck
+)
+
+func qt(id uint64, c Class, prio int32) QueuedTask {
+	return QueuedTask{ID: id, Class: c, Priority: prio}
 }
 
-func drain(s Strategy, v *SlaveView) []uint64 {
+func view(cs ...Class) *SlaveView { return &SlaveView{Classes: cs} }
+
+func drain(q *queue, v *SlaveView) []uint64 {
 	var ids []uint64
-	for t := s.Next(v); t != nil; t = s.Next(v) {
+	for t, ok := q.next(v); ok; t, ok = q.next(v) {
 		ids = append(ids, t.ID)
 	}
 	return ids
 }
 
-func equal(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
+func newTestQueue(t *testing.T, name string) *queue {
+	t.Helper()
+	s, err := NewStrategy(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return newQueue(s)
 }
 
 func TestFIFOOrderAcrossKinds(t *testing.T) {
-	s, _ := NewStrategy(StrategyFIFO)
-	s.Push(qt(1, "a", 0))
-	s.Push(qt(2, "b", 9))
-	s.Push(qt(3, "a", 0))
-	s.Push(qt(4, "c", 0))
-	got := drain(s, &SlaveView{Kinds: []string{"a", "b"}})
-	if !equal(got, []uint64{1, 2, 3}) {
+	q := newTestQueue(t, StrategyFIFO)
+	q.push(qt(1, ca, 0))
+	q.push(qt(2, cb, 9))
+	q.push(qt(3, ca, 0))
+	q.push(qt(4, cc, 0))
+	if got := drain(q, view(ca, cb)); !slices.Equal(got, []uint64{1, 2, 3}) {
 		t.Fatalf("fifo order %v, want [1 2 3]", got)
 	}
-	if s.Len("c") != 1 {
-		t.Fatalf("kind c: %d pending, want 1 (no slave of that kind asked)", s.Len("c"))
+	if q.len(cc) != 1 {
+		t.Fatalf("class c: %d pending, want 1 (no slave of that class asked)", q.len(cc))
 	}
 }
 
 func TestFIFORemoveAndRequeue(t *testing.T) {
-	s, _ := NewStrategy(StrategyFIFO)
-	a, b, c := qt(1, "k", 0), qt(2, "k", 0), qt(3, "k", 0)
-	s.Push(a)
-	s.Push(b)
-	s.Push(c)
-	s.Remove(b)
-	s.Remove(b) // twice is harmless
+	q := newTestQueue(t, StrategyFIFO)
+	a, b, c := qt(1, ck, 0), qt(2, ck, 0), qt(3, ck, 0)
+	q.push(a)
+	q.push(b)
+	q.push(c)
+	q.remove(b)
 	// a is taken, then comes back (a retry): it goes to the tail.
-	v := &SlaveView{Kinds: []string{"k"}}
-	if got := s.Next(v); got != a {
+	v := view(ck)
+	if got, _ := q.next(v); got != a {
 		t.Fatalf("first = %v", got.ID)
 	}
-	s.Push(a)
-	if got := drain(s, v); !equal(got, []uint64{3, 1}) {
+	q.push(a)
+	if got := drain(q, v); !slices.Equal(got, []uint64{3, 1}) {
 		t.Fatalf("after remove and requeue: %v, want [3 1]", got)
 	}
-	if s.Len("k") != 0 {
-		t.Fatalf("len %d after drain", s.Len("k"))
+	if q.len(ck) != 0 || !q.empty() {
+		t.Fatalf("len %d after drain", q.len(ck))
+	}
+}
+
+// A task removed and pushed again (a retry of a canceled task) is handed
+// out once, whichever of its two entries the strategy returns first.
+func TestRemovedThenPushedAgainRunsOnce(t *testing.T) {
+	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+		q := newTestQueue(t, name)
+		a := qt(1, ck, 0)
+		q.push(a)
+		q.push(qt(2, ck, 0))
+		q.remove(a)
+		q.push(a)
+		if got := drain(q, view(ck)); len(got) != 2 || !slices.Contains(got, 1) || !slices.Contains(got, 2) {
+			t.Errorf("%s: %v, want 1 and 2 once each", name, got)
+		}
 	}
 }
 
 func TestPriorityOrder(t *testing.T) {
-	s, _ := NewStrategy(StrategyPriority)
-	s.Push(qt(1, "a", 0))
-	s.Push(qt(2, "b", 5))
-	s.Push(qt(3, "a", 5))
-	s.Push(qt(4, "a", -1))
-	s.Push(qt(5, "b", 0))
-	x := qt(6, "a", 9)
-	s.Push(x)
-	s.Remove(x)
-	got := drain(s, &SlaveView{Kinds: []string{"a", "b"}})
-	if !equal(got, []uint64{2, 3, 1, 5, 4}) {
+	q := newTestQueue(t, StrategyPriority)
+	q.push(qt(1, ca, 0))
+	q.push(qt(2, cb, 5))
+	q.push(qt(3, ca, 5))
+	q.push(qt(4, ca, -1))
+	q.push(qt(5, cb, 0))
+	x := qt(6, ca, 9)
+	q.push(x)
+	q.remove(x)
+	if got := drain(q, view(ca, cb)); !slices.Equal(got, []uint64{2, 3, 1, 5, 4}) {
 		t.Fatalf("priority order %v, want [2 3 1 5 4]", got)
 	}
 }
@@ -87,80 +108,103 @@ func TestUnknownStrategy(t *testing.T) {
 	}
 }
 
-// The deque must give memory back as it drains, or a long-lived master
-// would keep every task it ever queued.
-func TestFIFOCompacts(t *testing.T) {
-	f := &fifo{kinds: map[string]*deque{}}
-	v := &SlaveView{Kinds: []string{"k"}}
-	for round := 0; round < 10; round++ {
+// The deque gives memory back as it drains, or a long-lived master would
+// keep every task it ever queued.
+func TestFIFOGivesMemoryBack(t *testing.T) {
+	f := &fifo{classes: map[Class]*deque{}, urgent: map[Class]*deque{}}
+	q := newQueue(f)
+	for range 10 {
 		for i := range 5000 {
-			f.Push(qt(uint64(i), "k", 0))
+			q.push(qt(uint64(i+1), ck, 0))
 		}
-		if n := len(drain(f, v)); n != 5000 {
+		if n := len(drain(q, view(ck))); n != 5000 {
 			t.Fatalf("drained %d", n)
 		}
 	}
-	if q := f.kinds["k"]; len(q.items)-q.head > 5000 || cap(q.items) > 40000 {
-		t.Fatalf("deque kept %d items (cap %d) after draining", len(q.items), cap(q.items))
+	if d := f.classes[ck]; len(d.chunks) > 1 {
+		t.Fatalf("deque kept %d chunks after draining", len(d.chunks))
+	}
+}
+
+// Stale entries are filtered out once they outnumber the live ones, so a
+// mass cancel of a class no slave runs does not keep its entries.
+func TestRemovedEntriesAreFilteredOut(t *testing.T) {
+	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+		q := newTestQueue(t, name)
+		n := 3 * compactAt
+		for i := range n {
+			q.push(qt(uint64(i+1), ck, int32(i%7)))
+		}
+		for i := range n - 10 {
+			q.remove(qt(uint64(i+1), ck, int32(i%7)))
+		}
+		if q.nstale > compactAt {
+			t.Errorf("%s: %d stale entries kept", name, q.nstale)
+		}
+		got := drain(q, view(ck))
+		slices.Sort(got)
+		want := make([]uint64, 10)
+		for i := range want {
+			want[i] = uint64(n - 10 + i + 1)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: after filtering %v, want %v", name, got, want)
+		}
 	}
 }
 
 func BenchmarkFIFOPushNext(b *testing.B) {
 	s, _ := NewStrategy(StrategyFIFO)
-	v := &SlaveView{Kinds: []string{"echo", "fail", "mandelbrot", "sha256", "sleep"}}
-	ts := make([]*QueuedTask, 1024)
-	for i := range ts {
-		ts[i] = qt(uint64(i), "echo", 0)
-	}
+	q := newQueue(s)
+	v := view(1, 2, 3, 4, 5)
 	for i := 0; b.Loop(); i++ {
-		s.Push(ts[i%1024])
-		s.Next(v)
+		q.push(qt(uint64(i+1), 1, 0))
+		q.next(v)
 	}
 }
 
 func TestUrgentTasksGoFirst(t *testing.T) {
 	for _, name := range []string{StrategyFIFO, StrategyPriority} {
-		s, _ := NewStrategy(name)
-		s.Push(qt(1, "a", 5))
-		s.Push(qt(2, "b", 0))
-		u := qt(9, "b", 0)
+		q := newTestQueue(t, name)
+		q.push(qt(1, ca, 5))
+		q.push(qt(2, cb, 0))
+		u := qt(9, cb, 0)
 		u.Urgent = true
-		s.Push(u)
-		s.Push(qt(3, "a", 0))
-		if n := s.Len("b"); n != 2 {
-			t.Errorf("%s: Len(b) = %d, want 2, the urgent task counted", name, n)
+		q.push(u)
+		q.push(qt(3, ca, 0))
+		if n := q.len(cb); n != 2 {
+			t.Errorf("%s: len(b) = %d, want 2, the urgent task counted", name, n)
 		}
-		got := drain(s, &SlaveView{Kinds: []string{"a", "b"}})
+		got := drain(q, view(ca, cb))
 		if len(got) != 4 || got[0] != 9 {
 			t.Errorf("%s: order %v, want the urgent 9 first", name, got)
 		}
 		// Removed while queued, an urgent task is gone from its count.
-		v := qt(10, "c", 0)
+		v := qt(10, cc, 0)
 		v.Urgent = true
-		s.Push(v)
-		s.Remove(v)
-		if n := s.Len("c"); n != 0 || s.Next(&SlaveView{Kinds: []string{"c"}}) != nil {
-			t.Errorf("%s: a removed urgent task is still queued (%d)", name, n)
+		q.push(v)
+		q.remove(v)
+		if _, ok := q.next(view(cc)); q.len(cc) != 0 || ok {
+			t.Errorf("%s: a removed urgent task is still queued (%d)", name, q.len(cc))
 		}
 	}
 }
 
-func TestEmptyCountsEveryKind(t *testing.T) {
+func TestEmptyCountsEveryClass(t *testing.T) {
 	for _, name := range []string{StrategyFIFO, StrategyPriority} {
-		s, _ := NewStrategy(name)
-		if !s.Empty() {
-			t.Errorf("%s: a new strategy is not empty", name)
+		q := newTestQueue(t, name)
+		if !q.empty() {
+			t.Errorf("%s: a new queue is not empty", name)
 		}
-		a, b := qt(1, "a", 0), qt(2, "b", 0)
+		a, b := qt(1, ca, 0), qt(2, cb, 0)
 		b.Urgent = true
-		s.Push(a)
-		s.Push(b)
-		s.Remove(a)
-		s.Remove(a) // twice counts once
-		if s.Empty() {
+		q.push(a)
+		q.push(b)
+		q.remove(a)
+		if q.empty() {
 			t.Errorf("%s: empty with b queued", name)
 		}
-		if s.Next(&SlaveView{Kinds: []string{"b"}}) != b || !s.Empty() {
+		if got, _ := q.next(view(cb)); got != b || !q.empty() {
 			t.Errorf("%s: not empty once b was taken", name)
 		}
 	}

@@ -43,17 +43,18 @@ type task struct {
 	history    []Attempt // the most recent attempts, oldest first
 
 	// Scheduling state, rebuilt after a restart.
-	q         QueuedTask
-	slave     *Slave    // running on it, while state is running
-	lease     uint64    // the running attempt's lease: its result must echo it
-	seq       uint64    // dispatch order of the running attempt, for DetachSlave
-	size      int       // payload bytes, counted in the window of the slaves holding it
-	deadline  time.Time // lease end while running
-	retryAt   time.Time // while waiting for a retry
-	retrySlot int       // index+1 in the retry heap; 0 when not waiting
-	settled   bool      // final, and that is durable
-	counted   bool      // counted by the queue quotas (see queuedLocked)
-	push      *push     // the batch it came in, until acknowledged
+	q         QueuedTask // its entry in the queue, set when first pushed
+	queued    bool       // q is in the queue
+	slave     *Slave     // running on it, while state is running
+	lease     uint64     // the running attempt's lease: its result must echo it
+	seq       uint64     // dispatch order of the running attempt, for DetachSlave
+	size      int        // payload bytes, counted in the window of the slaves holding it
+	deadline  time.Time  // lease end while running
+	retryAt   time.Time  // while waiting for a retry
+	retrySlot int        // index+1 in the retry heap; 0 when not waiting
+	settled   bool       // final, and that is durable
+	counted   bool       // counted by the queue quotas (see queuedLocked)
+	push      *push      // the batch it came in, until acknowledged
 
 	// Replication (see replicas.go).
 	group   *group  // a forked task's copies, until the verdict
@@ -136,7 +137,6 @@ func taskOf(r *store.Record, a *App) *task {
 		ranOn: r.Slave, result: r.Result, err: r.Err, acked: r.Acked, replicas: r.Replicas, quorum: r.Quorum,
 	}
 	t.history = historyOf(r.History)
-	t.initQueued()
 	return t
 }
 
@@ -152,9 +152,43 @@ func historyOf(h []store.Attempt) []Attempt {
 	return out
 }
 
-// initQueued sets what the strategy sees of t; it never changes after.
-func (t *task) initQueued() {
-	t.q = QueuedTask{ID: t.id, App: t.app.name, Kind: classOf(t.kind, t.module), Priority: t.priority, Key: t.key, Urgent: t.parent != nil, t: t}
+// pushLocked queues t, which is pending.
+func (s *Scheduler) pushLocked(t *task) {
+	if t.q.ID == 0 {
+		// What the strategy sees of a task never changes.
+		t.q = QueuedTask{
+			ID: t.id, Key: keyHash(t.key), Class: s.classLocked(classOf(t.kind, t.module)), App: t.app.ref,
+			Priority: t.priority, Urgent: t.parent != nil,
+		}
+	}
+	t.queued = true
+	s.queue.push(t.q)
+	if t.parent != nil {
+		s.queuedCopies[t.id] = t
+	}
+}
+
+// unpushLocked takes t out of the queue, if it is there.
+func (s *Scheduler) unpushLocked(t *task) {
+	if t.queued {
+		t.queued = false
+		s.queue.remove(t.q)
+		delete(s.queuedCopies, t.id)
+	}
+}
+
+// keyHash is the FNV-1a hash of a task's key, never 0 for a key: a
+// strategy routes by key without holding the string.
+func keyHash[T string | []byte](key T) uint64 {
+	if len(key) == 0 {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return max(h, 1)
 }
 
 // putNew writes a new task into b, its payload included: the only write
