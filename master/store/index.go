@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -26,7 +25,8 @@ type Summary struct {
 	Kind       []byte
 	Module     []byte
 	Key        []byte
-	// PayloadLen is the payload's size, inline or kept apart.
+	// PayloadLen is the payload's size, inline or kept apart; for a
+	// final task, only if its record says it.
 	PayloadLen int
 }
 
@@ -39,11 +39,7 @@ type Summary struct {
 func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) error) error {
 	return s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketTasks).Cursor()
-		// The payloads bucket has the same keys, in the same order: one
-		// cursor walked beside the tasks' finds each size without a
-		// lookup from the root.
-		pc := tx.Bucket(bucketPayloads).Cursor()
-		pk, pv := pc.First()
+		payloads := tx.Bucket(bucketPayloads)
 		var sum Summary
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
@@ -59,11 +55,12 @@ func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) er
 				FinishedAt: fromUnixNano(l.finished), App: l.strs[0], Kind: l.strs[1], Key: l.strs[2], Module: l.module,
 				PayloadLen: len(l.payload),
 			}
-			if l.rf == recordFormat && l.payload == nil {
-				for pk != nil && bytes.Compare(pk, k) < 0 {
-					pk, pv = pc.Next()
-				}
-				if pk != nil && bytes.Equal(pk, k) && len(pv) > 0 {
+			switch {
+			case l.paySize >= 0:
+				sum.PayloadLen = l.paySize
+			case l.rf == recordFormat && l.payload == nil && !l.state.Final():
+				// Written without its size: the payload's page tells.
+				if pv := payloads.Get(k); len(pv) > 0 {
 					sum.PayloadLen = len(pv) - 1
 				}
 			}

@@ -25,8 +25,18 @@ func TestLoadIndexSummaries(t *testing.T) {
 	for _, r := range []*Record{small, large, cp, none} {
 		b.PutTask(r)
 	}
+	// A record rewritten without its payload in hand has no size: the
+	// payload's page tells it.
+	late := fullRecord(5)
+	late.Payload, late.State = bytes.Repeat([]byte("5"), InlinePayload+7), protocol.StatePending
+	b.PutTask(late)
 	commit(t, s, &b)
-	want := map[uint64]*Record{1: small, 2: large, 3: cp, 4: none}
+	b.Reset()
+	noPay := *late
+	noPay.Payload = nil
+	b.PutState(&noPay)
+	commit(t, s, &b)
+	want := map[uint64]*Record{1: small, 2: large, 3: cp, 4: none, 5: late}
 	seen := 0
 	err := s.LoadIndex(func(sum *Summary, full func() (*Record, error)) error {
 		w := want[sum.ID]
@@ -46,7 +56,7 @@ func TestLoadIndexSummaries(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil || seen != 4 {
+	if err != nil || seen != 5 {
 		t.Fatalf("LoadIndex: %d records, %v", seen, err)
 	}
 	stop := errors.New("stop")

@@ -136,6 +136,13 @@ type Push struct {
 // flag is set when any of them is not zero, so records of tasks that are
 // not replicated are what they were.
 //
+// A record of format 3 whose payload is kept apart carries, with
+// flagPaySize, the payload's size as a uvarint after the replica fields
+// and before the priority, so a restart counts a queue's bytes from the
+// tasks' records alone rather than by reading every payload's page. A
+// record written without a payload in hand (a final task's, a copy's)
+// has no size; LoadIndex then looks the payload up.
+//
 // Format 1 is format 2 without the history; it is still read (History
 // nil) and its header is the same, so AckTask flips either.
 //
@@ -167,6 +174,7 @@ const (
 	flagQuiet   = 1 << 1
 	flagModule  = 1 << 2
 	flagReplica = 1 << 3
+	flagPaySize = 1 << 4
 )
 
 // maxHeaderLen bounds the encoded fields before the variable-length bytes,
@@ -212,6 +220,10 @@ func encodeRecord(dst []byte, r *Record, rf byte, payload []byte) []byte {
 	if replica {
 		flags |= flagReplica
 	}
+	apart := rf == recordFormat && payload == nil && len(r.Payload) > InlinePayload
+	if apart {
+		flags |= flagPaySize
+	}
 	dst = append(dst, rf, flags, byte(r.State))
 	if r.Module != "" {
 		dst = binenc.AppendString(dst, r.Module)
@@ -220,6 +232,9 @@ func encodeRecord(dst []byte, r *Record, rf byte, payload []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(r.Replicas))
 		dst = binary.AppendUvarint(dst, uint64(r.Quorum))
 		dst = binary.AppendUvarint(dst, r.Parent)
+	}
+	if apart {
+		dst = binary.AppendUvarint(dst, uint64(len(r.Payload)))
 	}
 	dst = binary.AppendVarint(dst, int64(r.Priority))
 	dst = binary.AppendVarint(dst, int64(r.Timeout))
@@ -311,6 +326,7 @@ type layout struct {
 	module           []byte
 	replicas, quorum uint8
 	parent           uint64
+	paySize          int // of a payload kept apart; -1 when not written
 	priority         int32
 	timeout          time.Duration
 	maxAttempts      uint32
@@ -336,7 +352,7 @@ func parseRecord(id uint64, data []byte) (layout, error) {
 		return l, corruptRecord(id, fmt.Sprintf("record format %d, want %d to %d", l.rf, recordFormatV1, recordFormat))
 	}
 	l.flags = data[offFlags]
-	if l.flags&^(flagAcked|flagQuiet|flagModule|flagReplica) != 0 {
+	if l.flags&^(flagAcked|flagQuiet|flagModule|flagReplica|flagPaySize) != 0 {
 		return l, corruptRecord(id, fmt.Sprintf("unknown flags %#x", l.flags))
 	}
 	l.state = protocol.State(data[offState])
@@ -354,6 +370,14 @@ func parseRecord(id uint64, data []byte) (layout, error) {
 			d.Failf("replicas %d and quorum %d", replicas, quorum)
 		}
 		l.replicas, l.quorum = uint8(replicas), uint8(quorum)
+	}
+	l.paySize = -1
+	if l.flags&flagPaySize != 0 {
+		n := d.Uvarint("payload size")
+		if d.Err() == nil && (n <= InlinePayload || n > 1<<40) {
+			d.Failf("a payload kept apart of %d bytes", n)
+		}
+		l.paySize = int(n)
 	}
 	l.priority = d.Int32("priority")
 	l.timeout = time.Duration(d.Varint("timeout"))
