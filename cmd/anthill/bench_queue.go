@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -81,15 +82,17 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 
 	drain = min(drain, n)
 	var done atomic.Int64
-	var first time.Time
+	var first atomic.Int64 // unix ns of the first result
 	reached := make(chan struct{})
+	var once sync.Once
 	node, err := appnode.Connect(ctx, appnode.Options{Master: url, App: "bench", Token: admin,
 		TaskFinished: func(*appnode.Task, []byte, error) {
-			switch done.Add(1) {
-			case 1:
-				first = time.Now()
-			case int64(drain):
-				close(reached)
+			n := done.Add(1)
+			if n == 1 {
+				first.Store(time.Now().UnixNano())
+			}
+			if n >= int64(drain) {
+				once.Do(func() { close(reached) })
 			}
 		}})
 	if err != nil {
@@ -111,7 +114,10 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	el, steady := time.Since(start), time.Since(first)
+	for first.Load() == 0 {
+		time.Sleep(time.Millisecond) // the first callback's store, when drain is tiny
+	}
+	el, steady := time.Since(start), time.Since(time.Unix(0, first.Load()))
 	after, _ := procCPU(mp.Process.Pid)
 	// The steady rate leaves out the slaves' start, which is the same
 	// whatever the queue holds.
