@@ -22,8 +22,7 @@ const (
 	retriesEvery = tick
 	// The series close one-second buckets; the check is cheap.
 	seriesEvery = tick
-	// Leases are coarse (a timeout plus seconds of grace), and checking
-	// them walks every running task.
+	// Leases are coarse (a timeout plus seconds of grace).
 	leasesEvery = 100 * time.Millisecond
 	// The gauges are levels Prometheus scrapes every few seconds.
 	gaugesEvery = time.Second
@@ -111,18 +110,17 @@ func (s *Scheduler) retryDue(now time.Time, _ *change) {
 // task's timeout plus the lease grace. As in DetachSlave, only the oldest
 // Concurrency tasks the slave holds could have started: an expired one
 // among them costs an attempt, one queued behind them goes back as
-// returned.
+// returned. The leases come from a heap by deadline, so a tick looks at
+// the leases that ended, not at every slave.
 func (s *Scheduler) expireLeases(now time.Time, c *change) {
-	for sl := range s.slaves {
-		var expired []*task
-		for _, t := range sl.running {
-			if t.slave == sl && t.state == protocol.StateRunning && !now.Before(t.deadline) {
-				expired = append(expired, t)
-			}
+	var expired map[*Slave][]*task
+	for _, t := range s.leases.due(now) {
+		if expired == nil {
+			expired = map[*Slave][]*task{}
 		}
-		if len(expired) == 0 {
-			continue
-		}
+		expired[t.slave] = append(expired[t.slave], t)
+	}
+	for sl, expired := range expired {
 		var held []uint64
 		for _, t := range sl.running {
 			if t.slave == sl && t.state == protocol.StateRunning {

@@ -296,6 +296,7 @@ func (s *Scheduler) sendLocked(sl *Slave, t *task, now time.Time, d *protocol.Di
 	t.slave = sl
 	t.deadline = now.Add(t.timeout + s.opts.LeaseGrace)
 	t.lease = s.newLeaseLocked()
+	s.leases.add(sl, t)
 	s.dispatchN++
 	t.seq = s.dispatchN
 	// A task whose lease expired on this very session stays in its

@@ -366,7 +366,8 @@ type Scheduler struct {
 	retries   indexed[*task]        // tasks waiting for their retry, by retryAt
 	watch     map[uint64][]*watcher // Wait callers by task id
 	expiry    []expiring            // acknowledged tasks in finish order, for retention
-	leases    *rand.ChaCha8         // unguessable leases; seeded from crypto/rand
+	leaseSrc  *rand.ChaCha8         // unguessable leases; seeded from crypto/rand
+	leases    leaseHeap             // running attempts by deadline
 	dispatchN uint64                // dispatches so far, to order a slave's tasks
 	commitQ   []commitReq
 	commitCh  chan struct{}
@@ -439,7 +440,7 @@ func New(st *store.Store, opts Options) (*Scheduler, error) {
 		watch:        map[uint64][]*watcher{},
 		commitCh:     make(chan struct{}, 1),
 		duties:       newDuties(),
-		leases:       newLeaseSource(),
+		leaseSrc:     newLeaseSource(),
 		trust:        map[trustKey]*trust.Record{},
 		confs:        map[string]AppConfig{},
 		public:       map[string]bool{},
@@ -474,7 +475,7 @@ func newLeaseSource() *rand.ChaCha8 {
 // newLeaseLocked draws a lease; never 0, which no attempt has.
 func (s *Scheduler) newLeaseLocked() uint64 {
 	for {
-		if l := s.leases.Uint64(); l != 0 {
+		if l := s.leaseSrc.Uint64(); l != 0 {
 			return l
 		}
 	}
