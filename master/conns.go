@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -305,17 +306,46 @@ func (m *Master) open(w http.ResponseWriter, r *http.Request, role string) (p *p
 	return p, h, a, m.welcome(session, a), func() { c.Close(); m.untrack(c) }
 }
 
+// serveSlave and serveApp hand the connection to a goroutine of its own
+// and return: the HTTP server then lets go of its buffers, the request
+// and a deep handler stack, which at thousands of idle volunteers were
+// most of what one cost.
 func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 	p, h, a, welcome, done := m.open(w, r, protocol.RoleSlave)
 	if p == nil {
 		return
 	}
+	remote := r.RemoteAddr
+	go detached(p, func() { m.runSlave(p, h, a, welcome, remote, done) })
+}
+
+func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
+	p, h, au, welcome, done := m.open(w, r, protocol.RoleApp)
+	if p == nil {
+		return
+	}
+	go detached(p, func() { m.runApp(p, h, au, welcome, done) })
+}
+
+// detached runs a connection's life, and turns a panic in it into a log
+// line and a closed connection, as net/http does for a handler: the
+// deferred detaches run first.
+func detached(p *peer, run func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("connection handler panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	run()
+}
+
+func (m *Master) runSlave(p *peer, h *protocol.Hello, a auth, welcome *protocol.Welcome, remote string, done func()) {
 	defer done()
 	session := welcome.Session
 	p.Send(welcome)
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
-	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: session, Remote: r.RemoteAddr}, h, p)
+	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: session, Remote: remote}, h, p)
 	m.trackSlave(a.volunteer, slaveConn{sl, p})
 	// Deferred, so that even a panic in a handler detaches the session:
 	// otherwise it would stay listed, holding its tasks, as a ghost.
@@ -367,11 +397,7 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
-	p, h, au, welcome, done := m.open(w, r, protocol.RoleApp)
-	if p == nil {
-		return
-	}
+func (m *Master) runApp(p *peer, h *protocol.Hello, au auth, welcome *protocol.Welcome, done func()) {
 	defer done()
 	// Tracked before the scheduler hears of it: a revocation that starts
 	// meanwhile finds it and closes it.
