@@ -3,11 +3,19 @@ package web
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/anthill-project/anthill/internal/testmaster"
 	"github.com/anthill-project/anthill/master"
+	"github.com/anthill-project/anthill/stats"
 )
 
 // BenchmarkLiveUpdate builds and encodes one second's update of a live feed,
@@ -37,4 +45,121 @@ func BenchmarkLiveUpdate(b *testing.B) {
 			b.ReportMetric(float64(size), "bytes")
 		})
 	}
+}
+
+// BenchmarkLiveFeeds keeps N live feeds open on a master that has seen
+// 1,000 busy slaves and measures what each feed costs per second of
+// watching, end to end: building, encoding and writing the updates, and
+// the process's share of reading them (the feeds are read in this process,
+// as a browser would read them, and discarded). One op is one second: one
+// update to every feed. cpu-ms/s is this process's CPU time (user and
+// system) per second, the master's own work and the fleet's included, so
+// what the feeds cost is the difference from feeds-0; bytes/feed/s is the
+// payload of an update as sent, uncompressed (these clients do not
+// negotiate compression). The first update of each feed, which carries the
+// history, is not counted.
+func BenchmarkLiveFeeds(b *testing.B) {
+	const slaves = 1000
+	for _, feeds := range []int{0, 1, 10, 32} {
+		b.Run(fmt.Sprintf("feeds-%d/slaves-%d", feeds, slaves), func(b *testing.B) {
+			var s *Server
+			m := testmaster.Start(b, master.Options{NoSync: true}, func(m *master.Master) (err error) {
+				s, err = New(m.Scheduler(), Options{Token: "live-update-benchmark-token-0123456789", MaxLive: max(feeds, 1)})
+				if err == nil {
+					m.Handle("/", s)
+				}
+				return err
+			})
+			b.Cleanup(func() { s.Close() })
+			// A busy fleet: every slave has a result every quarter second,
+			// so every row and every sparkline moves every second.
+			hs := make([]*stats.Slave, slaves)
+			for i := range hs {
+				hs[i] = m.Metrics().SlaveSeen(fmt.Sprintf("slave-%04d", i), 4)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				t := time.NewTicker(250 * time.Millisecond)
+				defer t.Stop()
+				for {
+					for _, h := range hs {
+						h.Result(true, time.Millisecond)
+					}
+					select {
+					case <-t.C:
+					case <-stop:
+						return
+					}
+				}
+			})
+			defer func() { close(stop); wg.Wait() }()
+
+			hdr := http.Header{"Cookie": {sessionCookie + "=" + s.auth.issue()}}
+			var got, size atomic.Int64
+			var readers sync.WaitGroup
+			conns := make([]*websocket.Conn, feeds)
+			for i := range conns {
+				ws, _, err := websocket.DefaultDialer.Dial("ws://"+m.Addr().String()+"/ui/live", hdr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conns[i] = ws
+				if _, _, err := ws.ReadMessage(); err != nil { // the history
+					b.Fatal(err)
+				}
+			}
+			for _, ws := range conns {
+				readers.Go(func() {
+					for {
+						_, r, err := ws.NextReader()
+						if err != nil {
+							return
+						}
+						n, _ := io.Copy(io.Discard, r)
+						size.Add(n)
+						got.Add(1)
+					}
+				})
+			}
+			defer func() {
+				for _, ws := range conns {
+					ws.Close()
+				}
+				readers.Wait()
+			}()
+			// Start on a fresh second, the updates before it discarded.
+			time.Sleep(time.Second)
+			got.Store(0)
+			size.Store(0)
+			cpu0 := cpuTime()
+			want := int64(0)
+			ops := 0
+			for b.Loop() {
+				ops++
+				if feeds == 0 {
+					time.Sleep(time.Second)
+					continue
+				}
+				want += int64(feeds)
+				for got.Load() < want {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			cpu := cpuTime() - cpu0
+			b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(ops), "cpu-ms/s")
+			if n := got.Load(); n > 0 {
+				b.ReportMetric(float64(size.Load())/float64(n), "bytes/feed/s")
+			}
+		})
+	}
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
