@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,32 +17,45 @@ import (
 	"github.com/anthill-project/anthill/stats"
 )
 
-// BenchmarkLiveUpdate builds and encodes one second's update of a live feed,
-// as each open dashboard does every second, for a master that has seen 10
-// and 1,000 slaves. Each slave row carries a minute of sparkline, so the
-// update grows with the slaves; bytes is its size on the wire.
+// BenchmarkLiveUpdate builds and encodes one second's update of the live
+// feeds, as the hub does once a second for all of them, for a master that
+// has seen 10 and 1,000 slaves: the delta every open feed gets, and the
+// delta with the full update a joining (or lagging) feed gets as well.
+// Each slave row of a full update carries a minute of sparkline, so it
+// grows with the slaves; bytes is the size of the last updates built,
+// uncompressed (the delta's and the full one's together).
 func BenchmarkLiveUpdate(b *testing.B) {
 	for _, n := range []int{10, 1000} {
-		b.Run(fmt.Sprintf("slaves-%d", n), func(b *testing.B) {
-			var s *Server
-			m := testmaster.Start(b, master.Options{NoSync: true}, func(m *master.Master) (err error) {
-				s, err = New(m.Scheduler(), Options{Token: "live-update-benchmark-token-0123456789"})
-				return err
-			})
-			b.Cleanup(func() { s.Close() })
-			for i := range n {
-				m.Metrics().SlaveSeen(fmt.Sprintf("slave-%04d", i), 4).Result(true, time.Millisecond)
+		for _, full := range []bool{false, true} {
+			name := fmt.Sprintf("slaves-%d/delta", n)
+			if full {
+				name += "+full"
 			}
-			var size int
-			for b.Loop() {
-				buf, err := json.Marshal(s.snapshot(time.Now().Add(-time.Second), false))
-				if err != nil {
+			b.Run(name, func(b *testing.B) {
+				var s *Server
+				m := testmaster.Start(b, master.Options{NoSync: true}, func(m *master.Master) (err error) {
+					s, err = New(m.Scheduler(), Options{Token: "live-update-benchmark-token-0123456789"})
+					return err
+				})
+				b.Cleanup(func() { s.Close() })
+				for i := range n {
+					m.Metrics().SlaveSeen(fmt.Sprintf("slave-%04d", i), 4).Result(true, time.Millisecond)
+				}
+				h := newHub(s)
+				if _, _, err := h.build(true); err != nil { // the sparklines a delta starts from
 					b.Fatal(err)
 				}
-				size = len(buf)
-			}
-			b.ReportMetric(float64(size), "bytes")
-		})
+				var size int
+				for b.Loop() {
+					delta, fullMsg, err := h.build(full)
+					if err != nil {
+						b.Fatal(err)
+					}
+					size = len(delta) + len(fullMsg)
+				}
+				b.ReportMetric(float64(size), "bytes")
+			})
+		}
 	}
 }
 
