@@ -35,6 +35,31 @@ const overviewJS = `(() => {
           failed: v('ov-failed'), canceled: v('ov-canceled'), submitted: v('ov-submitted')};
 })()`
 
+// sparklinesMatchJS opens a second feed and compares the full update it
+// gets first with the sparklines the page holds after applying the update
+// built with it (the two carry the same "now").
+const sparklinesMatchJS = `new Promise((resolve) => {
+  const lines = () => JSON.stringify([...sparks.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1)));
+  const byNow = new Map();
+  const orig = apply;
+  apply = (u) => { orig(u); byNow.set(u.now, lines()); };
+  const done = (v) => { apply = orig; resolve(v); };
+  setTimeout(() => done('no update matched the second feed\'s in 10 s'), 10000);
+  const ws = new WebSocket('ws://' + location.host + '/ui/live');
+  ws.onmessage = (ev) => {
+    ws.close();
+    const f = JSON.parse(ev.data);
+    if (!f.full) { done('the first update of a feed is not full'); return; }
+    const want = JSON.stringify(f.slaves.map((s) => [s.name, s.recent]).sort((x, y) => (x[0] < y[0] ? -1 : 1)));
+    if (!f.slaves.some((s) => s.recent.some((v) => v > 0))) { done('no result in any sparkline: ' + want); return; }
+    const check = () => {
+      if (!byNow.has(f.now)) { setTimeout(check, 50); return; }
+      done(byNow.get(f.now) === want ? 'same' : 'page ' + byNow.get(f.now) + ' full ' + want);
+    };
+    check();
+  };
+})`
+
 type shown struct {
 	Slaves, Pending, Running          int
 	Done, Failed, Canceled, Submitted uint64
@@ -118,6 +143,13 @@ func TestDashboard(t *testing.T) {
 	slaveDone := eval[int](b, `[...document.querySelectorAll('#slaves td[data-col=done]')].reduce((s, td) => s + Number(td.textContent.replace(/,/g, '')), 0)`)
 	if slaveDone != 250 {
 		t.Errorf("slaves' done add up to %d, want 250", slaveDone)
+	}
+	// Sparklines arrive whole once, then as the seconds that closed: the
+	// lines the page pieced together are those a feed opened now gets
+	// whole, from the same update.
+	b.waitJS("a sparkline each", `document.querySelectorAll('#slaves canvas.spark').length === 2`)
+	if verdict := eval[string](b, sparklinesMatchJS); verdict != "same" {
+		t.Fatalf("the page's sparklines: %s", verdict)
 	}
 	b.run("sort by name, descending", chromedp.Click(`th[data-sort=name]`))
 	b.waitJS("descending order", `document.querySelector('#slaves tr[data-slave]').dataset.slave === 'volunteer-b'`)

@@ -26,18 +26,36 @@ var liveSeries = []string{
 
 // update is one message of the live feed: the operator's view, as
 // Stats.Summary, Slaves.List and Apps.List show it, plus the seconds of
-// the charts' series closed since the previous update.
+// the charts' series closed since the previous update. A full one (the
+// first of a feed, and any after it fell behind) carries Info, the recent
+// history of the series and every sparkline whole; the others carry only
+// what moved of the sparklines (see liveSlave).
 type update struct {
 	Now     time.Time                `json:"now"`
+	Full    bool                     `json:"full,omitempty"`
 	Info    *view.Info               `json:"info,omitempty"`
 	Summary view.Summary             `json:"summary"`
 	Series  map[string][]stats.Point `json:"series"`
-	Slaves  []view.SlaveName         `json:"slaves"`
+	Slaves  []liveSlave              `json:"slaves"`
 	Apps    []view.App               `json:"apps"`
 }
 
-// serveLive streams an update every Interval. The first one carries the
-// recent history; the page keeps the rest.
+// liveSlave is a slave's row with its sparkline (the minute of results a
+// second) sent only when it changed: every row of 1,000 carried 60
+// numbers a second, most of them the same as a second before.
+type liveSlave struct {
+	*view.SlaveName
+	// Recent, when present, is the whole sparkline: in a full update, and
+	// for a row that is new or whose line did not just move on. It hides
+	// the row's own.
+	Recent *[]float64 `json:"recent,omitempty"`
+	// Spark is the newest seconds: the page drops as many of the oldest
+	// and appends these. Absent, like Recent, when the line is unchanged.
+	Spark []float64 `json:"spark,omitempty"`
+}
+
+// serveLive streams the hub's updates, one every Interval. The first one
+// carries the recent history; the page keeps the rest.
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed || s.live >= s.opts.MaxLive {
@@ -77,22 +95,22 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	}()
 	defer func() { ws.Close(); <-gone }()
 
-	tick := time.NewTicker(s.opts.Interval)
-	defer tick.Stop()
+	f := s.hub.join()
+	defer s.hub.leave(f)
 	ping := time.NewTicker(livePing)
 	defer ping.Stop()
-	since := s.opts.Now().Add(-history)
-	first := true
 	for {
-		u := s.snapshot(since, first)
-		first = false
-		since = lastPoint(u.Series, since)
-		_ = ws.SetWriteDeadline(time.Now().Add(liveWriteWait))
-		if err := ws.WriteJSON(u); err != nil {
-			return
-		}
 		select {
-		case <-tick.C:
+		case <-f.wake:
+			if fr := s.hub.take(f); fr != nil {
+				// A peer too slow for this deadline is dropped; one
+				// merely slower than the ticks gets full frames and
+				// skips the deltas it could not take.
+				_ = ws.SetWriteDeadline(time.Now().Add(liveWriteWait))
+				if err := ws.WritePreparedMessage(fr.msg); err != nil {
+					return
+				}
+			}
 		case <-ping.C:
 			if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(liveWriteWait)); err != nil {
 				return
@@ -116,18 +134,4 @@ func lastPoint(series map[string][]stats.Point, since time.Time) time.Time {
 		}
 	}
 	return since
-}
-
-// snapshot reads the master once; series are those closed after since.
-func (s *Server) snapshot(since time.Time, withInfo bool) update {
-	o := view.Build(s.m)
-	u := update{
-		Now: s.opts.Now().UTC(), Summary: o.Summary, Slaves: o.Names, Apps: o.Apps,
-		Series: view.Series(s.m.Metrics(), liveSeries, since),
-	}
-	if withInfo {
-		in := view.InfoOf(s.m)
-		u.Info = &in
-	}
-	return u
 }

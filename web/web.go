@@ -74,6 +74,8 @@ type Server struct {
 	board   []view.Leader
 	boardAt time.Time
 
+	hub *hub // builds the feeds' updates
+
 	mu     sync.Mutex
 	live   int // feeds being served
 	closed bool
@@ -130,6 +132,7 @@ func New(m Master, o Options) (*Server, error) {
 		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
 		quit:   make(chan struct{}),
 	}
+	s.hub = newHub(s)
 	s.up = websocket.Upgrader{
 		ReadBufferSize: 1024, WriteBufferSize: 16 << 10,
 		EnableCompression: true,
@@ -178,6 +181,7 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.feeds.Wait()
+	s.hub.wait() // no feed joins once closed and the feeds are gone
 }
 
 // The pages run only our own scripts and styles and are never framed:

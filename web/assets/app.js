@@ -135,8 +135,29 @@ function apply(u) {
   }
   live.summary = u.summary;
   live.slaves = u.slaves || [];
+  applySparks(live.slaves, u.full);
   live.apps = u.apps || [];
   if (page.update) page.update();
+}
+
+// Sparklines come whole ("recent") in a full update and for a new or
+// reset line, else as the seconds closed since the previous update
+// ("spark"), or not at all when unchanged: the feed no longer repeats a
+// minute of numbers for every slave every second.
+const sparks = new Map(); // slave name -> its last minute, oldest first
+function applySparks(rows, full) {
+  if (full) sparks.clear();
+  const seen = new Set();
+  for (const s of rows) {
+    let line = sparks.get(s.name) || [];
+    if (s.recent) line = s.recent;
+    else if (s.spark) line = line.slice(s.spark.length).concat(s.spark);
+    sparks.set(s.name, line);
+    s.recent = line;
+    delete s.spark;
+    seen.add(s.name);
+  }
+  for (const name of sparks.keys()) if (!seen.has(name)) sparks.delete(name);
 }
 
 // ---- charts ----
