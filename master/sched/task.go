@@ -152,8 +152,12 @@ func historyOf(h []store.Attempt) []Attempt {
 	return out
 }
 
-// pushLocked queues t, which is pending.
+// pushLocked queues t, which is pending; a task already queued stays
+// queued once, or it could be handed out twice.
 func (s *Scheduler) pushLocked(t *task) {
+	if t.queued {
+		return
+	}
 	if t.q.ID == 0 {
 		// What the strategy sees of a task never changes.
 		t.q = QueuedTask{
