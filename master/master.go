@@ -161,6 +161,11 @@ func New(opts Options) (*Master, error) {
 	// through the HTTP server's 4 KiB reader: an idle volunteer must cost
 	// kilobytes, and a master holds thousands.
 	m.upgrader = websocket.Upgrader{
+		// A read buffer of its own, smaller than the HTTP server's 4 KiB
+		// (which is let go once the handler returns): an idle volunteer
+		// holds it for good, and a large frame is read past it, straight
+		// into the frame's buffer.
+		ReadBufferSize:  1 << 10,
 		WriteBufferSize: 64 << 10,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     m.checkOrigin,
