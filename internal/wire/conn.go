@@ -1,7 +1,7 @@
 // Package wire runs one WebSocket connection the way master, slave and
-// appnode all need it: one reader (the caller), one writer goroutine that
-// drains a bounded queue of frames, symmetric ping heartbeats and read
-// deadlines tied to them. It knows nothing of message contents.
+// appnode all need it: one reader (the caller), a writer that drains a
+// bounded queue of frames, symmetric ping heartbeats and read deadlines
+// tied to them. It knows nothing of message contents.
 package wire
 
 import (
@@ -27,7 +27,10 @@ var ErrTooLarge = errors.New("frame too large")
 // this long is too slow to keep.
 const writeTimeout = 10 * time.Second
 
-// Conn is a WebSocket with a writer goroutine. Read must be called from a
+// Conn is a WebSocket with a writer. The writer is a goroutine only while
+// there is something to write (frames, a heartbeat's ping, the close):
+// an idle connection, of which a master may hold thousands, costs a timer
+// rather than a goroutine and its stack. Read must be called from a
 // single goroutine; every other method is safe for concurrent use.
 type Conn struct {
 	ws        *websocket.Conn
@@ -40,10 +43,13 @@ type Conn struct {
 	queue     [][]byte
 	spare     [][]byte // the writer's last batch, reused
 	maxFrames int
-	kick      chan struct{} // the writer has frames; capacity 1
+	writing   bool // a writer goroutine runs; guarded by mu
+	pingDue   bool // the heartbeat wants a ping written; guarded by mu
+	finished  bool // the socket is closed; guarded by mu
+	pinger    *time.Timer
 	room      chan struct{} // a SendWait may retry; capacity 1
 	closing   chan struct{} // closed by Close: the writer flushes and stops
-	done      chan struct{} // closed when the writer has exited
+	done      chan struct{} // closed when the socket is closed
 	once      sync.Once
 	limit     int64
 	readDone  chan struct{} // closed when Read has failed: the peer is gone or closed
@@ -78,7 +84,6 @@ func New(ws *websocket.Conn, heartbeat time.Duration, queue int) *Conn {
 		ws:        ws,
 		heartbeat: heartbeat,
 		maxFrames: max(queue, 1),
-		kick:      make(chan struct{}, 1),
 		room:      make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
@@ -94,8 +99,24 @@ func New(ws *websocket.Conn, heartbeat time.Duration, queue int) *Conn {
 		}
 		return nil
 	})
-	go c.writer()
+	c.mu.Lock() // the timer may fire before New returns
+	c.pinger = time.AfterFunc(heartbeat, c.ping)
+	c.mu.Unlock()
 	return c
+}
+
+// ping is the heartbeat's timer firing: a ping to write, and the next one.
+func (c *Conn) ping() {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	pinger := c.pinger
+	c.mu.Unlock()
+	c.wake()
+	pinger.Reset(c.heartbeat)
 }
 
 func (c *Conn) extend() {
@@ -173,8 +194,20 @@ func (c *Conn) push(frame []byte) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.mu.Unlock()
-	signal(c.kick)
+	c.wake()
 	return true
+}
+
+// wake starts a writer unless one runs or the socket is closed.
+func (c *Conn) wake() {
+	c.mu.Lock()
+	if c.writing || c.finished {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	go c.writer()
 }
 
 // signal wakes whoever waits on ch, without blocking.
@@ -212,17 +245,30 @@ func (c *Conn) SendWait(ctx context.Context, frame []byte) error {
 	}
 }
 
-// take hands the writer every frame queued, and room to the senders.
-func (c *Conn) take() [][]byte {
+// take hands the writer every frame queued, and room to the senders; it
+// stops the writer (false) when there is nothing to write.
+func (c *Conn) take() (batch [][]byte, ping, closing, ok bool) {
 	c.mu.Lock()
-	batch := c.queue
+	batch = c.queue
 	c.queue = c.spare[:0]
 	c.spare = nil
+	ping, c.pingDue = c.pingDue, false
+	select {
+	case <-c.closing:
+		closing = true
+	default:
+	}
+	if len(batch) == 0 && !ping && !closing {
+		c.writing = false
+		c.spare = batch
+		c.mu.Unlock()
+		return nil, false, false, false
+	}
 	c.mu.Unlock()
 	if len(batch) > 0 {
 		signal(c.room)
 	}
-	return batch
+	return batch, ping, closing, true
 }
 
 // recycle takes back the batch the writer wrote, so its array serves the next.
@@ -244,48 +290,68 @@ func (c *Conn) CloseWith(last []byte, code int, reason string) {
 	c.once.Do(func() {
 		c.closeMsg, c.closeCode, c.closeReason = last, code, reason
 		close(c.closing)
+		c.wake()
 	})
 }
 
 // Close closes normally.
 func (c *Conn) Close() { c.CloseWith(nil, websocket.CloseNormalClosure, "") }
 
-// Done is closed once the writer has stopped and the socket is closed.
+// Done is closed once the socket is closed.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Closing is closed as soon as Close or CloseWith was called.
 func (c *Conn) Closing() <-chan struct{} { return c.closing }
 
-// Wait blocks until the writer has exited.
+// Wait blocks until the socket is closed.
 func (c *Conn) Wait() { <-c.done }
 
+// writer writes what is due until nothing is, or until the close.
 func (c *Conn) writer() {
-	defer close(c.done)
-	defer c.ws.Close()
-	tick := time.NewTicker(c.heartbeat)
-	defer tick.Stop()
 	for {
-		select {
-		case <-c.kick:
-			batch := c.take()
-			for _, f := range batch {
-				c.queued.Add(-int64(len(f)))
-				if c.write(f) != nil {
-					c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
-					return
-				}
-			}
-			c.recycle(batch)
-		case <-tick.C:
-			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)) != nil {
-				c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
+		batch, ping, closing, ok := c.take()
+		if !ok {
+			return
+		}
+		for _, f := range batch {
+			c.queued.Add(-int64(len(f)))
+			if c.write(f) != nil {
+				c.fail()
 				return
 			}
-		case <-c.closing:
+		}
+		c.recycle(batch)
+		if ping && c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)) != nil {
+			c.fail()
+			return
+		}
+		if closing {
 			c.flush()
+			c.finish()
 			return
 		}
 	}
+}
+
+// fail closes a socket that could not be written.
+func (c *Conn) fail() {
+	c.CloseWith(nil, websocket.CloseAbnormalClosure, "")
+	c.finish()
+}
+
+// finish closes the socket, once; the writer that calls it is the last.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	c.finished = true
+	pinger := c.pinger
+	c.mu.Unlock()
+	pinger.Stop()
+	c.ws.Close()
+	close(c.done)
 }
 
 func (c *Conn) write(f []byte) error {
@@ -299,7 +365,8 @@ func (c *Conn) flush() {
 	if c.closeCode == websocket.CloseAbnormalClosure {
 		return // the socket failed; nothing more can be written
 	}
-	for _, f := range c.take() {
+	batch, _, _, _ := c.take()
+	for _, f := range batch {
 		c.queued.Add(-int64(len(f)))
 		if c.write(f) != nil {
 			return
