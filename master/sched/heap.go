@@ -1,6 +1,9 @@
 package sched
 
-import "container/heap"
+import (
+	"container/heap"
+	"slices"
+)
 
 // indexed is a binary heap whose elements remember their position (index
 // plus one in the int slot returns; zero while out of the heap), so one can
@@ -44,5 +47,72 @@ func (h *indexed[T]) peek() T  { return h.items[0] }
 func (h *indexed[T]) remove(v T) {
 	if i := *h.slot(v); i > 0 {
 		heap.Remove(h, i-1)
+	}
+}
+
+// before orders the values of a values heap: *T's before(other) reports
+// that it comes out first.
+type before[T any] interface {
+	*T
+	before(*T) bool
+}
+
+// values is a binary heap of values, not pointers: a queue of millions
+// costs its items and nothing for the garbage collector to scan. Nothing
+// leaves from the middle; filter drops many at once.
+type values[T any, P before[T]] struct{ items []T }
+
+func (h *values[T, P]) less(i, j int) bool { return P(&h.items[i]).before(&h.items[j]) }
+
+func (h *values[T, P]) push(v T) {
+	h.items = append(h.items, v)
+	for i := len(h.items) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *values[T, P]) peek() *T { return &h.items[0] }
+
+func (h *values[T, P]) pop() T {
+	v := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	var zero T
+	h.items[last] = zero
+	h.items = h.items[:last]
+	if last > 0 {
+		h.down(0)
+	}
+	return v
+}
+
+// filter keeps the items keep accepts, and the heap's order.
+func (h *values[T, P]) filter(keep func(*T) bool) {
+	h.items = slices.DeleteFunc(h.items, func(v T) bool { return !keep(&v) })
+	for i := len(h.items)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *values[T, P]) down(i int) {
+	for n := len(h.items); ; {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
 	}
 }

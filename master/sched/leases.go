@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"slices"
 	"time"
 
 	"github.com/anthill-project/anthill/protocol"
@@ -14,8 +13,8 @@ import (
 // live ones. Entries hold the slave, not the task, so a finished task is
 // not kept alive by its lease.
 type leaseHeap struct {
-	items []leaseAt
-	live  int // entries live at the last filter, to know when to filter again
+	values[leaseAt, *leaseAt]
+	live int // entries live at the last filter, to know when to filter again
 }
 
 type leaseAt struct {
@@ -24,6 +23,8 @@ type leaseAt struct {
 	id    uint64
 	sl    *Slave
 }
+
+func (e *leaseAt) before(o *leaseAt) bool { return e.at < o.at }
 
 // task is the attempt e stands for, if it still runs with that lease.
 func (e *leaseAt) task() *task {
@@ -35,10 +36,10 @@ func (e *leaseAt) task() *task {
 }
 
 func (h *leaseHeap) add(sl *Slave, t *task) {
-	h.items = append(h.items, leaseAt{at: t.deadline.UnixNano(), lease: t.lease, id: t.id, sl: sl})
-	h.up(len(h.items) - 1)
+	h.push(leaseAt{at: t.deadline.UnixNano(), lease: t.lease, id: t.id, sl: sl})
 	if len(h.items) > 2*h.live+4096 {
-		h.filter()
+		h.filter(func(e *leaseAt) bool { return e.task() != nil })
+		h.live = len(h.items)
 	}
 }
 
@@ -53,53 +54,4 @@ func (h *leaseHeap) due(now time.Time) []*task {
 		}
 	}
 	return out
-}
-
-func (h *leaseHeap) filter() {
-	h.items = slices.DeleteFunc(h.items, func(e leaseAt) bool { return e.task() == nil })
-	for i := len(h.items)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-	h.live = len(h.items)
-}
-
-func (h *leaseHeap) pop() leaseAt {
-	e := h.items[0]
-	last := len(h.items) - 1
-	h.items[0] = h.items[last]
-	h.items[last] = leaseAt{}
-	h.items = h.items[:last]
-	if last > 0 {
-		h.down(0)
-	}
-	return e
-}
-
-func (h *leaseHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if h.items[p].at <= h.items[i].at {
-			return
-		}
-		h.items[i], h.items[p] = h.items[p], h.items[i]
-		i = p
-	}
-}
-
-func (h *leaseHeap) down(i int) {
-	for n := len(h.items); ; {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && h.items[r].at < h.items[l].at {
-			m = r
-		}
-		if h.items[m].at >= h.items[i].at {
-			return
-		}
-		h.items[i], h.items[m] = h.items[m], h.items[i]
-		i = m
-	}
 }

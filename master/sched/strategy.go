@@ -1,9 +1,6 @@
 package sched
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
 // QueuedTask is what a Strategy sees of a pending task: a small value with
 // no pointers, so that ten million queued tasks cost a strategy about 32
@@ -217,7 +214,7 @@ func (p *priority) Next(s *SlaveView) (QueuedTask, bool) {
 		if h == nil || len(h.items) == 0 {
 			continue
 		}
-		if best == nil || runsBefore(&h.items[0], &best.items[0]) {
+		if best == nil || runsBefore(h.peek(), best.peek()) {
 			best = h
 		}
 	}
@@ -229,57 +226,14 @@ func (p *priority) Next(s *SlaveView) (QueuedTask, bool) {
 
 func (p *priority) Filter(keep func(QueuedTask) bool) {
 	for c, h := range p.classes {
-		h.items = slices.DeleteFunc(h.items, func(t QueuedTask) bool { return !keep(t) })
+		h.filter(func(t *QueuedTask) bool { return keep(*t) })
 		if len(h.items) == 0 {
 			delete(p.classes, c)
-			continue
-		}
-		for i := len(h.items)/2 - 1; i >= 0; i-- {
-			h.down(i)
 		}
 	}
 }
 
-// taskHeap is a binary heap of tasks by runsBefore, held by value.
-type taskHeap struct{ items []QueuedTask }
+// taskHeap is a heap of tasks by runsBefore.
+type taskHeap = values[QueuedTask, *QueuedTask]
 
-func (h *taskHeap) push(t QueuedTask) {
-	h.items = append(h.items, t)
-	for i := len(h.items) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if !runsBefore(&h.items[i], &h.items[parent]) {
-			break
-		}
-		h.items[i], h.items[parent] = h.items[parent], h.items[i]
-		i = parent
-	}
-}
-
-func (h *taskHeap) pop() QueuedTask {
-	t := h.items[0]
-	last := len(h.items) - 1
-	h.items[0] = h.items[last]
-	h.items = h.items[:last]
-	if last > 0 {
-		h.down(0)
-	}
-	return t
-}
-
-func (h *taskHeap) down(i int) {
-	for n := len(h.items); ; {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && runsBefore(&h.items[r], &h.items[l]) {
-			m = r
-		}
-		if !runsBefore(&h.items[m], &h.items[i]) {
-			return
-		}
-		h.items[i], h.items[m] = h.items[m], h.items[i]
-		i = m
-	}
-}
+func (t *QueuedTask) before(o *QueuedTask) bool { return runsBefore(t, o) }
