@@ -1,0 +1,13 @@
+//go:build !linux
+
+package store
+
+import (
+	"os"
+	"time"
+)
+
+func fdatasync(f *os.File) error { return f.Sync() }
+
+// lockFile does not lock here: run one master per data directory.
+func lockFile(*os.File, time.Duration) (bool, error) { return true, nil }
