@@ -138,7 +138,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := precheck(path, opts.LockTimeout); err != nil {
 		return nil, err
 	}
-	db, err := openWritable(path, opts)
+	db, err := openWritable(path, opts, recovered)
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +317,7 @@ func captureFile(f **os.File) func(string, int, os.FileMode) (*os.File, error) {
 	}
 }
 
-func openWritable(path string, opts Options) (db *bbolt.DB, err error) {
+func openWritable(path string, opts Options, recovering bool) (db *bbolt.DB, err error) {
 	var f *os.File
 	defer recoverCorrupt(path, &err, func() {
 		// bbolt.Open panicked with the file open and locked.
@@ -334,7 +334,7 @@ func openWritable(path string, opts Options) (db *bbolt.DB, err error) {
 		// Remapping waits for every reader and growing the file costs an
 		// extra sync: both showed up as commit-latency spikes. Reserve
 		// address space up front (virtual, not memory) and grow in big steps.
-		InitialMmapSize: mmapSize(opts),
+		InitialMmapSize: mmapSize(opts, recovering),
 		OpenFile:        captureFile(&f),
 	})
 	if err == nil {

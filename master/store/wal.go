@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -76,8 +77,9 @@ const (
 )
 
 var (
-	walMagic = []byte("anthill wal v1\x00\x00") // 16 bytes
-	crcTable = crc32.MakeTable(crc32.Castagnoli)
+	errStopped = errors.New("store closing")
+	walMagic   = []byte("anthill wal v1\x00\x00") // 16 bytes
+	crcTable   = crc32.MakeTable(crc32.Castagnoli)
 )
 
 type wal struct {
@@ -90,6 +92,8 @@ type wal struct {
 	pageSize int
 	pin      *bbolt.Tx
 	spare    chan spareLog // the next log, being prepared
+	hurry    atomic.Bool   // a rotation waits for the next log
+	stop     atomic.Bool   // Close waits for it
 	rec      []byte        // the record being written
 	err      error         // sticky: after a failed write the log may end in a partial record
 	log      *slog.Logger
@@ -106,6 +110,16 @@ func walError(path string, off int64, format string, args ...any) error {
 	return fmt.Errorf("write-ahead log %s is corrupt at offset %d: %s; nothing was changed (if the store file is intact, moving the log aside loses the commits it holds)",
 		path, off, fmt.Sprintf(format, args...))
 }
+
+// badHeader is a log whose header cannot be read; empty tells whether
+// nothing but zeros follows it.
+type badHeader struct {
+	err   error
+	empty bool
+}
+
+func (e *badHeader) Error() string { return e.err.Error() }
+func (e *badHeader) Unwrap() error { return e.err }
 
 // walHeader is what a log's header block holds: the checkpoint its records
 // follow.
@@ -171,7 +185,7 @@ func readWAL(path string) (walHeader, [][]byte, error) {
 	}
 	h, err := decodeHeader(path, data)
 	if err != nil {
-		return walHeader{}, nil, err
+		return walHeader{}, nil, &badHeader{err: err, empty: allZero(data[min(len(data), walHeaderLen):])}
 	}
 	var recs [][]byte
 	off := int64(walHeaderLen)
@@ -367,6 +381,18 @@ func recoverWAL(dbPath string, timeout time.Duration) ([][]byte, bool, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
+	var bad *badHeader
+	if errors.As(err, &bad) && bad.empty {
+		// A checkpoint rewrites the header of a log with no records in
+		// place, right after syncing bbolt: torn by a power loss, it
+		// leaves the store file synced and nothing after it.
+		slog.Warn("store: the write-ahead log's header is damaged and the log holds no record; the store file, synced before the header was written, is used as it is",
+			"log", logPath, "err", err)
+		if err := os.Remove(logPath); err != nil {
+			return nil, false, fmt.Errorf("open store: %w", err)
+		}
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -381,7 +407,12 @@ func recoverWAL(dbPath string, timeout time.Duration) ([][]byte, bool, error) {
 // cancel record failed then, and its callers were told so: it is skipped.
 // Any other failure is an error: dropping the group would lose a commit
 // that was acknowledged.
-func (s *Store) replay(recs [][]byte) error {
+//
+// A record that could make bbolt remap its file runs with *pin dropped,
+// which would otherwise wait for it forever: the one case a power loss
+// during recovery is not covered, on stores past the 32 GiB mapping.
+func (s *Store) replay(recs [][]byte, pin **bbolt.Tx) error {
+	ps := s.db.Info().PageSize
 	for i, rec := range recs {
 		if len(rec) > 0 && rec[0] == recCancel {
 			continue
@@ -390,6 +421,17 @@ func (s *Store) replay(recs [][]byte) error {
 			continue
 		}
 		group, err := decodeGroup(rec)
+		if err == nil && *pin != nil {
+			var remap bool
+			ops := 0
+			for _, r := range group {
+				ops += r.b.Len()
+			}
+			if remap, err = mayRemap(s.db, ps, ops, len(rec)); remap {
+				_ = (*pin).Rollback()
+				*pin = nil
+			}
+		}
 		if err == nil {
 			var next uint64
 			if next, err = s.update(group); err == nil && next > s.nextID.Load() {
@@ -408,9 +450,21 @@ func (s *Store) replay(recs [][]byte) error {
 // then starts a log, or without one removes the recovered log.
 func (s *Store) startLog(opts Options, recs [][]byte, recovered bool) error {
 	if recovered {
+		// The replay is pinned like any run with the log: until a new
+		// checkpoint is durable, a power loss recovers from the old one
+		// again, and its pages must still be there.
+		pin, err := s.db.Begin(false)
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		defer func() {
+			if pin != nil {
+				_ = pin.Rollback()
+			}
+		}()
 		// One sync for the lot: the log keeps them until it is replaced.
 		s.db.NoSync = true
-		err := s.replay(recs)
+		err = s.replay(recs, &pin)
 		s.db.NoSync = opts.NoSync
 		if err == nil {
 			err = s.db.Sync()
@@ -432,9 +486,10 @@ func (s *Store) startLog(opts Options, recs [][]byte, recovered bool) error {
 	return nil
 }
 
-// mmapSize is what bbolt maps at Open.
-func mmapSize(opts Options) int {
-	if !opts.NoWAL && !opts.NoSync {
+// mmapSize is what bbolt maps at Open: with the log, and while replaying
+// one (which is pinned too), room enough to seldom remap.
+func mmapSize(opts Options, recovering bool) int {
+	if recovering || !opts.NoWAL && !opts.NoSync {
 		return walMmap
 	}
 	return 1 << 30
@@ -443,7 +498,13 @@ func mmapSize(opts Options) int {
 // startWAL begins logging on an open, synced store: the first checkpoint.
 func (s *Store) startWAL(segment int64) error {
 	if segment == 0 {
+		// Two logs (the current and the next) take a quarter of the
+		// room left at most: on a small disk the log must not be what
+		// fills it.
 		segment = defaultSegment
+		if free, ok := freeSpace(filepath.Dir(s.path)); ok {
+			segment = max(min(segment, free/8), 256<<10)
+		}
 	}
 	dbf, err := os.Open(s.path)
 	if err != nil {
@@ -457,7 +518,11 @@ func (s *Store) startWAL(segment int64) error {
 		spare:    make(chan spareLog, 1),
 		log:      slog.Default().With("path", s.path),
 	}
-	s.wal.prepare(segment)
+	// The first log is small, for a quick Open; the next are prepared in
+	// the background at full size.
+	sp := spareLog{size: min(segment, 1<<20)}
+	sp.f, sp.err = preallocate(s.path+spareSuffix, sp.size, nil)
+	s.wal.spare <- sp
 	if err := s.checkpoint(0); err != nil {
 		s.stopWAL()
 		return err
@@ -466,26 +531,51 @@ func (s *Store) startWAL(segment int64) error {
 	return nil
 }
 
-// prepare fills the next log with zeros in the background.
+// prepare fills the next log with zeros in the background, a little at a
+// time: a burst of megabytes queued on the disk would stall the fdatasync
+// of every commit behind it. A rotation that finds it unfinished hurries
+// it.
 func (w *wal) prepare(size int64) {
+	w.hurry.Store(false)
 	go func() {
 		sp := spareLog{size: size}
-		sp.f, sp.err = preallocate(w.path[:len(w.path)-len(walSuffix)]+spareSuffix, size)
+		sp.f, sp.err = preallocate(w.path[:len(w.path)-len(walSuffix)]+spareSuffix, size, w)
 		w.spare <- sp
 	}()
 }
 
-func preallocate(path string, size int64) (*os.File, error) {
+// prepareChunk and preparePause pace prepare: about 12 MB/s, each piece
+// synced on its own, so no more than one piece is ever queued.
+const (
+	prepareChunk = 64 << 10
+	preparePause = 5 * time.Millisecond
+)
+
+// preallocate writes a file of size zero bytes. For w it paces itself
+// while w.hurry is unset, and gives up once w.stop is set.
+func preallocate(path string, size int64, w *wal) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("prepare write-ahead log: %w", err)
 	}
-	zero := make([]byte, 1<<20)
+	zero := make([]byte, prepareChunk)
 	for off := int64(0); off < size && err == nil; off += int64(len(zero)) {
-		_, err = f.WriteAt(zero[:min(int64(len(zero)), size-off)], off)
+		if _, err = f.WriteAt(zero[:min(int64(len(zero)), size-off)], off); err != nil {
+			break
+		}
+		if w == nil || w.hurry.Load() {
+			continue
+		}
+		if w.stop.Load() {
+			err = errStopped
+			break
+		}
+		if err = fdatasync(f); err == nil {
+			time.Sleep(preparePause)
+		}
 	}
 	if err == nil {
-		err = f.Sync()
+		err = f.Sync() // the size too
 	}
 	if err != nil {
 		f.Close()
@@ -552,6 +642,7 @@ func (w *wal) rotate(h walHeader, need int64) error {
 		}
 		return nil
 	}
+	w.hurry.Store(true)
 	sp := <-w.spare
 	if sp.err != nil {
 		w.prepare(w.segment) // try again next time
@@ -560,7 +651,7 @@ func (w *wal) rotate(h walHeader, need int64) error {
 	if want := walHeaderLen + need; sp.size < want {
 		// A group bigger than a log: grow this one to fit it.
 		sp.f.Close()
-		if sp.f, sp.err = preallocate(sp.f.Name(), want); sp.err != nil {
+		if sp.f, sp.err = preallocate(sp.f.Name(), want, nil); sp.err != nil {
 			w.prepare(w.segment)
 			return sp.err
 		}
@@ -631,10 +722,18 @@ func (s *Store) walCommit(group []request, ops int) (uint64, error) {
 		_ = w.pin.Rollback()
 		w.pin = nil
 	}
-	if err := w.append(w.rec); err != nil {
-		return 0, err
-	}
+	// The record's fdatasync and bbolt's writes overlap: nothing is
+	// acknowledged before both are done, and bbolt's pages are not what
+	// recovery trusts (it starts from the pinned checkpoint and the log).
+	// A read may see the group up to one fdatasync before it is durable.
+	logged := make(chan error, 1)
+	go func() { logged <- w.append(w.rec) }()
 	next, err := s.update(group)
+	if lerr := <-logged; lerr != nil {
+		// bbolt holds the group in memory only; the log takes no more
+		// records (w.err), and recovery, from the checkpoint, drops it.
+		return 0, lerr
+	}
 	if err != nil {
 		// The record is in the log: mark it failed, as its callers are
 		// told, or replay would apply it.
@@ -643,10 +742,12 @@ func (s *Store) walCommit(group []request, ops int) (uint64, error) {
 		}
 	}
 	if w.pin == nil {
-		if w.pin, err = s.db.Begin(false); err != nil {
-			w.err = err
-			return 0, fmt.Errorf("write-ahead log: pin the checkpoint: %w", err)
+		pin, perr := s.db.Begin(false)
+		if perr != nil {
+			w.err = perr
+			return 0, fmt.Errorf("write-ahead log: pin the checkpoint: %w", perr)
 		}
+		w.pin = pin
 	}
 	if cap(w.rec) > maxScratch {
 		w.rec = nil
@@ -690,21 +791,32 @@ func (w *wal) append(rec []byte) error {
 
 // walUpdate runs fn, a transaction of the store's own that no record
 // describes (credentials, modules), and makes it durable with a
-// checkpoint. fn may write much, so it runs unpinned, right after a
-// checkpoint, like a transaction that may remap.
+// checkpoint. The log holds nothing after the checkpoint that follows, so
+// a crash before that checkpoint loses fn's transaction, which was not
+// acknowledged, and nothing else. fn may write much: when it could make
+// bbolt remap, it runs unpinned right after a checkpoint, as walCommit
+// does.
 func (s *Store) walUpdate(fn func(*bbolt.Tx) error) error {
 	w := s.wal
 	if w.err != nil {
 		return fmt.Errorf("write-ahead log %s failed earlier: %w", w.path, w.err)
 	}
-	if err := s.checkpoint(0); err != nil {
+	remap, err := w.mayRemap(s.db, 0, 1<<30)
+	if err != nil {
 		return err
 	}
-	_ = w.pin.Rollback()
-	w.pin = nil
+	if remap {
+		if err := s.checkpoint(0); err != nil {
+			return err
+		}
+		_ = w.pin.Rollback()
+		w.pin = nil
+	}
 	if err := s.db.Update(fn); err != nil {
-		if w.pin, _ = s.db.Begin(false); w.pin == nil {
-			w.err = errors.New("cannot pin the checkpoint")
+		if w.pin == nil {
+			if w.pin, _ = s.db.Begin(false); w.pin == nil {
+				w.err = errors.New("cannot pin the checkpoint")
+			}
 		}
 		return err
 	}
@@ -729,13 +841,17 @@ func (s *Store) syncUpdate(fn func(*bbolt.Tx) error) error {
 // bucket and of the root, and the mapping is at least what bbolt maps for
 // the pages in use (see bbolt's mmapSize).
 func (w *wal) mayRemap(db *bbolt.DB, ops, bytes int) (bool, error) {
+	return mayRemap(db, w.pageSize, ops, bytes)
+}
+
+func mayRemap(db *bbolt.DB, pageSize, ops, bytes int) (bool, error) {
 	tx, err := db.Begin(false)
 	if err != nil {
 		return false, err
 	}
 	hwm := tx.Size()
 	_ = tx.Rollback()
-	ps := int64(w.pageSize)
+	ps := int64(pageSize)
 	grow := int64(ops)*16*ps + 2*int64(bytes) + 64*ps
 	return hwm+grow+ps >= mapLowerBound(max(hwm, walMmap)), nil
 }
@@ -755,20 +871,24 @@ func mapLowerBound(size int64) int64 {
 	return size
 }
 
-// stopWAL closes the log after a clean stop: bbolt is synced, so the log
-// holds nothing bbolt lacks, and removing it lets an Anthill without the
-// log open the file as it is.
+// stopWAL closes the log after a clean stop: once bbolt is synced it holds
+// every acknowledged group (each was applied before it was acknowledged),
+// so the log is removed and an Anthill without the log can open the file
+// as it is. After a failed log write bbolt may hold a group that is not
+// durable and was reported failed: then nothing is synced, and the log
+// stays for the next Open to recover from.
 func (s *Store) stopWAL() error {
 	w := s.wal
-	var err error
 	if w.pin != nil {
 		_ = w.pin.Rollback()
 		w.pin = nil
 	}
+	w.stop.Store(true)
 	if sp := <-w.spare; sp.f != nil {
 		sp.f.Close()
 	}
 	_ = os.Remove(s.path + spareSuffix)
+	var err error
 	if w.err == nil {
 		if err = s.db.Sync(); err == nil {
 			if err = os.Remove(w.path); err == nil || errors.Is(err, fs.ErrNotExist) {

@@ -28,3 +28,12 @@ func lockFile(f *os.File, timeout time.Duration) (bool, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// freeSpace is the room left for unprivileged writes on dir's file system.
+func freeSpace(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}
