@@ -563,7 +563,17 @@ func preallocate(path string, size int64, w *wal) (*os.File, error) {
 		if _, err = f.WriteAt(zero[:min(int64(len(zero)), size-off)], off); err != nil {
 			break
 		}
-		if w == nil || w.hurry.Load() {
+		if w == nil {
+			continue
+		}
+		if w.hurry.Load() {
+			// A rotation waits: allocate the rest without writing it.
+			// Those blocks read as zeros but flush a little slower
+			// (their first write changes the file's extents), for this
+			// one log.
+			if rest := off + int64(len(zero)); rest < size && fallocate(f, rest, size-rest) == nil {
+				break
+			}
 			continue
 		}
 		if w.stop.Load() {
@@ -589,6 +599,7 @@ func preallocate(path string, size int64, w *wal) (*os.File, error) {
 // runs, so the new log starts empty.
 func (s *Store) checkpoint(need int64) error {
 	w := s.wal
+
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

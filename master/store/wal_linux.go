@@ -37,3 +37,8 @@ func freeSpace(dir string) (int64, bool) {
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true
 }
+
+// fallocate reserves blocks that read as zeros, without writing them.
+func fallocate(f *os.File, off, n int64) error {
+	return syscall.Fallocate(int(f.Fd()), 0, off, n)
+}

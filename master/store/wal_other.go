@@ -3,6 +3,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"time"
 )
@@ -13,3 +14,5 @@ func fdatasync(f *os.File) error { return f.Sync() }
 func lockFile(*os.File, time.Duration) (bool, error) { return true, nil }
 
 func freeSpace(string) (int64, bool) { return 0, false }
+
+func fallocate(*os.File, int64, int64) error { return errors.ErrUnsupported }
