@@ -53,7 +53,7 @@ const (
 	// blocks the file already has needs no metadata flush, which makes
 	// each fdatasync about a third cheaper than appending; a full log
 	// triggers a checkpoint.
-	defaultSegment = 32 << 20
+	defaultSegment = 128 << 20
 	recHeaderLen   = 8 // length, CRC32C
 	// A record is a kind byte and its body.
 	recGroup  = 1 // a commit group's batches
