@@ -94,6 +94,7 @@ type wal struct {
 	spare    chan spareLog // the next log, being prepared
 	hurry    atomic.Bool   // a rotation waits for the next log
 	stop     atomic.Bool   // Close waits for it
+	fill     atomic.Int64  // how full the current log is, in thousandths
 	rec      []byte        // the record being written
 	err      error         // sticky: after a failed write the log may end in a partial record
 	log      *slog.Logger
@@ -520,7 +521,7 @@ func (s *Store) startWAL(segment int64) error {
 	}
 	// The first log is small, for a quick Open; the next are prepared in
 	// the background at full size.
-	sp := spareLog{size: min(segment, 1<<20)}
+	sp := spareLog{size: min(segment, 8<<20)}
 	sp.f, sp.err = preallocate(s.path+spareSuffix, sp.size, nil)
 	s.wal.spare <- sp
 	if err := s.checkpoint(0); err != nil {
@@ -579,6 +580,12 @@ func preallocate(path string, size int64, w *wal) (*os.File, error) {
 		if w.stop.Load() {
 			err = errStopped
 			break
+		}
+		// Behind the current log's filling (at high rates it fills in
+		// seconds), go at full speed: throughput matters more then
+		// than a flush's wait behind the zeros.
+		if (off+int64(len(zero)))*1000/size < w.fill.Load()+20 {
+			continue
 		}
 		if err = fdatasync(f); err == nil {
 			time.Sleep(preparePause)
@@ -693,6 +700,7 @@ func (w *wal) rotate(h walHeader, need int64) error {
 		w.f.Close()
 	}
 	w.f, w.off, w.size = sp.f, walHeaderLen, sp.size
+	w.fill.Store(0)
 	w.prepare(w.segment)
 	return nil
 }
@@ -797,6 +805,7 @@ func (w *wal) append(rec []byte) error {
 		return fmt.Errorf("write-ahead log %s: %w", w.path, err)
 	}
 	w.off += int64(len(rec))
+	w.fill.Store(w.off * 1000 / w.size)
 	return nil
 }
 
