@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,9 @@ const (
 	// triggers a checkpoint.
 	defaultSegment = 128 << 20
 	recHeaderLen   = 8 // length, CRC32C
+	// maxRecord is the record buffer kept between groups: at the maximum
+	// rate groups of several megabytes are usual.
+	maxRecord = 16 << 20
 	// A record is a kind byte and its body.
 	recGroup  = 1 // a commit group's batches
 	recCancel = 2 // the group before failed in bbolt: its callers were told so
@@ -227,6 +231,13 @@ func allZero(b []byte) bool {
 // encodeGroup appends the record of group to dst: each batch's buffer as it
 // is, with its ops as offsets into it.
 func encodeGroup(dst []byte, group []request) []byte {
+	size := recHeaderLen + 1 + binary.MaxVarintLen64
+	for _, r := range group {
+		if r.b != nil {
+			size += 3*binary.MaxVarintLen64 + len(r.b.buf) + len(r.b.ops)*(1+4*binary.MaxVarintLen64)
+		}
+	}
+	dst = slices.Grow(dst, size)
 	dst = append(dst, make([]byte, recHeaderLen)...)
 	dst = append(dst, recGroup)
 	n := 0
@@ -768,7 +779,7 @@ func (s *Store) walCommit(group []request, ops int) (uint64, error) {
 		}
 		w.pin = pin
 	}
-	if cap(w.rec) > maxScratch {
+	if cap(w.rec) > maxRecord {
 		w.rec = nil
 	}
 	return next, err
