@@ -92,7 +92,7 @@ func New(opts Options) (*Master, error) {
 	if err := os.MkdirAll(opts.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	st, err := store.Open(filepath.Join(opts.Data, StoreFile), store.Options{NoSync: opts.NoSync})
+	st, err := store.Open(filepath.Join(opts.Data, StoreFile), store.Options{NoSync: opts.NoSync, NoWAL: opts.NoWAL})
 	if err != nil {
 		return nil, err
 	}

@@ -169,6 +169,9 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// NoSync skips fsync. Only for tests and benchmarks that say so.
 	NoSync bool
+	// NoWAL commits without the store's write-ahead log: bbolt fsyncs
+	// each commit itself (see store.Options.NoWAL).
+	NoWAL bool
 	// Now is the clock for leases, retries and retention. Default time.Now.
 	Now func() time.Time
 	// Logger receives the master's logs. Nil discards them.

@@ -43,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	latDur := fs.Duration("latency-duration", 10*time.Second, "length of the latency run")
 	runs := fs.Int("runs", 3, "repetitions; medians are reported")
 	noSync := fs.Bool("no-sync", false, "run the master without fsync (to see what durability costs)")
+	wal := fs.Bool("wal", true, "run the master with its write-ahead log (--wal=false: bbolt fsyncs each commit, as before the log)")
 	profile := fs.String("master-profile", "", "write the master's CPU profile to this file")
 	dashboards := fs.Int("dashboards", 0, "live dashboard feeds kept open during the runs, to measure what watching costs")
 	useWASM := fs.Bool("wasm", false, "tasks run a tiny WASM echo module on the slaves instead of their built-in echo")
@@ -88,6 +89,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *noSync {
 		margs = append(margs, "--no-sync")
+	}
+	if !*wal {
+		margs = append(margs, "--wal=false")
 	}
 	if *profile != "" {
 		margs = append(margs, "--cpu-profile", *profile)

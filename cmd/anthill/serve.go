@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,11 @@ func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.StringVar(&o.SlaveToken, "slave-token", "", "invitation: a slave presenting it is enrolled as a new volunteer identity (at least 16 bytes; default: none)")
 	fs.BoolVar(&o.OpenEnrollment, "open-enrollment", false, "let any slave join: one without a token is enrolled as a new volunteer identity")
 	fs.BoolVar(&o.NoSync, "no-sync", false, "skip fsync (benchmarks only: accepted tasks can be lost on a crash)")
+	fs.BoolFunc("wal", "commit through the write-ahead log, one fsync per commit group (default true; --wal=false: bbolt fsyncs each commit itself)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		o.NoWAL = !on
+		return err
+	})
 }
 
 func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -20,6 +20,7 @@ const maxScratch = 1 << 20
 
 type request struct {
 	b    *Batch
+	fn   func(*bbolt.Tx) error // a transaction of the store's own (see syncUpdate), committed alone
 	done func(error)
 }
 
@@ -33,7 +34,7 @@ type request struct {
 // After Close, done is called at once, on the caller's goroutine, with
 // ErrClosed.
 func (s *Store) Commit(b *Batch, done func(error)) {
-	if err := s.enqueue(context.Background(), request{b, done}); err != nil && done != nil {
+	if err := s.enqueue(context.Background(), request{b: b, done: done}); err != nil && done != nil {
 		done(err)
 	}
 }
@@ -43,7 +44,7 @@ func (s *Store) Commit(b *Batch, done func(error)) {
 // be reused.
 func (s *Store) CommitWait(ctx context.Context, b *Batch) error {
 	ch := make(chan error, 1)
-	if err := s.enqueue(ctx, request{b, func(err error) { ch <- err }}); err != nil {
+	if err := s.enqueue(ctx, request{b: b, done: func(err error) { ch <- err }}); err != nil {
 		return err
 	}
 	select {
@@ -95,7 +96,7 @@ func (s *Store) run() {
 		}
 		ops := group[0].b.Len()
 	drain:
-		for ops < s.maxOps && open {
+		for ops < s.maxOps && open && group[0].fn == nil {
 			select {
 			case r, ok := <-s.queue:
 				if !ok {
@@ -103,7 +104,7 @@ func (s *Store) run() {
 					break drain
 				}
 				n := r.b.Len()
-				if ops+n > s.maxOps {
+				if r.fn != nil || ops+n > s.maxOps {
 					carry, has = r, true
 					break drain
 				}
@@ -120,11 +121,19 @@ func (s *Store) run() {
 
 // commit writes one group and reports to every request in it.
 func (s *Store) commit(group []request, ops int) {
+	if fn := group[0].fn; fn != nil {
+		group[0].done(s.walUpdate(fn))
+		return
+	}
 	var err error
 	if ops > 0 {
 		start := time.Now()
 		var next uint64
-		next, err = s.update(group)
+		if s.wal != nil {
+			next, err = s.walCommit(group, ops)
+		} else {
+			next, err = s.update(group)
+		}
 		elapsed := time.Since(start)
 		if err == nil {
 			if next > s.nextID.Load() {

@@ -44,7 +44,7 @@ func (s *Store) updateCreds(fn func(*bbolt.Bucket) error) error {
 	if s.closed {
 		return ErrClosed
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.syncUpdate(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketCreds)
 		if err != nil {
 			return err

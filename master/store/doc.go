@@ -9,7 +9,10 @@
 // Writes go through group commit: a single committer goroutine folds every
 // Batch queued while the previous transaction was being fsynced into the
 // next transaction, so one fsync covers many changes from many callers
-// without a timer adding latency. The store holds no locks of the master's
+// without a timer adding latency. By default a group is made durable by
+// one fdatasync of a write-ahead log beside the file (wal.go) and then
+// applied to bbolt unsynced, bbolt being checkpointed behind the log;
+// Options.NoWAL keeps bbolt's own two syncs per transaction. The store holds no locks of the master's
 // and does no network I/O; callers learn that a batch is durable from its
 // done callback. Credentials and modules, rare and needed durable before
 // their caller answers, are written in synchronous transactions of their

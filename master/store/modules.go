@@ -188,7 +188,7 @@ func (s *Store) updateModules(fn func(metas, codes *bbolt.Bucket) error) error {
 	if s.closed {
 		return ErrClosed
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.syncUpdate(func(tx *bbolt.Tx) error {
 		return fn(tx.Bucket(bucketModules), tx.Bucket(bucketModuleCode))
 	})
 	if err != nil && !errors.Is(err, ErrModuleNotFound) {

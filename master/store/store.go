@@ -68,6 +68,13 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process holding the
 	// file. Zero means 1s.
 	LockTimeout time.Duration
+	// NoWAL commits the old way, without the write-ahead log (see
+	// wal.go): bbolt fsyncs each transaction itself, twice. A log left by
+	// an earlier run is still recovered, then removed.
+	NoWAL bool
+	// walSegment is the size of a log; zero means defaultSegment. For
+	// tests, to fill logs quickly.
+	walSegment int64
 	// MaxBatchOps caps the changes group-committed in one transaction. A
 	// single Batch larger than the cap is still committed whole. Zero means
 	// 100000.
@@ -93,6 +100,7 @@ type Store struct {
 	queue   chan request
 	exited  chan struct{} // closed when the committer returns
 	scratch []byte        // committer only: AckTask copies
+	wal     *wal          // nil without the log; committer only once running
 
 	mu     sync.RWMutex // guards closed against the queue being closed
 	closed bool
@@ -123,10 +131,14 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.MaxBatchOps = 100000
 	}
 
+	recs, recovered, err := recoverWAL(path, opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
 	if err := precheck(path, opts.LockTimeout); err != nil {
 		return nil, err
 	}
-	db, err := openWritable(path, opts)
+	db, err := openWritable(path, opts, recovered)
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +155,10 @@ func Open(path string, opts Options) (*Store, error) {
 		exited: make(chan struct{}),
 	}
 	s.nextID.Store(next)
+	if err := s.startLog(opts, recs, recovered); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go s.run()
 	return s, nil
 }
@@ -301,7 +317,7 @@ func captureFile(f **os.File) func(string, int, os.FileMode) (*os.File, error) {
 	}
 }
 
-func openWritable(path string, opts Options) (db *bbolt.DB, err error) {
+func openWritable(path string, opts Options, recovering bool) (db *bbolt.DB, err error) {
 	var f *os.File
 	defer recoverCorrupt(path, &err, func() {
 		// bbolt.Open panicked with the file open and locked.
@@ -318,7 +334,7 @@ func openWritable(path string, opts Options) (db *bbolt.DB, err error) {
 		// Remapping waits for every reader and growing the file costs an
 		// extra sync: both showed up as commit-latency spikes. Reserve
 		// address space up front (virtual, not memory) and grow in big steps.
-		InitialMmapSize: 1 << 30,
+		InitialMmapSize: mmapSize(opts, recovering),
 		OpenFile:        captureFile(&f),
 	})
 	if err == nil {
@@ -466,7 +482,12 @@ func (s *Store) Close() error {
 		close(s.queue)
 		s.mu.Unlock()
 		<-s.exited
-		if err := s.db.Close(); err != nil {
+		if s.wal != nil {
+			if err := s.stopWAL(); err != nil {
+				s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
+			}
+		}
+		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
 		}
 	})
