@@ -57,7 +57,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *queued > 0 {
-		return benchQueue(ctx, *queued, *payload, *slaves, *drainN, *noSync, stdout, stderr)
+		return benchQueue(ctx, *queued, *payload, *slaves, *drainN, *noSync, *profile, stdout, stderr)
 	}
 	if *adaptive && *replicas == 0 {
 		*replicas = 2

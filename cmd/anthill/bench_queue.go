@@ -25,7 +25,7 @@ import (
 // master with no slave, its memory then; a restart on the same data and
 // its time to serve, its memory after; then the rate at which slaves
 // drain the first tasks of that queue.
-func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool, stdout, stderr io.Writer) error {
+func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool, profile string, stdout, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "anthill-bench-queue-")
 	if err != nil {
 		return err
@@ -68,6 +68,10 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 		pushed.Round(time.Millisecond), float64(n)/pushed.Seconds(), mib(rss), mib(anon), float64(anon)/float64(n))
 
 	stop()
+	if profile != "" {
+		// The restarted master's: its restart and the drain.
+		args = append(args, "--cpu-profile", profile)
+	}
 	mp, took, err = startBenchMaster(args, stderr)
 	if err != nil {
 		return err
