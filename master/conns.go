@@ -154,7 +154,15 @@ func (m *Master) accept(w http.ResponseWriter, r *http.Request, role string) (*w
 	// volunteer's own token (or an open enrollment) must not wipe the
 	// count of its guesses at the admin token. Quiet ages the count out.
 	ws.SetReadLimit(0) // wire.Conn enforces MaxFrame itself, with a clear error
-	c := wire.New(ws, m.opts.Heartbeat, m.opts.SendQueue)
+	frames := m.opts.SendQueue
+	if role == protocol.RoleApp {
+		// Results finish a commit at a time, so each notification the
+		// window lets out may be a frame of its own: an application that
+		// has not read them yet is behind, not too slow, and its window
+		// already bounds them. The bytes still bound what it pins.
+		frames += m.sched.NotifyWindow()
+	}
+	c := wire.New(ws, m.opts.Heartbeat, frames)
 	c.SetQueueBytes(m.opts.SendQueueBytes)
 	c.SetReadLimit(int64(m.opts.MaxFrame))
 	m.mu.Lock()
