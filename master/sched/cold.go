@@ -92,69 +92,73 @@ func (s *Scheduler) coolPushLocked(first uint64, n uint32) {
 	}
 }
 
-// warmLocked makes the task of the cold record r again, queued as q; its
-// counts never stopped counting it.
-func (s *Scheduler) warmLocked(r *store.Record, q QueuedTask) *task {
+// warmLocked makes the task of the cold record r again, still queued;
+// its counts never stopped counting it.
+func (s *Scheduler) warmLocked(r *store.Record) *task {
 	a := s.appLocked(r.App)
 	t := taskOf(r, a)
 	t.state = protocol.StatePending
-	t.q, t.queued, t.counted = q, true, true
+	t.q, t.queued, t.counted = s.entryLocked(t), true, true
 	t.push = a.pushOf(t.id)
 	s.tasks[t.id] = t
 	s.cold--
 	return t
 }
 
-// errNotCold says a queue entry's task is not in the store as a cold
-// task: it was taken back meanwhile (stale), or the store lost it.
-var errNotCold = errors.New("not a cold task")
+// isCold says whether r, the record of a task not in memory, is a cold
+// task's: unfinished, and not a copy (copies are never cold).
+func isCold(r *store.Record) bool { return !r.State.Final() && r.Parent == 0 }
 
-// warmFromLocked warms the task of the queue entry q, which the queue
-// handed out, reading it with rd (nil: a read of its own).
-func (s *Scheduler) warmFromLocked(rd *store.Reader, q QueuedTask) (*task, error) {
-	var r *store.Record
-	var err error
-	if rd != nil {
-		r, err = rd.Get(q.ID)
-	} else {
-		r, err = s.st.Get(q.ID)
+// queuedTaskLocked is the task of the entry q the queue handed out: in
+// memory, a queued copy, or a cold task read back with rd. It is nil when
+// the entry's task is gone (the entry is dropped); an error means the
+// store could not be read.
+func (s *Scheduler) queuedTaskLocked(rd *store.Reader, q QueuedTask) (*task, error) {
+	if t := s.tasks[q.ID]; t != nil {
+		return t, nil
 	}
+	if q.Urgent {
+		// A copy: never cold, always in queuedCopies while queued.
+		t := s.queuedCopies[q.ID]
+		delete(s.queuedCopies, q.ID)
+		if t == nil {
+			s.opts.Logger.Error("a queued copy is unknown; dropped from the queue", "task", q.ID)
+		}
+		return t, nil
+	}
+	r, err := rd.Get(q.ID)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		err = errNotCold
-	case err != nil:
+	case err == nil && isCold(r):
+		return s.warmLocked(r), nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return nil, err
-	case r.State.Final() || r.Parent != 0:
-		err = errNotCold
-	default:
-		return s.warmLocked(r, q), nil
 	}
 	s.cold--
 	s.opts.Logger.Error("a queued task is not in the store; dropped from the queue", "task", q.ID)
-	return nil, err
+	return nil, nil
+}
+
+// coldRecordLocked is the record of id if it is a cold task.
+func (s *Scheduler) coldRecordLocked(id uint64) *store.Record {
+	if s.cold == 0 || s.tasks[id] != nil {
+		return nil
+	}
+	if r, err := s.st.Get(id); err == nil && isCold(r) {
+		return r
+	}
+	return nil
 }
 
 // liveLocked returns the task of id if it is live: in memory, or cold,
 // and then warmed.
 func (s *Scheduler) liveLocked(id uint64) *task {
-	if t := s.tasks[id]; t != nil || s.cold == 0 {
+	if t := s.tasks[id]; t != nil {
 		return t
 	}
-	r, err := s.st.Get(id)
-	if err != nil || r.State.Final() || r.Parent != 0 {
-		return nil
+	if r := s.coldRecordLocked(id); r != nil {
+		return s.warmLocked(r)
 	}
-	q := QueuedTask{ID: id, Key: keyHash(r.Key), Class: s.classLocked(classOf(r.Kind, r.Module)), App: s.appLocked(r.App).ref, Priority: r.Priority}
-	return s.warmLocked(r, q)
-}
-
-// coldLocked reports whether id is a cold task, without warming it.
-func (s *Scheduler) coldLocked(id uint64) bool {
-	if s.cold == 0 || s.tasks[id] != nil {
-		return false
-	}
-	r, err := s.st.Get(id)
-	return err == nil && !r.State.Final() && r.Parent == 0
+	return nil
 }
 
 // addColdLocked counts and queues the pending task the store summarizes,
@@ -181,6 +185,7 @@ func (s *Scheduler) addColdLocked(sum *store.Summary) {
 	s.queuedBytes += n
 	a.queuedTasks++
 	a.queuedBytes += n
+	// As entryLocked makes it, from the summary's bytes.
 	s.queue.push(QueuedTask{ID: sum.ID, Key: keyHash(sum.Key), Class: class, App: a.ref, Priority: sum.Priority})
 	s.cold++
 }

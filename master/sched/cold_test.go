@@ -131,3 +131,24 @@ func TestRestartLoadsTheIndex(t *testing.T) {
 		t.Fatalf("priorities in dispatch order %v, want highest first", prios)
 	}
 }
+
+// A dispatch that cannot read a cold task from the store sends nothing
+// and loses nothing: the entry waits in the queue.
+func TestColdTaskUnreadableWaits(t *testing.T) {
+	h := newHarness(t, Options{HotTasks: -1})
+	h.submit("a", tasksOf("k", 3)...)
+	if cold, _ := coldCount(h); cold != 3 {
+		t.Fatalf("%d cold, want 3", cold)
+	}
+	if err := h.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, so := h.slave("s", 4, "k")
+	so.quiet(t)
+	h.s.mu.Lock()
+	pending := h.s.queue.len(h.s.classes["k"])
+	h.s.mu.Unlock()
+	if pending != 3 {
+		t.Fatalf("%d tasks queued after a failed read, want 3", pending)
+	}
+}

@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -155,27 +154,16 @@ func (s *Scheduler) pumpLocked() {
 // frame: at most its window of tasks and, unless it holds none, about
 // MaxWindowBytes of payload. Each attempt gets a fresh lease. The tasks
 // its held view allows come first; heldOnly stops there. Cold tasks are
-// read from the store in one read transaction for the frame.
+// read from the store in one read transaction for the frame, begun only
+// if the frame draws one.
 func (s *Scheduler) dispatchLocked(sl *Slave, heldOnly bool) {
-	if sl.free() <= 0 {
+	free := sl.free()
+	if free <= 0 {
 		delete(s.hungry, sl)
 		return
 	}
-	if s.cold == 0 {
-		s.dispatchFromLocked(sl, heldOnly, nil)
-		return
-	}
-	err := s.st.Read(func(rd *store.Reader) error {
-		s.dispatchFromLocked(sl, heldOnly, rd)
-		return nil
-	})
-	if err != nil {
-		s.opts.Logger.Error("reading queued tasks from the store", "err", err)
-	}
-}
-
-func (s *Scheduler) dispatchFromLocked(sl *Slave, heldOnly bool, rd *store.Reader) {
-	free := sl.free()
+	rd := s.st.Reader()
+	defer rd.Close()
 	now := s.opts.Now()
 	var d protocol.Dispatch
 	size := 0
@@ -197,29 +185,16 @@ func (s *Scheduler) dispatchFromLocked(sl *Slave, heldOnly bool, rd *store.Reade
 		if !ok {
 			break
 		}
-		t := s.tasks[q.ID]
-		switch {
-		case t != nil:
-		case q.Urgent:
-			// A copy: never cold, always in queuedCopies while queued.
-			t = s.queuedCopies[q.ID]
-			delete(s.queuedCopies, q.ID)
-			if t == nil {
-				s.opts.Logger.Error("a queued copy is unknown; dropped from the queue", "task", q.ID)
-				continue
-			}
-		default:
-			var err error
-			if t, err = s.warmFromLocked(rd, q); err != nil {
-				if !errors.Is(err, errNotCold) {
-					// The store could not be read: the entry waits
-					// for the next dispatch.
-					s.queue.push(q)
-					s.opts.Logger.Error("reading a queued task from the store", "task", q.ID, "err", err)
-					break
-				}
-				continue
-			}
+		t, err := s.queuedTaskLocked(rd, q)
+		if err != nil {
+			// The store could not be read: the entry waits for the
+			// next dispatch.
+			s.queue.push(q)
+			s.opts.Logger.Error("reading a queued task from the store", "task", q.ID, "err", err)
+			break
+		}
+		if t == nil {
+			continue
 		}
 		t.queued = false
 		if t.parent != nil && !s.distinctLocked(t.parent.group, sl) {
@@ -664,7 +639,7 @@ func (s *Scheduler) Acknowledge(a *App, out Outbox, ids []uint64) {
 	for _, id := range ids {
 		t := s.tasks[id]
 		if t == nil {
-			if !s.coldLocked(id) {
+			if s.coldRecordLocked(id) == nil {
 				done.IDs = append(done.IDs, id)
 			}
 			continue

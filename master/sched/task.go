@@ -159,16 +159,20 @@ func (s *Scheduler) pushLocked(t *task) {
 		return
 	}
 	if t.q.ID == 0 {
-		// What the strategy sees of a task never changes.
-		t.q = QueuedTask{
-			ID: t.id, Key: keyHash(t.key), Class: s.classLocked(classOf(t.kind, t.module)), App: t.app.ref,
-			Priority: t.priority, Urgent: t.parent != nil,
-		}
+		t.q = s.entryLocked(t)
 	}
 	t.queued = true
 	s.queue.push(t.q)
 	if t.parent != nil {
 		s.queuedCopies[t.id] = t
+	}
+}
+
+// entryLocked is what the strategy sees of t; it never changes.
+func (s *Scheduler) entryLocked(t *task) QueuedTask {
+	return QueuedTask{
+		ID: t.id, Key: keyHash(t.key), Class: s.classLocked(classOf(t.kind, t.module)), App: t.app.ref,
+		Priority: t.priority, Urgent: t.parent != nil,
 	}
 }
 

@@ -2,10 +2,13 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/anthill-project/anthill/protocol"
 )
@@ -73,26 +76,43 @@ func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) er
 	})
 }
 
-// Reader reads records inside one read transaction; see Read.
+// Reader reads records of one snapshot, in one read transaction begun by
+// its first Get, so a caller that may need many records, or none (a
+// dispatch drawing queued tasks from the store), pays for one
+// transaction at most. Close ends it; a commit that grows the file waits
+// for it, so keep a Reader briefly. A Reader is for one goroutine.
 type Reader struct {
 	s  *Store
 	tx *bbolt.Tx
 }
 
-// Read runs fn with a Reader over one consistent snapshot, so a caller
-// that fetches many records (a dispatch taking queued tasks from the
-// store) pays for one transaction, not one per record. fn must be quick:
-// a commit that grows the file waits for it.
-func (s *Store) Read(fn func(*Reader) error) error {
-	return s.view(func(tx *bbolt.Tx) error { return fn(&Reader{s, tx}) })
-}
+// Reader returns a Reader; nothing is read until its first Get.
+func (s *Store) Reader() *Reader { return &Reader{s: s} }
 
 // Get returns the record of task id as of the snapshot, or ErrNotFound.
-func (r *Reader) Get(id uint64) (*Record, error) {
+func (r *Reader) Get(id uint64) (rec *Record, err error) {
+	defer recoverCorrupt(r.s.path, &err, nil)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if r.tx == nil {
+		if r.tx, err = r.s.db.Begin(false); err != nil {
+			if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+				err = ErrClosed
+			}
+			return nil, err
+		}
+	}
 	k := taskKey(make([]byte, 0, 8), id)
 	v := r.tx.Bucket(bucketTasks).Get(k)
 	if v == nil {
 		return nil, ErrNotFound
 	}
 	return r.s.decode(r.tx, k, v)
+}
+
+// Close ends the Reader's transaction, if it began one.
+func (r *Reader) Close() {
+	if r.tx != nil {
+		_ = r.tx.Rollback()
+		r.tx = nil
+	}
 }

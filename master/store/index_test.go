@@ -65,7 +65,8 @@ func TestLoadIndexSummaries(t *testing.T) {
 	}
 }
 
-// A Reader reads records of one snapshot and refuses an id not stored.
+// A Reader reads records of one snapshot, refuses an id not stored, and
+// can be closed before it read anything.
 func TestReaderGet(t *testing.T) {
 	s := openStore(t, tempPath(t), Options{})
 	var b Batch
@@ -73,18 +74,22 @@ func TestReaderGet(t *testing.T) {
 	r.Payload = bytes.Repeat([]byte("p"), InlinePayload+1)
 	b.PutTask(r)
 	commit(t, s, &b)
-	err := s.Read(func(rd *Reader) error {
-		got, err := rd.Get(7)
-		if err != nil {
-			return err
-		}
-		sameRecord(t, got, r)
-		if _, err := rd.Get(8); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Get of an id not stored: %v", err)
-		}
-		return nil
-	})
+	idle := s.Reader()
+	idle.Close()
+	rd := s.Reader()
+	defer rd.Close()
+	got, err := rd.Get(7)
 	if err != nil {
 		t.Fatal(err)
+	}
+	sameRecord(t, got, r)
+	if _, err := rd.Get(8); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of an id not stored: %v", err)
+	}
+	rd.Close()
+	again := s.Reader()
+	defer again.Close()
+	if _, err := again.Get(7); err != nil {
+		t.Errorf("a second Reader: %v", err)
 	}
 }
