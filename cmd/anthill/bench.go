@@ -11,7 +11,6 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -74,11 +73,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer os.RemoveAll(dir)
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -96,20 +90,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *profile != "" {
 		margs = append(margs, "--cpu-profile", *profile)
 	}
-	mp := exec.Command(exe, margs...)
-	mout, _ := mp.StdoutPipe()
-	mp.Stderr = stderr
-	if err := mp.Start(); err != nil {
+	mp, _, err := startBenchMaster(margs, stderr)
+	if err != nil {
 		return err
 	}
 	defer func() {
 		_ = mp.Process.Signal(syscall.SIGTERM)
 		_ = mp.Wait()
 	}()
-	if err := waitLine(mout, "listening on", 30*time.Second); err != nil {
-		return err
-	}
-	go io.Copy(io.Discard, mout)
 	url := "ws://" + addr
 
 	tokb, err := os.ReadFile(filepath.Join(dir, jsonrpc.TokenFile))

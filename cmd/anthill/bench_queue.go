@@ -132,8 +132,9 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-// startBenchMaster runs a master process and waits until it serves; the
-// time it took is its restart time when its data dir is full.
+// startBenchMaster runs a master process (ANTHILL_BENCH_MASTER names
+// another build's) and waits until it serves; the time it took is its
+// restart time when its data dir is full.
 func startBenchMaster(args []string, stderr io.Writer) (*exec.Cmd, time.Duration, error) {
 	exe, err := os.Executable()
 	if err != nil {
