@@ -215,14 +215,8 @@ func TestWALCrashAndCleanClose(t *testing.T) {
 // A store opened without the log still recovers one left by a crash,
 // then removes it.
 func TestNoWALRecoversALog(t *testing.T) {
-	path := tempPath(t)
-	s := openStore(t, path, Options{})
-	seed(t, s)
-	b := new(Batch)
-	b.PutTask(pending(5, 1))
-	logOnly(t, s, b)
-	crash(t, s)
-	s = openStore(t, path, Options{NoWAL: true})
+	path, _ := crashedWithLog(t)
+	s := openStore(t, path, Options{NoWAL: true})
 	if _, err := s.Get(5); err != nil {
 		t.Fatal(err)
 	}
