@@ -70,6 +70,13 @@ type WASM struct {
 	max          int
 	closed       atomic.Bool
 	mem          memoryPool
+	// stop is canceled by Close: every run's context follows it, so that
+	// wazero closes running instances itself, at its own checks. Closing
+	// the runtime under a running instance instead races with the
+	// instance's code (wazero frees what it is using).
+	stop     context.Context
+	stopRuns context.CancelFunc
+	runs     sync.WaitGroup // acquired, not yet released; Added under mu
 
 	mu      sync.Mutex
 	loaded  map[string]*list.Element // of *module; lru's front is the most recently used
@@ -198,8 +205,11 @@ func NewWASM(ctx context.Context, o WASMOptions) (*WASM, error) {
 		}
 		return nil, fmt.Errorf("WASI host: %w", err)
 	}
+	stop, stopRuns := context.WithCancel(context.Background())
 	w := &WASM{
 		rt:           rt,
+		stop:         stop,
+		stopRuns:     stopRuns,
 		cache:        cache,
 		noLoopChecks: o.NoLoopChecks,
 		log:          log,
@@ -326,6 +336,7 @@ func (w *WASM) Run(ctx context.Context, hash string, payload []byte, maxOutput i
 	// module that ignores write errors is stopped all the same.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer context.AfterFunc(w.stop, cancel)()
 	stdout := &limitWriter{max: maxOutput, full: cancel, unwind: w.noLoopChecks}
 	stderr := &stderrWriter{}
 	config := m.config.
@@ -381,6 +392,9 @@ func (w *WASM) runError(ctx context.Context, stdout *limitWriter, stderr *stderr
 func (w *WASM) acquire(hash string) (*module, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed.Load() { // under mu, so that Close's Wait sees every Add
+		return nil, errClosed
+	}
 	e, ok := w.loaded[hash]
 	if !ok {
 		return nil, fmt.Errorf("module %s: %w", hash, ErrNotLoaded)
@@ -388,6 +402,7 @@ func (w *WASM) acquire(hash string) (*module, error) {
 	w.lru.MoveToFront(e)
 	m := e.Value.(*module)
 	m.refs++
+	w.runs.Add(1)
 	return m, nil
 }
 
@@ -399,14 +414,24 @@ func (w *WASM) release(ctx context.Context, m *module) {
 	if last {
 		m.compiled.Close(ctx)
 	}
+	w.runs.Done()
 }
 
-// Close stops running instances, whose Runs return an error, and releases
-// the runtime. The on-disk cache stays for the next runner. Close is
-// idempotent.
+// Close stops running instances, whose Runs return an error, waits for
+// them, and releases the runtime. The on-disk cache stays for the next
+// runner. Without loop checks a running module cannot be stopped from
+// outside, so Close closes the runtime under it (see NoLoopChecks) and
+// does not wait. Close is idempotent.
 func (w *WASM) Close(ctx context.Context) error {
-	if w.closed.Swap(true) {
+	w.mu.Lock()
+	already := w.closed.Swap(true)
+	w.mu.Unlock()
+	if already {
 		return nil
+	}
+	w.stopRuns()
+	if !w.noLoopChecks {
+		w.runs.Wait()
 	}
 	err := w.rt.Close(ctx)
 	if w.cache != nil {
