@@ -445,3 +445,32 @@ func TestHTTPMetricsToken(t *testing.T) {
 		}
 	}
 }
+
+// --pprof-addr serves Go's profiles on a listener of its own, without a
+// token; the master's port, where the world comes, never serves them, and
+// the master still stops cleanly with the listener open.
+func TestHTTPPprofOnItsOwnListener(t *testing.T) {
+	addr, debug := freePort(t), freePort(t)
+	mp := start(t, "master", "--listen", addr, "--data", t.TempDir(), "--pprof-addr", debug)
+	mp.line(t, "listening on")
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + debug + "/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+		t.Errorf("the pprof listener: %d %.200q", code, body)
+	}
+	if code, body := get("http://" + addr + "/debug/pprof/goroutine?debug=1"); strings.Contains(body, "goroutine profile:") {
+		t.Errorf("the master's own port serves profiles: %d", code)
+	}
+	mp.stop(t)
+	if mp.err != nil {
+		t.Errorf("master with --pprof-addr stopped with %v", mp.err)
+	}
+}

@@ -78,8 +78,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	margs := []string{"master", "--listen", addr, "--data", dir, "--log-level", "warn", "--retention", "-1s"}
+	var pprofAddr string
 	if *sim > 0 {
-		margs = append(margs, "--max-conns", "-1", "--max-conns-per-ip", "-1")
+		if pprofAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		margs = append(margs, "--max-conns", "-1", "--max-conns-per-ip", "-1", "--pprof-addr", pprofAddr)
 	}
 	if *noSync {
 		margs = append(margs, "--no-sync")
@@ -117,6 +121,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		go0, err := goMem(ctx, "http://"+addr)
+		if err != nil {
+			return err
+		}
 		f, err := startSimFleet(url, admin, *sim, stderr)
 		if err != nil {
 			return err
@@ -126,13 +134,34 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := waitSimConnected(ctx, rpc, *sim, 5*time.Minute); err != nil {
 			return err
 		}
-		time.Sleep(2 * time.Second) // the handshakes' garbage collected
-		rss1, anon1, err := procMem(mp.Process.Pid)
-		if err != nil {
+		time.Sleep(2 * time.Second) // the handshakes settled
+		per := func(a, b int64) float64 { return float64(b-a) / 1024 / float64(*sim) }
+		report := func(when string) error {
+			rss1, anon1, err := procMem(mp.Process.Pid)
+			if err != nil {
+				return err
+			}
+			go1, err := goMem(ctx, "http://"+addr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%d simulated slaves idle, %s: master RSS %.1f MiB -> %.1f MiB (%.1f KiB a slave), anonymous %.1f KiB, stacks %.1f KiB, heap in use %.1f KiB a slave; %.2f goroutines a slave\n",
+				*sim, when, float64(rss0)/(1<<20), float64(rss1)/(1<<20), per(rss0, rss1), per(anon0, anon1),
+				per(go0.stack, go1.stack), per(go0.heap, go1.heap), float64(go1.goroutines-go0.goroutines)/float64(*sim))
+			return nil
+		}
+		if err := report("before a GC"); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%d simulated slaves idle: master RSS %.1f MiB -> %.1f MiB (%.1f KiB a slave), anonymous %.1f KiB a slave\n",
-			*sim, float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rss1-rss0)/1024/float64(*sim), float64(anon1-anon0)/1024/float64(*sim))
+		// A live master collects every two minutes at least; the handshakes'
+		// garbage (the HTTP server's buffers above all) is no slave's cost.
+		if err := collect(ctx, "http://"+pprofAddr); err != nil {
+			return err
+		}
+		time.Sleep(time.Second) // the scavenger returns the freed pages
+		if err := report("after a GC"); err != nil {
+			return err
+		}
 		fleet = fmt.Sprintf("%d simulated slaves in the bench process", *sim)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -105,4 +106,61 @@ func procMem(pid int) (rss, anon int64, err error) {
 		}
 	}
 	return rss, anon, nil
+}
+
+// goMemStats is what the Go runtime of a process says of its memory.
+type goMemStats struct{ stack, heap, goroutines int64 }
+
+// goMem reads a master's stack and heap in use from its /metrics, which
+// splits what RSS lumps together with the collector's headroom.
+func goMem(ctx context.Context, base string) (goMemStats, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	if err != nil {
+		return goMemStats{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return goMemStats{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return goMemStats{}, err
+	}
+	var m goMemStats
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		switch name {
+		case "go_memstats_stack_inuse_bytes":
+			m.stack = int64(f)
+		case "go_memstats_heap_inuse_bytes":
+			m.heap = int64(f)
+		case "go_goroutines":
+			m.goroutines = int64(f)
+		}
+	}
+	if m.stack == 0 || m.heap == 0 {
+		return m, fmt.Errorf("%s/metrics: no go_memstats_stack_inuse_bytes or go_memstats_heap_inuse_bytes", base)
+	}
+	return m, nil
+}
+
+// collect has a master run a garbage collection, through its
+// --pprof-addr: a heap profile with gc=1 collects first.
+func collect(ctx context.Context, base string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -84,9 +86,17 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var o master.Options
 	masterFlags(fs, &o)
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to this file")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go's live profiles (net/http/pprof) on this address, such as 127.0.0.1:6060; they need no token, so keep it on loopback (default: off)")
 	logger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -146,6 +156,28 @@ func runMaster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "browser volunteers: %s/volunteer#token=TOKEN (an invitation or a volunteer's token)\n", base)
 	}
 	return m.Run(ctx)
+}
+
+// servePprof serves net/http/pprof on a listener of its own, apart from
+// the master's doors and their tokens; stop closes it and waits.
+func servePprof(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return func() { srv.Close(); <-done }, nil
 }
 
 // newRegistry holds the master's metrics and the process's own.
