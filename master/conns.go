@@ -248,40 +248,84 @@ func (m *Master) welcome(session string, a auth) *protocol.Welcome {
 	}
 }
 
-// readLoop reads frames until the peer goes, handing each decoded message
-// to handle. A frame that does not decode within the limits for its type,
-// or that handle refuses, closes this connection only, with an Error
-// saying why.
-func readLoop(p *peer, limits func(protocol.Type) protocol.DecodeLimits, handle func(protocol.Message) error) {
-	for {
-		frame, err := p.conn.Read()
-		if err != nil {
-			switch {
-			case errors.Is(err, wire.ErrTooLarge):
-				p.log.Warn("frame too large; closing", "err", err)
-				p.Close(protocol.CodeFrameTooLarge, err.Error())
-			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
-				p.log.Debug("peer closed")
-			default:
-				p.log.Info("connection lost", "err", err)
-			}
-			p.conn.CloseWith(nil, websocket.CloseNormalClosure, "")
-			return
-		}
-		var lim protocol.DecodeLimits
-		if len(frame) > 0 {
-			lim = limits(protocol.Type(frame[0]))
-		}
-		msg, err := protocol.DecodeWith(frame, lim)
-		if err == nil {
-			err = handle(msg)
-		}
-		if err != nil {
-			p.log.Warn("bad frame; closing", "err", err)
-			p.Close(protocol.CodeBadFrame, err.Error())
-			return
-		}
+// session is what a connection's reader needs of its role: the decode
+// limits of each frame type, what a decoded message does, and how the
+// session ends.
+type session interface {
+	limits(protocol.Type) protocol.DecodeLimits
+	handle(protocol.Message) error
+	end()
+}
+
+// reader reads a session's frames until the peer goes, handing each
+// decoded message to the session. A frame that does not decode within the
+// limits for its type, or that the session refuses, closes this
+// connection only, with an Error saying why.
+//
+// Each frame is read on a fresh goroutine: the one that read and handled
+// a frame starts the next and exits. An idle connection waits in a read
+// whose frames take 2 to 4 KiB, but handling a frame (the scheduler, a
+// log line) grows a stack to 8 KiB or more, and the runtime halves a stack
+// only when a quarter of it is used, so a reader that handled its own
+// frames would keep 8 KiB for good: at 10,000 volunteers, 40 MB. A
+// goroutine costs well under a microsecond, against a frame's tens.
+type reader struct {
+	p *peer
+	s session
+}
+
+// logPanic turns a panic in a connection's code into a log line, as
+// net/http does for a handler; the deferred detaches have run, or run
+// next.
+func logPanic(p *peer) {
+	if v := recover(); v != nil {
+		p.log.Error("connection handler panicked", "panic", v, "stack", string(debug.Stack()))
 	}
+}
+
+func startReader(p *peer, s session) {
+	r := &reader{p: p, s: s}
+	go r.next()
+}
+
+func (r *reader) next() {
+	ended := true
+	defer func() {
+		if ended {
+			r.s.end()
+		}
+	}()
+	defer logPanic(r.p) // before the end above: the session still ends, no ghost
+	p := r.p
+	frame, err := p.conn.Read()
+	if err != nil {
+		switch {
+		case errors.Is(err, wire.ErrTooLarge):
+			p.log.Warn("frame too large; closing", "err", err)
+			p.Close(protocol.CodeFrameTooLarge, err.Error())
+		case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+			p.log.Debug("peer closed")
+		default:
+			p.log.Info("connection lost", "err", err)
+		}
+		p.conn.CloseWith(nil, websocket.CloseNormalClosure, "")
+		return
+	}
+	var lim protocol.DecodeLimits
+	if len(frame) > 0 {
+		lim = r.s.limits(protocol.Type(frame[0]))
+	}
+	msg, err := protocol.DecodeWith(frame, lim)
+	if err == nil {
+		err = r.s.handle(msg)
+	}
+	if err != nil {
+		p.log.Warn("bad frame; closing", "err", err)
+		p.Close(protocol.CodeBadFrame, err.Error())
+		return
+	}
+	ended = false
+	go r.next()
 }
 
 // untrack forgets a connection accept registered, once its writer is gone.
@@ -324,7 +368,12 @@ func (m *Master) serveSlave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remote := r.RemoteAddr
-	go detached(p, func() { m.runSlave(p, h, a, welcome, remote, done) })
+	go func() {
+		defer logPanic(p)
+		if s := m.startSlave(p, h, a, welcome, remote, done); s != nil {
+			startReader(p, s)
+		}
+	}()
 }
 
 func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
@@ -332,36 +381,51 @@ func (m *Master) serveApp(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	go detached(p, func() { m.runApp(p, h, au, welcome, done) })
-}
-
-// detached runs a connection's life, and turns a panic in it into a log
-// line and a closed connection, as net/http does for a handler: the
-// deferred detaches run first.
-func detached(p *peer, run func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.log.Error("connection handler panicked", "panic", r, "stack", string(debug.Stack()))
+	go func() {
+		defer logPanic(p)
+		if s := m.startApp(p, h, au, welcome, done); s != nil {
+			startReader(p, s)
 		}
 	}()
-	run()
 }
 
-func (m *Master) runSlave(p *peer, h *protocol.Hello, a auth, welcome *protocol.Welcome, remote string, done func()) {
-	defer done()
-	session := welcome.Session
+// slaveSession is a slave connection attached to the scheduler: what its
+// frames go to, and how it ends.
+type slaveSession struct {
+	m     *Master
+	p     *peer
+	sl    *sched.Slave
+	who   string // the volunteer identity
+	done  func()
+	slave protocol.DecodeLimits
+	held  protocol.DecodeLimits
+}
+
+// startSlave attaches a welcomed slave. It returns nil, having ended the
+// connection, when the session may not go on.
+func (m *Master) startSlave(p *peer, h *protocol.Hello, a auth, welcome *protocol.Welcome, remote string, done func()) (s *slaveSession) {
+	ok := false
+	defer func() {
+		if !ok { // refused, or a panic: end what was started
+			if s != nil {
+				s.end()
+			} else {
+				done()
+			}
+		}
+	}()
 	p.Send(welcome)
 	p.log.Info("slave connected", "kinds", h.Kinds, "concurrency", h.Concurrency, "prefetch", h.Prefetch,
 		"host", h.Host, "os", h.OS, "arch", h.Arch, "cores", h.Cores)
-	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: session, Remote: remote}, h, p)
+	sl := m.sched.AttachVolunteer(sched.Who{Identity: a.volunteer, Session: welcome.Session, Remote: remote}, h, p)
+	// A slave holds at most its largest window of tasks, and the tasks
+	// withdrawn from it while it finished them, so no frame of it answers
+	// or returns more.
+	s = &slaveSession{m: m, p: p, sl: sl, who: a.volunteer, done: done,
+		slave: protocol.DecodeLimits{MaxItems: sl.MaxFrameItems()},
+		held:  protocol.DecodeLimits{MaxItems: protocol.MaxHeld},
+	}
 	m.trackSlave(a.volunteer, slaveConn{sl, p})
-	// Deferred, so that even a panic in a handler detaches the session:
-	// otherwise it would stay listed, holding its tasks, as a ghost.
-	defer func() {
-		m.untrackSlave(a.volunteer, sl)
-		n := m.sched.DetachSlave(sl)
-		p.log.Info("slave disconnected", "requeued", n)
-	}()
 	if !m.stillValid(a, h.Token) {
 		// Revoked, or its token replaced, between its handshake and its
 		// tracking: the revocation could not see this session, so end it
@@ -369,44 +433,71 @@ func (m *Master) runSlave(p *peer, h *protocol.Hello, a auth, welcome *protocol.
 		n := m.sched.RevokeSlave(sl, "lost its credential")
 		p.log.Info("volunteer session ended", "why", "credential revoked or replaced during the handshake", "requeued", n)
 		p.Close(protocol.CodeUnauthorized, "volunteer "+a.volunteer+": its credential was revoked or replaced")
-		return
-	}
-	// A slave holds at most its largest window of tasks, and the tasks
-	// withdrawn from it while it finished them, so no frame of it answers
-	// or returns more.
-	slaveLimits := protocol.DecodeLimits{MaxItems: sl.MaxFrameItems()}
-	heldLimits := protocol.DecodeLimits{MaxItems: protocol.MaxHeld}
-	limits := func(t protocol.Type) protocol.DecodeLimits {
-		if t == protocol.TypeModules {
-			return heldLimits
-		}
-		return slaveLimits
-	}
-	readLoop(p, limits, func(msg protocol.Message) error {
-		switch msg := msg.(type) {
-		case *protocol.Results:
-			m.sched.Complete(sl, msg.Results)
-		case *protocol.Modules:
-			if slices.ContainsFunc(msg.Held, func(h string) bool { return !protocol.ValidModuleHash(h) }) {
-				return errors.New("a held module must be named by its hash: 64 lowercase hex digits")
-			}
-			m.sched.Held(sl, msg.Held)
-		case *protocol.Request:
-			m.sched.Request(sl, msg.N)
-		case *protocol.IDs:
-			if msg.T != protocol.TypeReturn {
-				return fmt.Errorf("unexpected %s from a slave", msg.T)
-			}
-			m.sched.Return(sl, msg.IDs)
-		default:
-			return fmt.Errorf("unexpected %s from a slave", msg.Type())
-		}
+		ok = true
+		s.end()
 		return nil
-	})
+	}
+	ok = true
+	return s
 }
 
-func (m *Master) runApp(p *peer, h *protocol.Hello, au auth, welcome *protocol.Welcome, done func()) {
-	defer done()
+// end detaches the session: its tasks go back to the queue.
+func (s *slaveSession) end() {
+	defer s.done()
+	s.m.untrackSlave(s.who, s.sl)
+	n := s.m.sched.DetachSlave(s.sl)
+	s.p.log.Info("slave disconnected", "requeued", n)
+}
+
+func (s *slaveSession) limits(t protocol.Type) protocol.DecodeLimits {
+	if t == protocol.TypeModules {
+		return s.held
+	}
+	return s.slave
+}
+
+func (s *slaveSession) handle(msg protocol.Message) error {
+	m := s.m
+	switch msg := msg.(type) {
+	case *protocol.Results:
+		m.sched.Complete(s.sl, msg.Results)
+	case *protocol.Modules:
+		if slices.ContainsFunc(msg.Held, func(h string) bool { return !protocol.ValidModuleHash(h) }) {
+			return errors.New("a held module must be named by its hash: 64 lowercase hex digits")
+		}
+		m.sched.Held(s.sl, msg.Held)
+	case *protocol.Request:
+		m.sched.Request(s.sl, msg.N)
+	case *protocol.IDs:
+		if msg.T != protocol.TypeReturn {
+			return fmt.Errorf("unexpected %s from a slave", msg.T)
+		}
+		m.sched.Return(s.sl, msg.IDs)
+	default:
+		return fmt.Errorf("unexpected %s from a slave", msg.Type())
+	}
+	return nil
+}
+
+// appSession is an application connection attached to the scheduler.
+type appSession struct {
+	m    *Master
+	p    *peer
+	name string
+	a    *sched.App // nil until attached
+	done func()
+}
+
+// startApp attaches a welcomed application. It returns nil, having ended
+// the connection, when the session may not go on.
+func (m *Master) startApp(p *peer, h *protocol.Hello, au auth, welcome *protocol.Welcome, done func()) *appSession {
+	s := &appSession{m: m, p: p, name: h.Name, done: done}
+	ok := false
+	defer func() {
+		if !ok { // refused, or a panic: end what was started
+			s.end()
+		}
+	}()
 	// Tracked before the scheduler hears of it: a revocation that starts
 	// meanwhile finds it and closes it.
 	m.mu.Lock()
@@ -418,35 +509,44 @@ func (m *Master) runApp(p *peer, h *protocol.Hello, au auth, welcome *protocol.W
 	}
 	m.appConns[h.Name][p] = au.admin
 	m.mu.Unlock()
-	defer m.untrackApp(h.Name, p)
 	if !au.admin && !m.ident.CheckApp(h.Name, h.Token) {
 		p.Close(protocol.CodeUnauthorized, "app "+h.Name+": its token was revoked")
-		return
+		return nil
 	}
 	a, waiting := m.sched.AttachApp(h.Name, p, welcome)
 	if a == nil {
-		return // refused for a quota, and closed
+		return nil // refused for a quota, and closed
 	}
+	s.a = a
 	p.log.Info("app connected", "pending_notifications", waiting)
-	// Deferred, so that even a panic in a handler detaches the app.
-	defer func() {
-		m.sched.DetachApp(a, p)
-		p.log.Info("app disconnected")
-	}()
-	readLoop(p, m.appDecodeLimits, func(msg protocol.Message) error {
-		switch msg := msg.(type) {
-		case *protocol.Submit:
-			m.sched.SubmitBatch(a, p, msg)
-		case *protocol.IDs:
-			if msg.T != protocol.TypeNotifyAck {
-				return fmt.Errorf("unexpected %s from an application", msg.T)
-			}
-			m.sched.Acknowledge(a, p, msg.IDs)
-		default:
-			return fmt.Errorf("unexpected %s from an application", msg.Type())
+	ok = true
+	return s
+}
+
+func (s *appSession) end() {
+	defer s.done()
+	defer s.m.untrackApp(s.name, s.p)
+	if s.a != nil {
+		s.m.sched.DetachApp(s.a, s.p)
+		s.p.log.Info("app disconnected")
+	}
+}
+
+func (s *appSession) limits(t protocol.Type) protocol.DecodeLimits { return s.m.appDecodeLimits(t) }
+
+func (s *appSession) handle(msg protocol.Message) error {
+	switch msg := msg.(type) {
+	case *protocol.Submit:
+		s.m.sched.SubmitBatch(s.a, s.p, msg)
+	case *protocol.IDs:
+		if msg.T != protocol.TypeNotifyAck {
+			return fmt.Errorf("unexpected %s from an application", msg.T)
 		}
-		return nil
-	})
+		s.m.sched.Acknowledge(s.a, s.p, msg.IDs)
+	default:
+		return fmt.Errorf("unexpected %s from an application", msg.Type())
+	}
+	return nil
 }
 
 // appDecodeLimits bound an application's frames by type: a Submit of at

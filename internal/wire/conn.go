@@ -30,8 +30,8 @@ const writeTimeout = 10 * time.Second
 // Conn is a WebSocket with a writer. The writer is a goroutine only while
 // there is something to write (frames, a heartbeat's ping, the close):
 // an idle connection, of which a master may hold thousands, costs a timer
-// rather than a goroutine and its stack. Read must be called from a
-// single goroutine; every other method is safe for concurrent use.
+// rather than a goroutine and its stack. Read must be called by one
+// goroutine at a time; every other method is safe for concurrent use.
 type Conn struct {
 	ws        *websocket.Conn
 	heartbeat time.Duration
