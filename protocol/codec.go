@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/anthill-project/anthill/internal/binenc"
@@ -28,6 +29,14 @@ func Encode(dst []byte, m Message) []byte {
 		}
 		return append(dst, b...)
 	case *Dispatch:
+		// Sized first: a frame of many payloads grown by append (a
+		// quarter at a time) was copied several times over.
+		size := binary.MaxVarintLen64
+		for i := range m.Tasks {
+			t := &m.Tasks[i]
+			size += 6*binary.MaxVarintLen64 + len(t.Kind) + len(t.Module) + len(t.Payload)
+		}
+		dst = slices.Grow(dst, size)
 		dst = binary.AppendUvarint(dst, uint64(len(m.Tasks)))
 		for i := range m.Tasks {
 			t := &m.Tasks[i]

@@ -1,7 +1,5 @@
 package store
 
-import "slices"
-
 // Batch collects changes for one commit; they become durable together.
 // The zero value is ready to use.
 //
@@ -41,6 +39,20 @@ type op struct {
 	pay           int // opPutTask: where the record ends and the payload's value begins; opPutValue, opDeleteValue: the Bucket
 }
 
+// room makes room in b for n more bytes, doubling its capacity when it
+// must grow. slices.Grow grows as append does, by a quarter past 256
+// elements: a batch of results, grown a record at a time to megabytes,
+// was copied and zeroed about five times over (6 µs a 1 KiB result in a
+// profile of a 10 M-task drain).
+func room(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), max(2*cap(b), len(b)+n, 512))
+	copy(nb, b)
+	return nb
+}
+
 func (b *Batch) add(kind opKind, key int) {
 	n := len(b.buf)
 	b.ops = append(b.ops, op{kind: kind, key: key, val: n, end: n})
@@ -50,7 +62,7 @@ func (b *Batch) add(kind opKind, key int) {
 // InlinePayload bytes is written here only, into the payloads bucket: use
 // PutState for every later change.
 func (b *Batch) PutTask(r *Record) {
-	b.buf = slices.Grow(b.buf, 8+encodedLen(r)+1)
+	b.buf = room(b.buf, 8+encodedLen(r)+1)
 	key := len(b.buf)
 	b.buf = taskKey(b.buf, r.ID)
 	val := len(b.buf)
@@ -71,7 +83,7 @@ func (b *Batch) PutTask(r *Record) {
 // large payload writes a small record. On an id not stored it stores a
 // task without a large payload.
 func (b *Batch) PutState(r *Record) {
-	b.buf = slices.Grow(b.buf, 8+encodedLen(r))
+	b.buf = room(b.buf, 8+encodedLen(r))
 	key := len(b.buf)
 	b.buf = taskKey(b.buf, r.ID)
 	val := len(b.buf)

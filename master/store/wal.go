@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -237,7 +236,7 @@ func encodeGroup(dst []byte, group []request) []byte {
 			size += 3*binary.MaxVarintLen64 + len(r.b.buf) + len(r.b.ops)*(1+4*binary.MaxVarintLen64)
 		}
 	}
-	dst = slices.Grow(dst, size)
+	dst = room(dst, size)
 	dst = append(dst, make([]byte, recHeaderLen)...)
 	dst = append(dst, recGroup)
 	n := 0
