@@ -42,7 +42,7 @@ type op struct {
 // room makes room in b for n more bytes, doubling its capacity when it
 // must grow. slices.Grow grows as append does, by a quarter past 256
 // elements: a batch of results, grown a record at a time to megabytes,
-// was copied and zeroed about five times over (6 µs a 1 KiB result in a
+// was copied and zeroed about four times over (6 µs a 1 KiB result in a
 // profile of a 10 M-task drain).
 func room(b []byte, n int) []byte {
 	if cap(b)-len(b) >= n {
