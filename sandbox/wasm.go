@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
@@ -343,6 +344,14 @@ func (w *WASM) Run(ctx context.Context, hash string, payload []byte, maxOutput i
 		WithStdin(bytes.NewReader(payload)).
 		WithStdout(stdout).
 		WithStderr(stderr)
+	if !w.noLoopChecks {
+		// A sleep ends at the run's deadline or Close: time.Sleep would
+		// hold the goroutine to its end, past the deadline that closed the
+		// instance, and Close, which waits for the runs, with it. Without
+		// loop checks a shortened sleep would be slept again at once, a
+		// spin, so that mode keeps the system's.
+		config = config.WithNanosleep(func(ns int64) { sleepCtx(runCtx, ns) })
+	}
 
 	inst, err := w.rt.InstantiateModule(experimental.WithMemoryAllocator(runCtx, &w.mem), m.compiled, config)
 	if err != nil {
@@ -362,6 +371,16 @@ func (w *WASM) Run(ctx context.Context, hash string, payload []byte, maxOutput i
 		return nil, err
 	}
 	return stdout.buf, nil
+}
+
+// sleepCtx sleeps ns nanoseconds or until ctx is done.
+func sleepCtx(ctx context.Context, ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // runError turns the outcome of a run into the task's error, nil for

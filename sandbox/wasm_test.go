@@ -332,6 +332,33 @@ func TestWASMClose(t *testing.T) {
 	}
 }
 
+// A module asleep in the host is stopped at its deadline and by Close,
+// not when its sleep ends: the hour it asks for would hang this test.
+func TestWASMSleepIsStopped(t *testing.T) {
+	ctx := context.Background()
+	w := newWASM(t, WASMOptions{})
+	hostile := load(t, w, "hostile")
+	dl, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := w.Run(dl, hostile, []byte("sleep"), 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a sleep past its deadline: %v, want the deadline", err)
+	}
+	started := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		close(started)
+		_, err := w.Run(ctx, hostile, []byte("sleep"), 0)
+		done <- err
+	}()
+	<-started
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Error("a sleep stopped by Close succeeded")
+	}
+}
+
 func TestWASMCompilationCacheOnDisk(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "cache")

@@ -87,6 +87,8 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "the last line")
 		os.Exit(2)
+	case "sleep":
+		time.Sleep(time.Hour)
 	case "time":
 		t0 := time.Now()
 		time.Sleep(time.Millisecond)
