@@ -321,10 +321,7 @@ func (w *WASM) Loaded(hash string) bool {
 // error wrapping ctx.Err() when the module was stopped at its deadline or
 // canceled.
 func (w *WASM) Run(ctx context.Context, hash string, payload []byte, maxOutput int) ([]byte, error) {
-	if w.closed.Load() {
-		return nil, errClosed
-	}
-	m, err := w.acquire(hash)
+	m, err := w.acquire(hash) // errClosed after Close
 	if err != nil {
 		return nil, err
 	}

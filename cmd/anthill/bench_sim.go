@@ -114,16 +114,7 @@ type goMemStats struct{ stack, heap, goroutines int64 }
 // goMem reads a master's stack and heap in use from its /metrics, which
 // splits what RSS lumps together with the collector's headroom.
 func goMem(ctx context.Context, base string) (goMemStats, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
-	if err != nil {
-		return goMemStats{}, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return goMemStats{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := httpGet(ctx, base+"/metrics")
 	if err != nil {
 		return goMemStats{}, err
 	}
@@ -152,15 +143,24 @@ func goMem(ctx context.Context, base string) (goMemStats, error) {
 // collect has a master run a garbage collection, through its
 // --pprof-addr: a heap profile with gc=1 collects first.
 func collect(ctx context.Context, base string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/debug/pprof/heap?gc=1", nil)
+	_, err := httpGet(ctx, base+"/debug/pprof/heap?gc=1")
+	return err
+}
+
+// httpGet returns the body of a GET of url that answered 200.
+func httpGet(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return b, err
 }
