@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,17 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 	fmt.Fprintf(stdout, "pushed in %v (%.0f tasks/s); master RSS %.0f MiB, anonymous %.0f MiB (%.0f bytes a task)\n",
 		pushed.Round(time.Millisecond), float64(n)/pushed.Seconds(), mib(rss), mib(anon), float64(anon)/float64(n))
 
+	// One task canceled in the middle: a rare state for the listings.
+	rpc := &jsonrpc.Client{URL: "http://" + addr, Token: admin}
+	var newest jsonrpc.ListResult
+	if err := rpc.Call(ctx, "Tasks.List", jsonrpc.ListParams{Order: "desc", Limit: 1}, &newest); err != nil || len(newest.Tasks) == 0 {
+		return fmt.Errorf("list the newest task: %v", err)
+	}
+	middle := newest.Tasks[0].ID - uint64(n)/2
+	if err := rpc.Call(ctx, "Tasks.Cancel", jsonrpc.IDParams{ID: middle}, new(jsonrpc.OKResult)); err != nil {
+		return fmt.Errorf("cancel task %d: %w", middle, err)
+	}
+
 	stop()
 	if profile != "" {
 		// The restarted master's: its restart and the drain.
@@ -83,6 +95,10 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 	}
 	fmt.Fprintf(stdout, "restarted: serving in %v; master RSS %.0f MiB, anonymous %.0f MiB (%.0f bytes a task)\n",
 		took.Round(time.Millisecond), mib(rss), mib(anon), float64(anon)/float64(n))
+
+	if err := benchListings(ctx, rpc, stdout); err != nil {
+		return err
+	}
 
 	drain = min(drain, n)
 	var done atomic.Int64
@@ -127,6 +143,49 @@ func benchQueue(ctx context.Context, n, payload, slaves, drain int, noSync bool,
 	// whatever the queue holds.
 	fmt.Fprintf(stdout, "drained %d of them with %d slaves: %.0f tasks/s from their start, %.0f tasks/s from the first result; master CPU %.1f µs a task\n",
 		drain, slaves, float64(drain)/el.Seconds(), float64(drain-1)/steady.Seconds(), float64((after-before).Microseconds())/float64(drain))
+	return nil
+}
+
+// benchListings times the listings an operator makes of a deep queue
+// (Tasks.List as the dashboard calls it), following the cursor until the
+// page is full or the listing ends: the median of five, and the calls one
+// took.
+func benchListings(ctx context.Context, rpc *jsonrpc.Client, stdout io.Writer) error {
+	for _, l := range []struct {
+		name string
+		p    jsonrpc.ListParams
+		want int
+	}{
+		{"newest 50", jsonrpc.ListParams{Order: "desc", Limit: 50}, 50},
+		{"the one canceled", jsonrpc.ListParams{State: "canceled"}, 1},
+		{"failed (none)", jsonrpc.ListParams{State: "failed"}, 0},
+		{"another app (none)", jsonrpc.ListParams{App: "nobody"}, 0},
+		{"pending of kind echo, newest 100", jsonrpc.ListParams{State: "pending", Kind: "echo", Order: "desc"}, 100},
+	} {
+		var took []time.Duration
+		calls := 0
+		for range 5 {
+			p, got := l.p, 0
+			start := time.Now()
+			for calls = 1; ; calls++ {
+				var page jsonrpc.ListResult
+				if err := rpc.Call(ctx, "Tasks.List", p, &page); err != nil {
+					return fmt.Errorf("Tasks.List %s: %w", l.name, err)
+				}
+				got += len(page.Tasks)
+				if page.NextCursor == nil || got >= max(l.want, 1) {
+					break
+				}
+				p.Cursor = *page.NextCursor
+			}
+			took = append(took, time.Since(start))
+			if got != l.want {
+				return fmt.Errorf("Tasks.List %s: %d tasks, want %d", l.name, got, l.want)
+			}
+		}
+		slices.Sort(took)
+		fmt.Fprintf(stdout, "list %s: %v in %d calls\n", l.name, took[len(took)/2].Round(10*time.Microsecond), calls)
+	}
 	return nil
 }
 

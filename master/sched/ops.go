@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -226,8 +227,8 @@ type TaskFilter struct {
 const (
 	DefaultPage = 100
 	MaxPage     = 1000
-	// MaxScan bounds the records one call reads from the store. App and
-	// kind filters run as they are read, without the lock.
+	// MaxScan bounds the records one call reads from the store, without
+	// the lock.
 	MaxScan = 160000
 	// MaxOverlay bounds the records one call lays live state over, under
 	// the lock, scanChunk at a time, before the state filter: a rare state
@@ -236,23 +237,24 @@ const (
 	scanChunk  = 2000
 )
 
-func (f *TaskFilter) matchStored(r *store.Record) bool {
-	// A copy of a replicated task is listed in its task's detail only.
-	return r.Parent == 0 && (f.App == "" || r.App == f.App) && (f.Kind == "" || r.Kind == f.Kind)
-}
-
 // Tasks lists tasks in id order (descending with f.Desc) from the store,
 // with live state from memory laid over it, because dispatch is not
-// written. It reads at most MaxScan records and overlays at most
-// MaxOverlay per call, so a filter that matches rarely returns a short page
-// (maybe empty) and a cursor to continue from, as After or, with Desc, as
-// Before; next is 0 at the end.
+// written. The store skips the zones of ids that hold no match of f's
+// state, app and kind (see store.ScanMatch), so a rare match costs what
+// it lists; running tasks, whose records say pending, are listed from
+// memory. A call reads at most MaxScan records and overlays at most
+// MaxOverlay, so matches spread thin through the store come as short
+// pages (maybe empty) with a cursor to continue from, as After or, with
+// Desc, as Before; next is 0 at the end.
 func (s *Scheduler) Tasks(f TaskFilter) (page []TaskInfo, next uint64, err error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultPage
 	}
 	limit = min(limit, MaxPage)
+	if f.State == protocol.StateRunning {
+		return s.running(&f, limit)
+	}
 	cursor := f.After
 	if f.Desc {
 		cursor = f.Before
@@ -287,32 +289,31 @@ func (s *Scheduler) Tasks(f TaskFilter) (page []TaskInfo, next uint64, err error
 
 // scanned is one stretch of the store read for Tasks.
 type scanned struct {
-	found []*store.Record // those that pass the app and kind filters
+	found []*store.Record // those whose stored state, app and kind match
 	read  int             // records read
-	last  uint64          // the id of the last one read
+	last  uint64          // the cursor to go on from
 	more  bool            // the store may hold more past last
 }
 
-// scan reads up to n records from cursor on, in f's order, stopping early
-// once want of them passed f's app and kind filters.
+// scan reads up to n records from cursor on, in f's order, skipping the
+// store's zones that hold no match, and stopping early once want of them
+// matched. A pending task may be stored as running: it was requeued
+// since, which is not written.
 func (s *Scheduler) scan(f *TaskFilter, cursor uint64, n, want int) (scanned, error) {
-	var sc scanned
-	walk := s.st.Scan
-	if f.Desc {
-		walk = s.st.ScanDesc
+	m := store.Match{App: f.App, Kind: f.Kind}
+	switch f.State {
+	case 0:
+	case protocol.StatePending:
+		m.States = []protocol.State{protocol.StatePending, protocol.StateRunning}
+	default:
+		m.States = []protocol.State{f.State}
 	}
-	err := walk(cursor, func(r *store.Record) (bool, error) {
-		sc.last = r.ID
-		sc.read++
-		if f.matchStored(r) {
-			sc.found = append(sc.found, r)
-		}
-		if len(sc.found) >= want || sc.read >= n {
-			sc.more = true
-			return false, nil
-		}
-		return true, nil
+	var sc scanned
+	res, err := s.st.ScanMatch(m, cursor, f.Desc, n, func(r *store.Record) (bool, error) {
+		sc.found = append(sc.found, r)
+		return len(sc.found) < want, nil
 	})
+	sc.read, sc.last, sc.more = res.Read, res.Last, res.More
 	return sc, err
 }
 
@@ -340,6 +341,50 @@ func (s *Scheduler) overlay(f *TaskFilter, found []*store.Record, page []TaskInf
 		}
 	}
 	return page, 0
+}
+
+// running lists the running tasks f selects from memory, where every one
+// of them is: the store says pending until they end. It walks the tasks
+// in memory, which past Options.HotTasks are the running and the final
+// ones not yet acknowledged, and reads their payloads after.
+func (s *Scheduler) running(f *TaskFilter, limit int) ([]TaskInfo, uint64, error) {
+	s.mu.Lock()
+	var page []TaskInfo
+	for _, t := range s.tasks {
+		switch {
+		case t.state != protocol.StateRunning, t.parent != nil,
+			f.App != "" && t.app.name != f.App, f.Kind != "" && t.kind != f.Kind,
+			!f.Desc && t.id <= f.After, f.Desc && f.Before > 0 && t.id >= f.Before:
+			continue
+		}
+		page = append(page, infoOf(t))
+	}
+	s.mu.Unlock()
+	slices.SortFunc(page, func(a, b TaskInfo) int {
+		if f.Desc {
+			return cmp.Compare(b.ID, a.ID)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	var next uint64
+	if len(page) > limit {
+		page = page[:limit]
+		next = page[limit-1].ID
+	}
+	rd := s.st.Reader()
+	defer rd.Close()
+	for i := range page {
+		if page[i].Payload != nil {
+			continue
+		}
+		switch r, err := rd.Get(page[i].ID); {
+		case err == nil:
+			page[i].Payload = r.Payload
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, 0, err
+		}
+	}
+	return page, next, nil
 }
 
 // watcher waits for a set of tasks to become final.

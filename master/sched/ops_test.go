@@ -164,29 +164,67 @@ func TestListPaginatesAndFilters(t *testing.T) {
 	}
 }
 
-// A filter that matches nothing in a store larger than one call may read
-// returns an empty page and a cursor past what it read.
-func TestListScanIsBounded(t *testing.T) {
+// A rare match answers in one call whatever the store holds besides: the
+// store skips its zones that hold none (see store.ScanMatch). Matches
+// spread thin, one in every thousand records, fill a page over several
+// calls, each reading at most MaxScan records, with a cursor between.
+func TestListOfARareMatch(t *testing.T) {
 	h := newHarness(t, Options{})
+	rare := h.submit("many", tasksOf("k", 1)...)
+	if err := h.s.Cancel(rare); err != nil {
+		t.Fatal(err)
+	}
+	var spread []uint64
 	for range MaxScan/10000 + 1 {
-		h.submit("many", tasksOf("k", 10000)...)
+		first := h.submit("many", tasksOf("k", 10000)...)
+		for id := first + 999; id < first+10000; id += 1000 {
+			if err := h.s.Cancel(id); err != nil {
+				t.Fatal(err)
+			}
+			spread = append(spread, id)
+		}
 	}
-	page, next, err := h.s.Tasks(TaskFilter{App: "nobody"})
-	if err != nil || len(page) != 0 || next == 0 {
-		t.Fatalf("first call: %d tasks, next %d, %v", len(page), next, err)
+	last := rare + MaxScan/10000*10000 + 10000
+	h.submit("few", protocol.NewTask{Kind: "rare"})
+	for _, f := range []TaskFilter{
+		{App: "few"},
+		{App: "few", Desc: true},
+		{Kind: "rare"},
+		{App: "few", Kind: "rare", State: protocol.StatePending},
+	} {
+		page, next, err := h.s.Tasks(f)
+		if err != nil || len(page) != 1 || page[0].ID != last+1 || page[0].State != protocol.StatePending || next != 0 {
+			t.Errorf("%+v: %+v, next %d, %v", f, page, next, err)
+		}
 	}
-	page, next, err = h.s.Tasks(TaskFilter{App: "nobody", After: next})
-	if err != nil || len(page) != 0 || next != 0 {
+	for _, f := range []TaskFilter{{App: "nobody"}, {Kind: "none"}, {State: protocol.StateDone}, {App: "many", Kind: "rare"}} {
+		if page, next, err := h.s.Tasks(f); err != nil || len(page) != 0 || next != 0 {
+			t.Errorf("%+v: %d tasks, next %d, %v", f, len(page), next, err)
+		}
+	}
+	f := TaskFilter{State: protocol.StateCanceled, App: "many", Limit: MaxPage}
+	page, next, err := h.s.Tasks(f)
+	if err != nil || len(page) == 0 || len(page) == len(spread)+1 || next == 0 || page[0].ID != rare {
+		t.Fatalf("spread thin, first call: %d tasks, next %d, %v", len(page), next, err)
+	}
+	got := []uint64{}
+	for _, ti := range page {
+		got = append(got, ti.ID)
+	}
+	f.After = next
+	if page, next, err = h.s.Tasks(f); err != nil || next != 0 {
 		t.Fatalf("second call: %d tasks, next %d, %v", len(page), next, err)
 	}
-	// A state filter lays live state over at most MaxOverlay records a
-	// call: that is the part under the lock.
-	page, next, err = h.s.Tasks(TaskFilter{State: protocol.StateDone})
-	if err != nil || len(page) != 0 || next == 0 {
-		t.Fatalf("rare state: %d tasks, next %d, %v", len(page), next, err)
+	for _, ti := range page {
+		got = append(got, ti.ID)
 	}
-	if all, _, _ := h.s.Tasks(TaskFilter{Limit: MaxPage}); next != all[0].ID+MaxOverlay-1 {
-		t.Fatalf("rare state stopped at %d, want after %d records", next-all[0].ID+1, MaxOverlay)
+	if !slices.Equal(got, append([]uint64{rare}, spread...)) {
+		t.Errorf("spread thin, listed %v", got)
+	}
+	newest, _, err := h.s.Tasks(TaskFilter{App: "many", State: protocol.StatePending, Desc: true, Limit: 3})
+	// The last of the many is canceled.
+	if err != nil || len(newest) != 3 || newest[0].ID != last-1 || newest[2].ID != last-3 {
+		t.Fatalf("newest pending: %+v, %v", newest, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -167,6 +168,7 @@ func (s *Store) commit(group []request, ops int) {
 func (s *Store) update(group []request) (next uint64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			s.dropMoves()
 			err = fmt.Errorf("bbolt panicked, the file may be corrupt: %v", r)
 		}
 	}()
@@ -175,7 +177,12 @@ func (s *Store) update(group []request) (next uint64, err error) {
 		next, err = s.apply(tx, group)
 		return err
 	})
-	return next, err
+	if err != nil {
+		s.dropMoves()
+		return next, err
+	}
+	s.applyMoves()
+	return next, nil
 }
 
 // apply writes the group's changes in order. Keys and values are slices of
@@ -187,6 +194,16 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 	payloads := tx.Bucket(bucketPayloads)
 	payloads.FillPercent = tasksFillPercent
 	pushes := tx.Bucket(bucketPushes)
+	// One cursor for the zone map's reads: a Get would make a new one,
+	// and grow its stack, each time.
+	before := tasks.Cursor()
+	ops := 0
+	for _, r := range group {
+		if r.b != nil {
+			ops += len(r.b.ops)
+		}
+	}
+	s.moves = slices.Grow(s.moves, ops)
 	var next uint64
 	for _, r := range group {
 		b := r.b
@@ -198,6 +215,9 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 			var err error
 			switch o.kind {
 			case opPutTask:
+				if err = s.moved(before, b.key(o), b.record(o)); err != nil {
+					break
+				}
 				if err = tasks.Put(b.key(o), b.record(o)); err != nil {
 					break
 				}
@@ -208,10 +228,15 @@ func (s *Store) apply(tx *bbolt.Tx, group []request) (uint64, error) {
 			case opPutState:
 				// Every stored record is of format 3 (see migratePayloads):
 				// the payload stays where it is.
-				err = tasks.Put(b.key(o), b.val(o))
+				if err = s.moved(before, b.key(o), b.val(o)); err == nil {
+					err = tasks.Put(b.key(o), b.val(o))
+				}
 			case opAckTask:
 				err = s.ack(tasks, b.key(o))
 			case opDeleteTask:
+				if err = s.moved(before, b.key(o), nil); err != nil {
+					break
+				}
 				if err = tasks.Delete(b.key(o)); err == nil {
 					err = payloads.Delete(b.key(o))
 				}

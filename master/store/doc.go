@@ -18,6 +18,10 @@
 // their caller answers, are written in synchronous transactions of their
 // own instead.
 //
+// Listings by state, app and kind read through a zone map kept in memory
+// beside the file (zones.go): counts per 4,096 ids, kept by the commit
+// path and built by LoadIndex, so a listing skips what cannot match.
+//
 // Caveats: the file is locked for one process at a time; a file written by a
 // newer Anthill is refused (ErrNewerFormat), and a damaged one is refused
 // without being modified rather than reset. Opening a file of an older

@@ -39,7 +39,26 @@ type Summary struct {
 // the caller keeps whole (final tasks not yet acknowledged, copies of
 // replicated tasks); it is valid only during the callback. LoadIndex stops
 // at and returns fn's first error.
+//
+// On its way it builds the zone map listings read (see zones.go), and
+// keeps it if no commit ran beside it.
 func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) error) error {
+	s.zones.mu.RLock()
+	applied := s.zones.applied
+	s.zones.mu.RUnlock()
+	built := zones{names: map[string]uint32{}, z: map[uint64][]combo{}}
+	err := s.loadIndex(&built, fn)
+	if err == nil {
+		s.zones.mu.Lock()
+		if s.zones.applied == applied {
+			s.zones.names, s.zones.z, s.zones.ready = built.names, built.z, true
+		}
+		s.zones.mu.Unlock()
+	}
+	return err
+}
+
+func (s *Store) loadIndex(built *zones, fn func(sum *Summary, full func() (*Record, error)) error) error {
 	return s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketTasks).Cursor()
 		payloads := tx.Bucket(bucketPayloads)
@@ -66,6 +85,9 @@ func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) er
 				if pv := payloads.Get(k); len(pv) > 0 {
 					sum.PayloadLen = len(pv) - 1
 				}
+			}
+			if l.parent == 0 {
+				built.add(id, &entry{state: l.state, app: l.strs[0], kind: l.strs[1]}, 1)
 			}
 			full := func() (*Record, error) { return s.decode(tx, k, v) }
 			if err := fn(&sum, full); err != nil {

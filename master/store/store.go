@@ -100,7 +100,12 @@ type Store struct {
 	queue   chan request
 	exited  chan struct{} // closed when the committer returns
 	scratch []byte        // committer only: AckTask copies
-	wal     *wal          // nil without the log; committer only once running
+	// committer only: the zone map's changes of the transaction under
+	// way, and the names they copy
+	moves     []move
+	moveNames []byte
+	zones     zones
+	wal       *wal // nil without the log; committer only once running
 
 	mu     sync.RWMutex // guards closed against the queue being closed
 	closed bool
