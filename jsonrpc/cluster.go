@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -142,6 +143,9 @@ type AppConfigParams struct {
 	// Validator is the hash of an uploaded module that says whether two
 	// results agree (docs/TRUST.md); "" goes back to byte equality.
 	Validator *string `json:"validator,omitempty"`
+	// Weight is the app's share of the slots under --strategy fair,
+	// against the other apps' weights: 1 to 65535.
+	Weight *int `json:"weight,omitempty"`
 }
 
 // AppConfig is an app's defaults for its tasks: Apps.Configure's result.
@@ -151,6 +155,7 @@ type AppConfig struct {
 	Quorum    int    `json:"quorum"`
 	Adaptive  bool   `json:"adaptive"`
 	Validator string `json:"validator"`
+	Weight    int    `json:"weight"`
 }
 
 // Configure sets an application's defaults for the tasks it submits from
@@ -182,6 +187,12 @@ func (s *appsService) Configure(r *http.Request, raw *json.RawMessage, out *AppC
 	if p.Validator != nil {
 		c.Validator = *p.Validator
 	}
+	if p.Weight != nil {
+		if *p.Weight < 1 || *p.Weight > math.MaxUint16 {
+			return invalidParam("weight", fmt.Sprintf("%d is not between 1 and %d", *p.Weight, math.MaxUint16))
+		}
+		c.Weight = uint16(*p.Weight)
+	}
 	if err := s.h.m.ConfigureApp(p.App, c); err != nil {
 		if qe, ok := errors.AsType[*sched.QuotaError](err); ok {
 			return rpcError(CodeQuotaExceeded, quotaData{Quota: qe.Quota, Limit: qe.Limit}, "%s", qe.Error())
@@ -191,6 +202,7 @@ func (s *appsService) Configure(r *http.Request, raw *json.RawMessage, out *AppC
 		}
 		return s.h.masterError(err)
 	}
-	*out = AppConfig{App: p.App, Replicas: int(c.Replicas), Quorum: int(c.Quorum), Adaptive: c.Adaptive, Validator: c.Validator}
+	*out = AppConfig{App: p.App, Replicas: int(c.Replicas), Quorum: int(c.Quorum), Adaptive: c.Adaptive, Validator: c.Validator,
+		Weight: int(max(c.Weight, 1))}
 	return nil
 }

@@ -97,8 +97,17 @@ func TestReplicaParamsAreChecked(t *testing.T) {
 	var c AppConfig
 	e.call("Apps.Configure", map[string]any{"app": "a", "replicas": 3}, &c)
 	e.call("Apps.Configure", map[string]any{"app": "a", "adaptive": true}, &c)
-	if c.Replicas != 3 || !c.Adaptive || c.Quorum != 0 {
-		t.Errorf("configure kept %+v, want replicas 3 and adaptive", c)
+	if c.Replicas != 3 || !c.Adaptive || c.Quorum != 0 || c.Weight != 1 {
+		t.Errorf("configure kept %+v, want replicas 3, adaptive and weight 1", c)
+	}
+	e.call("Apps.Configure", map[string]any{"app": "a", "weight": 5}, &c)
+	if c.Weight != 5 || c.Replicas != 3 {
+		t.Errorf("configure weight: %+v", c)
+	}
+	for _, w := range []int{0, -1, 70000} {
+		if f := fieldOf(t, e.wantError("Apps.Configure", map[string]any{"app": "a", "weight": w}, CodeInvalidParams)); f != "weight" {
+			t.Errorf("weight %d: error names %q", w, f)
+		}
 	}
 	for _, p := range []map[string]any{
 		{"app": "a", "replicas": 1},            // adaptive needs 2

@@ -48,7 +48,8 @@ func runAppsCredential(ctx context.Context, stdout io.Writer, c *clientFlags, op
 		}
 		return showCall(ctx, stdout, c, "Apps.Configure", p, func(w io.Writer, a *jsonrpc.AppConfig) error {
 			return printFields(w, []field{{"app", fmtText(a.App)}, {"replicas", fmt.Sprint(a.Replicas)},
-				{"quorum", fmt.Sprint(a.Quorum)}, {"adaptive", fmt.Sprint(a.Adaptive)}, {"validator", fmtText(a.Validator)}})
+				{"quorum", fmt.Sprint(a.Quorum)}, {"adaptive", fmt.Sprint(a.Adaptive)}, {"validator", fmtText(a.Validator)},
+				{"weight", fmt.Sprint(a.Weight)}})
 		})
 	case len(operands) == 1 && operands[0] == "credentials":
 		return showCall(ctx, stdout, c, "Apps.Credentials", nil, func(w io.Writer, l *jsonrpc.AppCredentialList) error {
@@ -151,22 +152,25 @@ func printVolunteer(w io.Writer, v *jsonrpc.Volunteer) error {
 }
 
 // appConfigParams reads "configure APP" settings: replicas=N, quorum=M,
-// adaptive=true|false, validator=HASH (empty: none); the ones left out
+// adaptive=true|false, validator=HASH (empty: none), weight=W; the ones left out
 // keep their values.
 func appConfigParams(c *clientFlags, app string, settings []string) (jsonrpc.AppConfigParams, error) {
 	p := jsonrpc.AppConfigParams{App: app}
 	for _, kv := range settings {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
-		case "replicas", "quorum":
+		case "replicas", "quorum", "weight":
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return p, c.usageError("%s: want a number, not %q", k, v)
 			}
-			if k == "replicas" {
+			switch k {
+			case "replicas":
 				p.Replicas = &n
-			} else {
+			case "quorum":
 				p.Quorum = &n
+			default:
+				p.Weight = &n
 			}
 		case "adaptive":
 			b, err := strconv.ParseBool(v)
@@ -177,7 +181,7 @@ func appConfigParams(c *clientFlags, app string, settings []string) (jsonrpc.App
 		case "validator":
 			p.Validator = &v
 		default:
-			return p, c.usageError("unknown setting %q: want replicas=N, quorum=M, adaptive=true|false or validator=HASH", kv)
+			return p, c.usageError("unknown setting %q: want replicas=N, quorum=M, adaptive=true|false, validator=HASH or weight=W", kv)
 		}
 	}
 	return p, nil

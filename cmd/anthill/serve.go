@@ -45,7 +45,7 @@ func masterFlags(fs *flag.FlagSet, o *master.Options) {
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest HTTP request header in bytes")
 	fs.IntVar(&o.MaxConnsPerIP, "max-conns-per-ip", 256, "open TCP connections allowed from one IP address (negative: no cap)")
 	fs.IntVar(&o.MaxConns, "max-conns", 8192, "open TCP connections allowed in total (negative: no cap)")
-	fs.StringVar(&o.Strategy, "strategy", "fifo", "task order: fifo or priority")
+	fs.StringVar(&o.Strategy, "strategy", "fifo", "task order: fifo, priority, or fair (slots shared between apps by weight: anthill apps configure APP weight=W)")
 	fs.StringVar(&o.ReplicaDistinct, "replica-distinct", "", "keep the copies of a replicated task on distinct IP addresses too (\"ip\"), not only distinct volunteers")
 	fs.StringVar(&o.Dispatch, "dispatch", "send", "work pattern: send (master fills each slave's window) or poll (slaves ask)")
 	fs.IntVar(&o.MaxPayload, "max-payload", 1<<20, "largest task payload in bytes")

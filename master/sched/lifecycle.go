@@ -279,8 +279,7 @@ func (s *Scheduler) sendLocked(sl *Slave, t *task, now time.Time, d *protocol.Di
 	// it is held once.
 	sl.release(t.id)
 	t.size = len(t.payload)
-	sl.running[t.id] = t
-	sl.heldBytes += t.size
+	sl.hold(t)
 	s.metrics.Dispatched(t.kind, 1)
 	if sl.credit > 0 {
 		sl.credit--

@@ -47,6 +47,7 @@ type Slave struct {
 	strikes   int
 	connected time.Time
 	metrics   *stats.Slave
+	keeper    SlotKeeper // the strategy, if it counts slots
 }
 
 // Session is the slave's session id.
@@ -87,6 +88,18 @@ func (sl *Slave) release(id uint64) {
 	if t, ok := sl.running[id]; ok {
 		delete(sl.running, id)
 		sl.heldBytes -= t.size
+		if sl.keeper != nil {
+			sl.keeper.Freed(t.q)
+		}
+	}
+}
+
+// hold gives t a slot of sl.
+func (sl *Slave) hold(t *task) {
+	sl.running[t.id] = t
+	sl.heldBytes += t.size
+	if sl.keeper != nil {
+		sl.keeper.Took(t.q)
 	}
 }
 
@@ -143,6 +156,7 @@ func (s *Scheduler) appLocked(name string) *App {
 		a = &App{name: name, sent: map[uint64]*task{}, pushes: map[uint64]*push{}, metrics: s.metrics.App(name), conf: s.confs[name]}
 		s.newRefLocked(a)
 		s.apps[name] = a
+		s.weighLocked(a) // a reused ref may carry a forgotten app's weight
 	}
 	return a
 }
@@ -183,7 +197,9 @@ func (s *Scheduler) AttachVolunteer(who Who, h *protocol.Hello, out Outbox) *Sla
 	sort.Strings(kinds)
 	kinds = slices.Compact(kinds)
 	maxWindow := min(h.Concurrency+h.Prefetch, s.opts.MaxWindow)
+	keeper, _ := s.queue.strategy.(SlotKeeper)
 	sl := &Slave{
+		keeper:    keeper,
 		out:       out,
 		hello:     *h,
 		kinds:     kinds,

@@ -65,6 +65,9 @@ type AppConfig struct {
 	// Validator is the hash of an uploaded WASM module that says whether
 	// two results agree (see Options.Agree); "": byte equality.
 	Validator string
+	// Weight is the app's share of the slots under the fair strategy,
+	// against the other apps' weights; 0 means 1.
+	Weight uint16
 }
 
 // ConfigError refuses an AppConfig; Field names the wrong field.
@@ -87,9 +90,11 @@ func (c AppConfig) Check() error {
 
 // appConfigFormat is the first byte of a stored AppConfig.
 // Format 1 is four bytes: the format, replicas, quorum and flags (1:
-// adaptive); format 2 adds the validator's hash, the rest of the value.
+// adaptive); format 2 adds the validator's hash, the rest of the value;
+// format 3 puts the weight, two bytes big-endian, before the validator.
 const (
-	appConfigFormat   = 2
+	appConfigFormat   = 3
+	appConfigFormatV2 = 2
 	appConfigFormatV1 = 1
 )
 
@@ -98,16 +103,19 @@ func appendAppConfig(dst []byte, c AppConfig) []byte {
 	if c.Adaptive {
 		flags |= 1
 	}
-	dst = append(dst, appConfigFormat, c.Replicas, c.Quorum, flags)
+	dst = append(dst, appConfigFormat, c.Replicas, c.Quorum, flags, byte(c.Weight>>8), byte(c.Weight))
 	return append(dst, c.Validator...)
 }
 
 func decodeAppConfig(b []byte) (AppConfig, error) {
-	if len(b) < 4 || b[0] != appConfigFormat && b[0] != appConfigFormatV1 || b[3]&^1 != 0 ||
-		b[0] == appConfigFormatV1 && len(b) != 4 {
+	if len(b) < 4 || b[0] < appConfigFormatV1 || b[0] > appConfigFormat || b[3]&^1 != 0 ||
+		b[0] == appConfigFormatV1 && len(b) != 4 || b[0] == appConfigFormat && len(b) < 6 {
 		return AppConfig{}, fmt.Errorf("corrupt app configuration %x", b)
 	}
 	c := AppConfig{Replicas: b[1], Quorum: b[2], Adaptive: b[3]&1 != 0, Validator: string(b[4:])}
+	if b[0] == appConfigFormat {
+		c.Weight, c.Validator = uint16(b[4])<<8|uint16(b[5]), string(b[6:])
+	}
 	if c.Validator != "" && !protocol.ValidModuleHash(c.Validator) {
 		return AppConfig{}, fmt.Errorf("corrupt app configuration: validator %q", c.Validator)
 	}
@@ -135,11 +143,19 @@ func (s *Scheduler) ConfigureApp(name string, c AppConfig) error {
 	a := s.appLocked(name)
 	a.conf = c
 	s.confs[name] = c
+	s.weighLocked(a)
 	b := new(store.Batch)
 	b.PutValue(store.BucketApps, name, appendAppConfig(nil, c))
 	s.commitLocked(b, func(err error) { done <- err })
 	s.mu.Unlock()
 	return <-done
+}
+
+// weighLocked tells a strategy that shares by weight a's.
+func (s *Scheduler) weighLocked(a *App) {
+	if w, ok := s.queue.strategy.(Weigher); ok {
+		w.Weigh(a.ref, int(max(a.conf.Weight, 1)))
+	}
 }
 
 // AppConfigOf returns app's defaults (zero if it set none).

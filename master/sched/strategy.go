@@ -57,6 +57,21 @@ type Strategy interface {
 	Filter(keep func(QueuedTask) bool)
 }
 
+// SlotKeeper is a Strategy that places tasks by the slots they hold: the
+// scheduler tells it when a task it handed out takes a slot of a slave
+// and when the slot is free again (a result, a requeue, a cancel, the
+// slave gone).
+type SlotKeeper interface {
+	Took(t QueuedTask)
+	Freed(t QueuedTask)
+}
+
+// Weigher is a Strategy that shares by application weight (see
+// AppConfig.Weight).
+type Weigher interface {
+	Weigh(app AppRef, weight int)
+}
+
 // Strategy names accepted by NewStrategy.
 const (
 	StrategyFIFO     = "fifo"
@@ -70,8 +85,10 @@ func NewStrategy(name string) (Strategy, error) {
 		return &fifo{classes: map[Class]*deque{}, urgent: map[Class]*deque{}}, nil
 	case StrategyPriority:
 		return &priority{classes: map[Class]*taskHeap{}}, nil
+	case StrategyFair:
+		return newFair(), nil
 	}
-	return nil, fmt.Errorf("unknown strategy %q (want %q or %q)", name, StrategyFIFO, StrategyPriority)
+	return nil, fmt.Errorf("unknown strategy %q (want %q, %q or %q)", name, StrategyFIFO, StrategyPriority, StrategyFair)
 }
 
 // fifo runs the tasks of each class in the order they became pending;

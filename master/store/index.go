@@ -51,7 +51,7 @@ func (s *Store) LoadIndex(fn func(sum *Summary, full func() (*Record, error)) er
 	if err == nil {
 		s.zones.mu.Lock()
 		if s.zones.applied == applied {
-			s.zones.names, s.zones.z, s.zones.ready = built.names, built.z, true
+			s.zones.names, s.zones.z, s.zones.last, s.zones.ready = built.names, built.z, built.last, true
 		}
 		s.zones.mu.Unlock()
 	}

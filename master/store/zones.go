@@ -42,6 +42,7 @@ type zones struct {
 	// installs what it built only if no commit ran beside it.
 	applied uint64
 	names   map[string]uint32  // app and kind names, interned
+	last    [2]lastName        // of names, by role
 	z       map[uint64][]combo // by id >> zoneBits
 }
 
@@ -122,18 +123,31 @@ func entryOf(id uint64, v []byte) (e entry, ok bool, err error) {
 	return entry{state: protocol.State(v[offState]), app: app, kind: kind}, true, nil
 }
 
-func (z *zones) name(b []byte) uint32 {
-	if n, ok := z.names[string(b)]; ok {
-		return n
+// name interns b; role (0 for an app, 1 for a kind) keeps the last of
+// each, which neighbouring records mostly share: a restart counts ten
+// million records.
+func (z *zones) name(b []byte, role int) uint32 {
+	if l := &z.last[role]; l.ok && string(b) == l.name {
+		return l.ref
 	}
-	n := uint32(len(z.names))
-	z.names[string(b)] = n
+	n, ok := z.names[string(b)]
+	if !ok {
+		n = uint32(len(z.names))
+		z.names[string(b)] = n
+	}
+	z.last[role] = lastName{name: string(b), ref: n, ok: true}
 	return n
+}
+
+type lastName struct {
+	name string
+	ref  uint32
+	ok   bool
 }
 
 func (z *zones) add(id uint64, e *entry, d int) {
 	i := id >> zoneBits
-	app, kind := z.name(e.app), z.name(e.kind)
+	app, kind := z.name(e.app, 0), z.name(e.kind, 1)
 	cs := z.z[i]
 	for j := range cs {
 		if c := &cs[j]; c.state == e.state && c.app == app && c.kind == kind {
