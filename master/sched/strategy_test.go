@@ -74,7 +74,7 @@ func TestFIFORemoveAndRequeue(t *testing.T) {
 // A task removed and pushed again (a retry of a canceled task) is handed
 // out once, whichever of its two entries the strategy returns first.
 func TestRemovedThenPushedAgainRunsOnce(t *testing.T) {
-	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+	for _, name := range []string{StrategyFIFO, StrategyPriority, StrategyFair} {
 		q := newTestQueue(t, name)
 		a := qt(1, ck, 0)
 		q.push(a)
@@ -129,7 +129,7 @@ func TestFIFOGivesMemoryBack(t *testing.T) {
 // Stale entries are filtered out once they outnumber the live ones, so a
 // mass cancel of a class no slave runs does not keep its entries.
 func TestRemovedEntriesAreFilteredOut(t *testing.T) {
-	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+	for _, name := range []string{StrategyFIFO, StrategyPriority, StrategyFair} {
 		q := newTestQueue(t, name)
 		n := 3 * compactAt
 		for i := range n {
@@ -164,7 +164,7 @@ func BenchmarkFIFOPushNext(b *testing.B) {
 }
 
 func TestUrgentTasksGoFirst(t *testing.T) {
-	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+	for _, name := range []string{StrategyFIFO, StrategyPriority, StrategyFair} {
 		q := newTestQueue(t, name)
 		q.push(qt(1, ca, 5))
 		q.push(qt(2, cb, 0))
@@ -191,7 +191,7 @@ func TestUrgentTasksGoFirst(t *testing.T) {
 }
 
 func TestEmptyCountsEveryClass(t *testing.T) {
-	for _, name := range []string{StrategyFIFO, StrategyPriority} {
+	for _, name := range []string{StrategyFIFO, StrategyPriority, StrategyFair} {
 		q := newTestQueue(t, name)
 		if !q.empty() {
 			t.Errorf("%s: a new queue is not empty", name)
@@ -207,5 +207,47 @@ func TestEmptyCountsEveryClass(t *testing.T) {
 		if got, _ := q.next(view(cb)); got != b || !q.empty() {
 			t.Errorf("%s: not empty once b was taken", name)
 		}
+	}
+}
+
+// BenchmarkStrategyNext is a dispatch against a deep queue and a large
+// fleet, per strategy: 1,000,000 pending tasks of 4 apps and 8 classes,
+// 10,000 slaves each declaring 3 classes, each iteration one Next and
+// one Push (a task taken, one submitted), with fair's slot counts kept.
+func BenchmarkStrategyNext(b *testing.B) {
+	for _, name := range []string{StrategyFIFO, StrategyPriority, StrategyFair} {
+		b.Run(name, func(b *testing.B) {
+			st, _ := NewStrategy(name)
+			q := newQueue(st)
+			keeper, _ := st.(SlotKeeper)
+			entry := func(id uint64) QueuedTask {
+				return QueuedTask{ID: id, Class: Class(1 + id%8), App: AppRef(id % 4), Priority: int32(id % 5)}
+			}
+			id := uint64(1)
+			for ; id <= 1_000_000; id++ {
+				q.push(entry(id))
+			}
+			views := make([]*SlaveView, 10000)
+			for i := range views {
+				views[i] = view(Class(1+i%8), Class(1+(i+3)%8), Class(1+(i+5)%8))
+				slices.Sort(views[i].Classes)
+			}
+			var held []QueuedTask
+			for i := 0; b.Loop(); i++ {
+				t, ok := q.next(views[i%len(views)])
+				if !ok {
+					b.Fatal("nothing to run")
+				}
+				if keeper != nil {
+					keeper.Took(t)
+					if held = append(held, t); len(held) > len(views) {
+						keeper.Freed(held[0])
+						held = held[1:]
+					}
+				}
+				q.push(entry(id))
+				id++
+			}
+		})
 	}
 }
